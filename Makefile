@@ -1,0 +1,46 @@
+# The README's two commands are `make demo` and `make test`. Both set up everything they need
+# (a virtualenv in .venv, the package built from source, the test tools) on a fresh machine
+# that has Python >= 3.10 and a Rust toolchain.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+
+.PHONY: help demo test test-rust test-python lint bench clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+demo: $(PY) ## Install memspace (with numpy) and run `memspace demo`
+	$(PIP) install --quiet ".[demo]"
+	$(VENV)/bin/memspace demo
+
+test: $(PY) ## Install the test tools and run every test and check (what CI runs)
+	$(PIP) install --quiet -e ".[test]"
+	$(MAKE) lint test-rust test-python
+
+lint: ## Formatting, clippy, ruff, mypy, stubtest
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/ruff check python tests benchmarks
+	$(VENV)/bin/ruff format --check python tests benchmarks
+	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest memspace._memspace --allowlist .stubtest-allowlist
+
+test-rust: ## cargo test for the workspace
+	cargo test --workspace
+
+test-python: ## pytest (real processes, crash tests)
+	$(PY) -m pytest
+
+bench: $(PY) ## Run the side-by-side benchmarks (installs the peers)
+	$(PIP) install --quiet ".[demo]" -r benchmarks/requirements.txt
+	$(PY) benchmarks/run.py
+
+clean: ## Remove build products and the virtualenv
+	rm -rf target $(VENV) .pytest_cache .mypy_cache .ruff_cache

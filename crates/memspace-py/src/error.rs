@@ -1,0 +1,90 @@
+//! Maps every core error to the Python exception a Python user expects.
+//!
+//! One exhaustive `match`: adding a variant to `memspace::Error` without deciding its Python
+//! face here is a compile error (the enum is `non_exhaustive` only for downstream crates).
+//! memspace's own exception classes are defined in Python (`memspace/errors.py`, so that they can
+//! derive from both `MemspaceError` and a builtin) and looked up once.
+
+use memspace::Error;
+use pyo3::exceptions::{
+    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyNotImplementedError, PyOSError,
+    PyPermissionError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+
+/// Looks up `memspace.errors.<name>` once per interpreter.
+fn memspace_exc<'py>(
+    py: Python<'py>,
+    cell: &'static PyOnceLock<Py<PyType>>,
+    name: &str,
+) -> PyResult<Bound<'py, PyType>> {
+    cell.import(py, "memspace.errors", name).cloned()
+}
+
+macro_rules! exc_type {
+    ($fn:ident, $name:literal) => {
+        pub(crate) fn $fn(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+            static CELL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+            memspace_exc(py, &CELL, $name)
+        }
+    };
+}
+
+exc_type!(layout_error, "LayoutError");
+
+/// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
+fn new_err(
+    py: Python<'_>,
+    cls: PyResult<Bound<'_, PyType>>,
+    errno: Option<i32>,
+    msg: String,
+) -> PyErr {
+    match cls {
+        Ok(cls) => {
+            let args = match errno {
+                Some(e) => (e, msg).into_pyobject(py).map(pyo3::BoundObject::into_any),
+                None => (msg,).into_pyobject(py).map(pyo3::BoundObject::into_any),
+            };
+            match args.and_then(|a| cls.call1(a.cast_into::<pyo3::types::PyTuple>()?)) {
+                Ok(obj) => PyErr::from_value(obj),
+                Err(e) => e,
+            }
+        }
+        Err(e) => e,
+    }
+}
+
+/// Converts a core error into the matching Python exception.
+pub(crate) fn to_py(err: Error) -> PyErr {
+    let msg = err.to_string();
+    let errno = err.raw_os_error();
+    match err {
+        Error::InvalidName { .. } | Error::InvalidArgument(_) => PyValueError::new_err(msg),
+        Error::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
+        Error::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
+        Error::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
+        Error::NoSpace { .. } | Error::Os { .. } => match errno {
+            Some(e) => PyOSError::new_err((e, msg)),
+            None => PyOSError::new_err(msg),
+        },
+        Error::OutOfBounds { .. } => PyIndexError::new_err(msg),
+        Error::Unusable { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
+        Error::Unsupported { .. } => PyNotImplementedError::new_err(msg),
+        // `memspace::Error` is non_exhaustive for other crates; every variant that exists is
+        // matched above, and a new one must be added here deliberately.
+        _ => PyOSError::new_err(msg),
+    }
+}
+
+/// `Result<T, memspace::Error>` -> `PyResult<T>`.
+pub(crate) trait IntoPyResult<T> {
+    fn py_err(self) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for memspace::Result<T> {
+    fn py_err(self) -> PyResult<T> {
+        self.map_err(to_py)
+    }
+}

@@ -1,0 +1,22 @@
+//! The native module `memspace._memspace`: argument conversion, GIL release and error mapping
+//! over the `memspace` core. No logic of its own lives here.
+
+// PyO3 fixes the shapes of many signatures here (`self` on protocol methods, `Bound` taken by
+// value), so these two pedantic lints only produce noise in this crate.
+#![allow(clippy::needless_pass_by_value, clippy::unused_self)]
+
+mod error;
+mod shm;
+
+use pyo3::prelude::*;
+
+/// The native half of the `memspace` package. Import `memspace`, not this module.
+#[pymodule]
+#[pyo3(name = "_memspace", gil_used = false)]
+fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<shm::PySharedMemory>()?;
+    m.add_function(wrap_pyfunction!(shm::_reopen_segment, m)?)?;
+    m.add_function(wrap_pyfunction!(shm::_list_segments, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The one error type of the core.
+//!
+//! Every fallible operation returns [`Result`]. Variants carry structured fields so that the
+//! Python bindings can map each to the right exception (`FileExistsError`, `ValueError`, ...)
+//! with a message that names the object and the cause; `Display` is that message.
+
+use std::io;
+
+use crate::shm::Location;
+
+/// Everything that can go wrong in memspace.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A segment name that the platform would reject or that memspace refuses.
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+
+    /// An argument outside its domain (a size of zero, a size the platform cannot map, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// `create` found something already at that name or path.
+    #[error("segment {location} already exists")]
+    AlreadyExists {
+        /// Where.
+        location: Location,
+    },
+
+    /// `open` or `remove` found nothing at that name or path.
+    #[error("segment {location} does not exist")]
+    NotFound {
+        /// Where.
+        location: Location,
+    },
+
+    /// The operating system refused access.
+    #[error("permission denied for segment {location}")]
+    PermissionDenied {
+        /// Where.
+        location: Location,
+    },
+
+    /// Not enough room in the backing store (`/dev/shm` or the file system) to reserve the
+    /// segment. Reported at creation, so that no later access can fault.
+    #[error(
+        "not enough space to reserve {requested} bytes for segment {location} \
+         (the backing file system, e.g. /dev/shm, is full or too small)"
+    )]
+    NoSpace {
+        /// Where.
+        location: Location,
+        /// Bytes asked for.
+        requested: u64,
+    },
+
+    /// An access outside a segment.
+    #[error("range {offset}..{offset}+{len} is outside the segment of {size} bytes")]
+    OutOfBounds {
+        /// Start of the access.
+        offset: u64,
+        /// Length of the access.
+        len: u64,
+        /// Size of the segment.
+        size: u64,
+    },
+
+    /// The object behind a name or path is not something memspace can map (a directory, a
+    /// device, an empty file, or a file smaller than the caller requires).
+    #[error("segment {location} cannot be used: {reason}")]
+    Unusable {
+        /// Where.
+        location: Location,
+        /// Why.
+        reason: String,
+    },
+
+    /// The operation is not available on this platform.
+    #[error("{what} is not supported on this platform")]
+    Unsupported {
+        /// What was attempted.
+        what: &'static str,
+    },
+
+    /// Any other operating-system error, with the call that failed.
+    #[error("{op} failed for {location}: {source}")]
+    Os {
+        /// The system call or operation.
+        op: &'static str,
+        /// Where.
+        location: Location,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The OS error number behind this error, if there is one (used by the Python bindings to
+    /// build `OSError(errno, ...)`).
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::Os { source, .. } => source.raw_os_error(),
+            Error::AlreadyExists { .. } => Some(libc::EEXIST),
+            Error::NotFound { .. } => Some(libc::ENOENT),
+            Error::PermissionDenied { .. } => Some(libc::EACCES),
+            Error::NoSpace { .. } => Some(libc::ENOSPC),
+            _ => None,
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,39 @@
+//! memspace: memory as a workspace and as a channel.
+//!
+//! This crate is the pure-Rust core of memspace; the Python package is a thin layer over it.
+//! It owns:
+//!
+//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]).
+//!
+//! Later modules (locks, ring, queue, filesystem) build on these. Everything that touches the
+//! operating system goes through the private `os` module, and every atomic through `sync`, so
+//! that the algorithms can be model-checked with loom and run under Miri on heap memory.
+//!
+//! # Example
+//!
+//! ```
+//! use memspace::{Segment, SegmentOptions};
+//!
+//! let name = format!("/memspace-doc-{}", std::process::id());
+//! let seg = SegmentOptions::named(&name).size(4096).create()?;
+//! seg.write_at(0, b"hello")?;
+//!
+//! let other = Segment::open_named(&name)?;
+//! let mut out = [0u8; 5];
+//! other.read_at(0, &mut out)?;
+//! assert_eq!(&out, b"hello");
+//! Segment::unlink_named(&name)?;
+//! # Ok::<(), memspace::Error>(())
+//! ```
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod error;
+mod os;
+pub mod shm;
+#[allow(dead_code)]
+mod sync;
+
+pub use error::{Error, Result};
+pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};

@@ -1,0 +1,115 @@
+"""The ``memspace`` command: list and remove segments, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+import memspace
+
+__all__ = ["main"]
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _age(modified: datetime.datetime | None) -> str:
+    if modified is None:
+        return "-"
+    secs = (datetime.datetime.now(datetime.timezone.utc) - modified).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs / size:.0f}{unit}"
+    return f"{max(secs, 0):.0f}s"
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    segs = memspace.segments()
+    if not args.all:
+        uid = os.geteuid() if hasattr(os, "geteuid") else None
+        segs = [s for s in segs if uid is None or s.uid == uid]
+    if args.json:
+        rows = [
+            {
+                "name": s.name,
+                "size": s.size,
+                "kind": s.kind,
+                "modified": s.modified.isoformat() if s.modified else None,
+                "uid": s.uid,
+                "mode": oct(s.mode),
+            }
+            for s in segs
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not segs:
+        print("no segments")
+        return 0
+    width = max(len(s.name) for s in segs)
+    print(f"{'NAME':<{width}}  {'SIZE':>10}  {'KIND':<8}  {'MODE':<5}  AGE")
+    for s in segs:
+        print(
+            f"{s.name:<{width}}  {_human(s.size):>10}  {s.kind:<8}  "
+            f"{s.mode:04o}  {_age(s.modified)}"
+        )
+    return 0
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    status = 0
+    for target in args.names:
+        try:
+            if args.path:
+                memspace.SharedMemory.remove(path=target)
+            else:
+                memspace.SharedMemory.remove(target if target.startswith("/") else "/" + target)
+        except (OSError, ValueError) as e:
+            print(f"memspace rm: {e}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from memspace import demo
+
+    return demo.run(frames=args.frames, width=args.width, height=args.height, baseline=not args.no_baseline)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memspace", description=memspace.__doc__.splitlines()[0] if memspace.__doc__ else None)
+    p.add_argument("--version", action="version", version=f"memspace {memspace.__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ls = sub.add_parser("ls", help="list shared-memory segments")
+    ls.add_argument("-a", "--all", action="store_true", help="include other users' segments")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=_cmd_ls)
+
+    rm = sub.add_parser("rm", help="remove segments by name (or by path with --path)")
+    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.add_argument("--path", action="store_true", help="the arguments are file paths")
+    rm.set_defaults(func=_cmd_rm)
+
+    demo = sub.add_parser("demo", help="stream video frames between two processes, zero-copy")
+    demo.add_argument("--frames", type=int, default=600, help="frames to send (default 600)")
+    demo.add_argument("--width", type=int, default=1920)
+    demo.add_argument("--height", type=int, default=1080)
+    demo.add_argument("--no-baseline", action="store_true", help="skip the multiprocessing.Queue run")
+    demo.set_defaults(func=_cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``memspace`` command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    status: int = args.func(args)
+    return status

@@ -1,0 +1,24 @@
+"""memspace's own exceptions.
+
+Every exception memspace defines derives from :class:`MemspaceError` and, where one fits, from
+the builtin exception a Python user would expect (so ``except ValueError`` keeps working).
+Errors that have an exact builtin meaning (``FileExistsError``, ``FileNotFoundError``,
+``PermissionError``, ``ValueError``, ``IndexError``, ...) are raised as that builtin.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LayoutError", "MemspaceError"]
+
+
+class MemspaceError(Exception):
+    """Base class of every exception that memspace defines."""
+
+
+class LayoutError(MemspaceError, ValueError):
+    """A segment exists but cannot be used as asked.
+
+    For example it is not a regular file, it is empty, it is smaller than required, or (for
+    structured objects) its header names another kind or an incompatible layout version.
+    The segment is never modified when this is raised.
+    """
