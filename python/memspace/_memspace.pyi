@@ -2,10 +2,11 @@
 
 import os
 import pathlib
-
 from typing import Any, Final, final
 
 from typing_extensions import Buffer, Self
+
+__all__ = ["SharedMemory", "__version__", "_list_segments", "_reopen_segment"]
 
 __version__: Final[str]
 

@@ -33,7 +33,7 @@ pub(crate) fn shm_open(name: &str, create: bool, mode: u32) -> io::Result<File> 
     }
     // SAFETY: `cname` is a valid NUL-terminated string that outlives the call; the flags and
     // mode are plain integers.
-    let fd = unsafe { libc::shm_open(cname.as_ptr(), flags, mode as libc::mode_t) };
+    let fd = unsafe { libc::shm_open(cname.as_ptr(), flags, mode as libc::c_uint) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
