@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: help demo test test-rust test-python lint bench clean
+.PHONY: help demo test test-rust test-python lint bench check-platforms clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ test-python: ## pytest (real processes, crash tests)
 bench: $(PY) ## Run the side-by-side benchmarks (installs the peers)
 	$(PIP) install --quiet ".[demo]" -r benchmarks/requirements.txt
 	$(PY) benchmarks/run.py
+
+check-platforms: ## cargo check the core for macOS and Windows (adds the rustup targets)
+	rustup target add x86_64-apple-darwin x86_64-pc-windows-msvc
+	cargo check -p memspace --all-targets --target x86_64-apple-darwin
+	cargo check -p memspace --all-targets --target x86_64-pc-windows-msvc
 
 clean: ## Remove build products and the virtualenv
 	rm -rf target $(VENV) .pytest_cache .mypy_cache .ruff_cache
