@@ -31,7 +31,11 @@
 
 mod error;
 mod os;
+#[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
+mod record;
 pub mod shm;
+#[allow(dead_code)] // the segment-backed Ring that uses it comes with the eventcount
+mod spsc;
 #[allow(dead_code)]
 mod sync;
 
