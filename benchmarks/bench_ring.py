@@ -1,0 +1,187 @@
+"""One producer process, one consumer process: messages per second and 64 B round trips.
+
+Every transport is driven the same way (benchmarks/channels.py): the consumer (this process)
+releases a spawned producer, then times the arrival of N messages of one size and checks each
+length. Batched transports move lists of 256 messages per call. The ping-pong table times 64 B
+round trips through two channels (one each way). The limit row is a plain in-process copy of
+the same bytes (memcpy through Python, one call per message).
+
+Run: python benchmarks/run.py ring
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from multiprocessing.connection import Connection
+
+from _harness import Result, measure, table
+from channels import PEERS, Transport
+
+# MEMSPACE_BENCH_QUICK=1 shrinks every count (a smoke run that checks the drivers work).
+QUICK = os.environ.get("MEMSPACE_BENCH_QUICK") == "1"
+SIZES = [64, 1024, 64 << 10, 1 << 20]
+BATCH = 256
+REPS = 1 if QUICK else 5
+ROUND_TRIPS = 200 if QUICK else 20_000
+
+
+def count_for(size: int) -> int:
+    """Messages per repetition: about 0.1-1 s for the slower peers."""
+    n = {64: 200_000, 1024: 100_000, 64 << 10: 8_000, 1 << 20: 500}[size]
+    return max(n // 100, 5) if QUICK else n
+
+
+def transports() -> list[type[Transport]]:
+    return list(PEERS)
+
+
+def _find(name: str) -> type[Transport]:
+    for t in transports():
+        if t.__name__ == name:
+            return t
+    raise KeyError(name)
+
+
+def _producer(name: str, handle: object, size: int, n: int, ctl: Connection) -> None:
+    t = _find(name)
+    ep = t.producer(handle)
+    data = os.urandom(size)
+    ctl.send("ready")
+    ctl.recv()
+    if t.batched:
+        batch = [data] * BATCH
+        sent = 0
+        while sent < n:
+            k = min(BATCH, n - sent)
+            ep.send_many(batch if k == BATCH else batch[:k])
+            sent += k
+    else:
+        send = ep.send
+        for _ in range(n):
+            send(data)
+    ctl.recv()  # stay alive until the consumer has everything (queues flush from threads)
+    ep.close()
+
+
+def throughput(t: type[Transport], size: int) -> float:
+    n = count_for(size)
+    ctx = mp.get_context("spawn")
+    handle = t.setup()
+    ctl_parent, ctl_child = ctx.Pipe()
+    p = ctx.Process(target=_producer, args=(t.__name__, handle, size, n, ctl_child))
+    p.start()
+    try:
+        ep = t.consumer(handle)
+        assert ctl_parent.recv() == "ready"
+        ctl_parent.send("go")
+        t0 = time.perf_counter()
+        got = 0
+        if t.batched:
+            while got < n:
+                for m in ep.recv_many(min(BATCH, n - got)):
+                    if len(m) != size:
+                        raise AssertionError("wrong length")
+                    got += 1
+        else:
+            recv = ep.recv
+            for _ in range(n):
+                if len(recv()) != size:
+                    raise AssertionError("wrong length")
+        elapsed = time.perf_counter() - t0
+        ctl_parent.send("done")
+        p.join(60)
+        ep.close()
+    finally:
+        if p.is_alive():
+            p.kill()
+        t.teardown(handle)
+    return n / elapsed
+
+
+def _echo(name: str, h_in: object, h_out: object, n: int, ctl: Connection) -> None:
+    t = _find(name)
+    ep_in, ep_out = t.consumer(h_in), t.producer(h_out)
+    ctl.send("ready")
+    for _ in range(n):
+        ep_out.send(ep_in.recv())
+    ctl.recv()
+    ep_in.close()
+    ep_out.close()
+
+
+def ping_pong(t: type[Transport]) -> list[float]:
+    """Round-trip times in microseconds."""
+    ctx = mp.get_context("spawn")
+    h_there, h_back = t.setup(), t.setup()
+    ctl_parent, ctl_child = ctx.Pipe()
+    p = ctx.Process(target=_echo, args=(t.__name__, h_there, h_back, ROUND_TRIPS, ctl_child))
+    p.start()
+    out: list[float] = []
+    try:
+        ep_out, ep_in = t.producer(h_there), t.consumer(h_back)
+        assert ctl_parent.recv() == "ready"
+        msg = os.urandom(64)
+        clock = time.perf_counter_ns
+        for _ in range(ROUND_TRIPS):
+            t0 = clock()
+            ep_out.send(msg)
+            ep_in.recv()
+            out.append((clock() - t0) / 1000)
+        ctl_parent.send("done")
+        p.join(60)
+        ep_out.close()
+        ep_in.close()
+    finally:
+        if p.is_alive():
+            p.kill()
+        t.teardown(h_there)
+        t.teardown(h_back)
+    return out[ROUND_TRIPS // 10 :]  # drop the warm-up tenth
+
+
+def _limit(size: int) -> float:
+    n = count_for(size)
+    src = os.urandom(size)
+    buf = bytearray(size)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        view[:] = src
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> str:
+    sections = []
+    for size in SIZES:
+        rows: list[Result] = [
+            measure(
+                "limit: in-process copy, one Python call per message",
+                lambda s=size: _limit(s),
+                REPS,
+            )
+        ]
+        for t in transports():
+            if t.max_size is not None and size > t.max_size:
+                continue
+            print(f"  {t.label} {size} B", file=sys.stderr, flush=True)
+            rows.append(measure(t.label, lambda t=t, s=size: throughput(t, s), REPS, warmup=0))
+        ref = next(r for r in rows if r.label.startswith("membridge"))
+        label = f"{size} B" if size < 1024 else f"{size >> 10} KiB" if size < 1 << 20 else "1 MiB"
+        sections.append(table(f"{label} messages", "msg/s", rows, ref, "membridge"))
+
+    lat_lines = ["| 64 B round trip | median us | p99 us | min us |", "|---|---:|---:|---:|"]
+    for t in transports():
+        print(f"  ping-pong {t.label}", file=sys.stderr, flush=True)
+        rt = sorted(ping_pong(t))
+        p99 = rt[int(len(rt) * 0.99)]
+        lat_lines.append(f"| {t.label} | {statistics.median(rt):.1f} | {p99:.1f} | {rt[0]:.1f} |")
+    sections.append("\n".join(lat_lines))
+    return "\n\n".join(sections)
+
+
+if __name__ == "__main__":
+    print(main())

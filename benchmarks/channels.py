@@ -1,0 +1,255 @@
+"""Two-process channel endpoints for the throughput and ping-pong benchmarks.
+
+Each transport is a class with the same few static methods, so that one driver measures them
+all the same way: `setup()` in the parent returns a picklable handle; `producer(handle)` and
+`consumer(handle)` (in their processes) return endpoint objects with `send(bytes)`,
+`send_many(list)`, `recv() -> bytes` and `recv_many(n) -> list`; `teardown(handle)` cleans up.
+A transport that busy-polls says so in its label: it burns a core while it waits.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Any
+
+RING_BYTES = 8 << 20
+
+
+class Endpoint:
+    """Default batch methods in terms of single ones."""
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def recv(self) -> bytes:
+        raise NotImplementedError
+
+    def send_many(self, items: list[bytes]) -> None:
+        for item in items:
+            self.send(item)
+
+    def recv_many(self, n: int) -> list[bytes]:
+        return [self.recv() for _ in range(n)]
+
+    def close(self) -> None:
+        """Release the endpoint."""
+
+
+class Transport:
+    label = ""
+    batched = False
+    max_size: int | None = None  # largest message the transport can carry
+
+    @staticmethod
+    def setup() -> Any:
+        return None
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        raise NotImplementedError
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        raise NotImplementedError
+
+    @staticmethod
+    def teardown(handle: Any) -> None:
+        return None
+
+
+# --- multiprocessing ---------------------------------------------------------------------------
+
+
+class _MpQueueEnd(Endpoint):
+    def __init__(self, q: Any) -> None:
+        self.q = q
+
+    def send(self, data: bytes) -> None:
+        self.q.put(data)
+
+    def recv(self) -> bytes:
+        data: bytes = self.q.get()
+        return data
+
+
+class MpQueue(Transport):
+    label = "multiprocessing.Queue"
+
+    @staticmethod
+    def setup() -> Any:
+        return mp.get_context("spawn").Queue(maxsize=1024)
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _MpQueueEnd(handle)
+
+    consumer = producer
+
+
+class _PipeEnd(Endpoint):
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def send(self, data: bytes) -> None:
+        self.conn.send_bytes(data)
+
+    def recv(self) -> bytes:
+        data: bytes = self.conn.recv_bytes()
+        return data
+
+
+class MpPipe(Transport):
+    label = "multiprocessing.Pipe (send_bytes)"
+
+    @staticmethod
+    def setup() -> Any:
+        return mp.get_context("spawn").Pipe(duplex=False)
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _PipeEnd(handle[1])
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        return _PipeEnd(handle[0])
+
+
+# --- faster-fifo -------------------------------------------------------------------------------
+
+
+class _FifoEnd(Endpoint):
+    def __init__(self, q: Any) -> None:
+        self.q = q
+
+    def send(self, data: bytes) -> None:
+        self.q.put(data, timeout=1e9)
+
+    def recv(self) -> bytes:
+        data: bytes = self.q.get(timeout=1e9)
+        return data
+
+    def send_many(self, items: list[bytes]) -> None:
+        self.q.put_many(items, timeout=1e9)
+
+    def recv_many(self, n: int) -> list[bytes]:
+        out: list[bytes] = self.q.get_many(max_messages_to_get=n, timeout=1e9)
+        return out
+
+
+class FasterFifo(Transport):
+    label = "faster_fifo put/get"
+
+    @staticmethod
+    def setup() -> Any:
+        import faster_fifo
+
+        return faster_fifo.Queue(max_size_bytes=RING_BYTES)
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _FifoEnd(handle)
+
+    consumer = producer
+
+
+class FasterFifoBatched(FasterFifo):
+    label = "faster_fifo put_many/get_many"
+    batched = True
+
+
+# --- membridge ---------------------------------------------------------------------------------
+
+
+class _MembridgeEnd(Endpoint):
+    def __init__(self, name: str) -> None:
+        import membridge
+
+        self.shm = membridge.SharedMemory.open(name)
+        self.ring = self.shm.spsc()
+
+    def send(self, data: bytes) -> None:
+        push = self.ring.push
+        while not push(data):  # membridge never blocks: the caller spins
+            pass
+
+    def recv(self) -> bytes:
+        pop = self.ring.pop
+        while True:
+            data = pop()
+            if data is not None:
+                return bytes(data)
+
+
+class Membridge(Transport):
+    label = "membridge SpscRingBuffer (busy-poll)"
+
+    @staticmethod
+    def setup() -> Any:
+        import membridge
+
+        name = f"/mb-bench-{os.getpid()}-{os.urandom(3).hex()}"
+        # The creator's spsc() writes the ring header; openers' spsc() read it.
+        membridge.SharedMemory.create(name, RING_BYTES + 24).spsc()
+        return name
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _MembridgeEnd(handle)
+
+    consumer = producer
+
+    @staticmethod
+    def teardown(handle: Any) -> None:
+        import membridge
+
+        membridge.SharedMemory.remove(handle)
+
+
+# --- posix_ipc -----------------------------------------------------------------------------------
+
+
+class _MqEnd(Endpoint):
+    def __init__(self, name: str) -> None:
+        import posix_ipc
+
+        self.mq = posix_ipc.MessageQueue(name)
+
+    def send(self, data: bytes) -> None:
+        self.mq.send(data)
+
+    def recv(self) -> bytes:
+        data: bytes = self.mq.receive()[0]
+        return data
+
+    def close(self) -> None:
+        self.mq.close()
+
+
+class PosixMq(Transport):
+    label = "posix_ipc.MessageQueue"
+    max_size = 8192  # the kernel's default msgsize_max
+
+    @staticmethod
+    def setup() -> Any:
+        import posix_ipc
+
+        name = f"/mq-bench-{os.getpid()}-{os.urandom(3).hex()}"
+        mq = posix_ipc.MessageQueue(name, posix_ipc.O_CREX, max_message_size=8192)
+        mq.close()
+        return name
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _MqEnd(handle)
+
+    consumer = producer
+
+    @staticmethod
+    def teardown(handle: Any) -> None:
+        import posix_ipc
+
+        posix_ipc.unlink_message_queue(handle)
+
+
+PEERS: list[type[Transport]] = [Membridge, FasterFifo, FasterFifoBatched, MpPipe, MpQueue, PosixMq]
