@@ -252,4 +252,98 @@ class PosixMq(Transport):
         posix_ipc.unlink_message_queue(handle)
 
 
-PEERS: list[type[Transport]] = [Membridge, FasterFifo, FasterFifoBatched, MpPipe, MpQueue, PosixMq]
+# --- iceoryx2 ------------------------------------------------------------------------------------
+
+
+def _iox_service(name: str) -> tuple[Any, Any]:
+    import ctypes
+
+    import iceoryx2 as iox
+
+    iox.set_log_level(iox.LogLevel.Error)
+    node = iox.NodeBuilder.new().create(iox.ServiceType.Ipc)
+    service = (
+        node.service_builder(iox.ServiceName.new(name))
+        .publish_subscribe(iox.Slice[ctypes.c_uint8])
+        .enable_safe_overflow(False)  # lossless: the publisher waits instead of overwriting
+        .subscriber_max_buffer_size(_IOX_BUFFER)
+        .history_size(0)
+        .open_or_create()
+    )
+    return node, service
+
+
+_IOX_BUFFER = 64
+
+
+class _IoxPublisher(Endpoint):
+    def __init__(self, name: str) -> None:
+        import iceoryx2 as iox
+
+        self.node, self.service = _iox_service(name)
+        self.pub = (
+            self.service.publisher_builder()
+            .initial_max_slice_len(64)
+            .allocation_strategy(iox.AllocationStrategy.PowerOfTwo)
+            .backpressure_strategy(iox.BackpressureStrategy.RetryUntilDelivered)
+            .create()
+        )
+
+    def send(self, data: bytes) -> None:
+        import ctypes
+
+        sample = self.pub.loan_slice_uninit(len(data))
+        ctypes.memmove(sample.payload().as_ptr(), data, len(data))
+        sample.assume_init().send()
+
+    def close(self) -> None:
+        self.pub.delete()
+
+
+class _IoxSubscriber(Endpoint):
+    def __init__(self, name: str, copy: bool = True) -> None:
+        self.node, self.service = _iox_service(name)
+        self.sub = self.service.subscriber_builder().buffer_size(_IOX_BUFFER).create()
+        self.copy = copy
+
+    def recv(self) -> bytes:
+        import ctypes
+
+        receive = self.sub.receive
+        while True:  # iceoryx2's subscriber is polled: the caller spins
+            sample = receive()
+            if sample is not None:
+                payload = sample.payload()
+                data = ctypes.string_at(payload.as_ptr(), payload.len())
+                sample.delete()
+                return data
+
+    def close(self) -> None:
+        self.sub.delete()
+
+
+class Iceoryx2(Transport):
+    label = "iceoryx2 pub/sub, copying (busy-poll)"
+
+    @staticmethod
+    def setup() -> Any:
+        return f"memspace-bench-{os.getpid()}-{os.urandom(3).hex()}"
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _IoxPublisher(handle)
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        return _IoxSubscriber(handle)
+
+
+PEERS: list[type[Transport]] = [
+    Membridge,
+    FasterFifo,
+    FasterFifoBatched,
+    MpPipe,
+    MpQueue,
+    PosixMq,
+    Iceoryx2,
+]
