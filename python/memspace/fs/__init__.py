@@ -1,0 +1,37 @@
+"""The bounded in-memory filesystem: a drop-in replacement for D-MemFS (``dmemfs``).
+
+Change ``from dmemfs import ...`` to ``from memspace import ...`` (or ``memspace.fs``);
+names, parameters, defaults and exceptions are the same.
+"""
+
+from __future__ import annotations
+
+from memspace.errors import MFSNodeLimitExceededError, MFSQuotaExceededError
+from memspace.fs._archive import (
+    ArchiveAdapter,
+    TarAdapter,
+    ZipAdapter,
+    expand_archive,
+    expand_archive_streaming,
+)
+from memspace.fs._async import AsyncMemoryFileHandle, AsyncMemoryFileSystem
+from memspace.fs._fs import MemoryFileHandle, MemoryFileSystem
+from memspace.fs._text import MFSTextHandle
+from memspace.fs._typing import MFSStatResult, MFSStats
+
+__all__ = [
+    "ArchiveAdapter",
+    "AsyncMemoryFileHandle",
+    "AsyncMemoryFileSystem",
+    "MFSNodeLimitExceededError",
+    "MFSQuotaExceededError",
+    "MFSStatResult",
+    "MFSStats",
+    "MFSTextHandle",
+    "MemoryFileHandle",
+    "MemoryFileSystem",
+    "TarAdapter",
+    "ZipAdapter",
+    "expand_archive",
+    "expand_archive_streaming",
+]
