@@ -9,8 +9,6 @@ from typing_extensions import Buffer, Self, disjoint_base
 
 from memspace.fs._typing import MFSStatResult, MFSStats
 
-__all__ = ["SharedMemory", "__version__", "_list_segments", "_reopen_segment"]
-
 __version__: Final[str]
 __all__ = [
     "MemoryFileHandle",

@@ -14,7 +14,7 @@ import posixpath
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -64,7 +64,7 @@ class ArchiveAdapter(ABC):
     def _can_handle_impl(cls, source: str | io.BytesIO) -> bool:
         """Format detection; may raise (``can_handle`` catches it)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook, deliberately not abstract)
         """Release resources (nothing by default)."""
 
     def __enter__(self) -> Self:
@@ -106,12 +106,12 @@ class TarAdapter(ArchiveAdapter):
         """Each regular file with its bytes (links and devices are skipped)."""
         import tarfile
 
-        tf = (
-            tarfile.open(fileobj=self._source)
+        kwargs: dict[str, Any] = (
+            {"fileobj": self._source}
             if isinstance(self._source, io.BytesIO)
-            else tarfile.open(name=self._source)
+            else {"name": self._source}
         )
-        with tf:
+        with tarfile.open(**kwargs) as tf:
             for member in tf:
                 if member.isfile():
                     f = tf.extractfile(member)
