@@ -100,7 +100,8 @@ class MemoryFileSystem(_FileSystem):
     def __repr__(self) -> str:
         st = self.stats()
         return (
-            f"<memspace.MemoryFileSystem used={st['used_bytes']} quota={st['quota_bytes']} "
+            f"<memspace.MemoryFileSystem at {id(self):#x} used={st['used_bytes']} "
+            f"quota={st['quota_bytes']} "
             f"files={st['file_count']} dirs={st['dir_count']}>"
         )
 
