@@ -6,12 +6,14 @@
 //! never waits for the GIL. The one lock taken here (a handle's mutex) may be held while the
 //! GIL is released for a large copy, so it is waited for with the GIL released too.
 
+use std::mem::MaybeUninit;
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use memspace::fs::{FileHandle, FsOptions, MemoryFileSystem, OpenMode, StorageKind};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
@@ -73,6 +75,38 @@ fn with_bytes<R: Send>(
     };
     drop(buf);
     Ok(r)
+}
+
+/// A new `bytes` of `n` bytes whose storage `fill` writes directly (no zero-fill first, no
+/// intermediate buffer). `fill` returns how many bytes it wrote; any rest is zeroed so that
+/// the object never exposes uninitialised memory.
+fn bytes_filled(
+    py: Python<'_>,
+    n: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> usize,
+) -> PyResult<Bound<'_, PyBytes>> {
+    let len = ffi::Py_ssize_t::try_from(n)
+        .map_err(|_| PyValueError::new_err(format!("{n} bytes do not fit in a bytes object")))?;
+    // SAFETY: PyBytes_FromStringAndSize(NULL, len) allocates a bytes object with `len` bytes of
+    // uninitialised storage (or returns NULL with an exception set, turned into Err).
+    let bytes = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), len))?
+            .cast_into_unchecked::<PyBytes>()
+    };
+    // SAFETY: the object is fresh and not shared yet; its storage is exactly n bytes, viewed as
+    // MaybeUninit<u8> (which has no validity requirement) until `fill` and the loop below have
+    // written every byte.
+    let buf = unsafe {
+        std::slice::from_raw_parts_mut(
+            ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(),
+            n,
+        )
+    };
+    let done = fill(buf).min(n);
+    for b in &mut buf[done..] {
+        b.write(0);
+    }
+    Ok(bytes)
 }
 
 /// The native half of `memspace.MemoryFileSystem` (same constructor, same methods).
@@ -380,14 +414,14 @@ impl PyFileSystem {
                 }
             }
             let mut size_now = n;
-            let bytes = PyBytes::new_with(py, n as usize, |buf| {
-                let (_, sz) = if buf.len() >= RELEASE_GIL_AT {
+            let bytes = bytes_filled(py, n as usize, |buf| {
+                let (done, sz) = if buf.len() >= RELEASE_GIL_AT {
                     py.detach(|| snap.read_into(buf))
                 } else {
                     snap.read_into(buf)
                 };
                 size_now = sz;
-                Ok(())
+                done
             })?;
             // A writer changed the size between measuring and copying: measure again.
             if size_now == n {
@@ -457,16 +491,16 @@ impl PyFileHandle {
             _ => remaining,
         } as usize;
         let mut err = None;
-        let bytes = PyBytes::new_with(py, n, |buf| {
+        let bytes = bytes_filled(py, n, |buf| {
             let r = if n >= RELEASE_GIL_AT {
                 py.detach(|| h.read_into(buf))
             } else {
                 h.read_into(buf)
             };
-            if let Err(e) = r {
+            r.unwrap_or_else(|e| {
                 err = Some(e);
-            }
-            Ok(())
+                0
+            })
         })?;
         match err {
             Some(e) => Err(crate::error::to_py(e)),

@@ -41,6 +41,9 @@ struct State {
     readers: u32,
     writer: bool,
     writers_waiting: u32,
+    /// Threads blocked in `acquire` (of either kind): a release wakes only if this is not 0,
+    /// so the uncontended path makes no system call.
+    sleepers: u32,
     unlinked: bool,
 }
 
@@ -90,23 +93,31 @@ impl FileLock {
                 }
                 break Ok(());
             }
-            st = match deadline {
-                None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
+            let wait_for = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         break Err(AcquireError::Timeout);
                     }
+                    Some(d - now)
+                }
+            };
+            st.sleepers += 1;
+            st = match wait_for {
+                None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
+                Some(t) => {
                     self.cond
-                        .wait_timeout(st, d - now)
+                        .wait_timeout(st, t)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0
                 }
             };
+            st.sleepers -= 1;
         };
         if kind == LockKind::Write {
             st.writers_waiting -= 1;
-            if res.is_err() {
+            if res.is_err() && st.sleepers > 0 {
                 // Readers held back by this writer while it waited may go now.
                 drop(st);
                 self.cond.notify_all();
@@ -122,8 +133,11 @@ impl FileLock {
             LockKind::Read => st.readers = st.readers.saturating_sub(1),
             LockKind::Write => st.writer = false,
         }
+        let wake = st.sleepers > 0;
         drop(st);
-        self.cond.notify_all();
+        if wake {
+            self.cond.notify_all();
+        }
     }
 
     /// Whether any handle holds the lock.
@@ -139,8 +153,11 @@ impl FileLock {
             return false;
         }
         st.unlinked = true;
+        let wake = st.sleepers > 0;
         drop(st);
-        self.cond.notify_all();
+        if wake {
+            self.cond.notify_all();
+        }
         true
     }
 

@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use path::normalize;
-pub use storage::StorageKind;
+pub use storage::{ByteSink, StorageKind};
 
 use lock::{AcquireError, FileLock, LockKind};
 use storage::{Cfg, Data, Quota};
@@ -323,10 +323,10 @@ impl Tree {
         }
     }
 
-    fn lookup(&self, parts: &[String]) -> Option<usize> {
+    fn lookup<S: AsRef<str>>(&self, parts: &[S]) -> Option<usize> {
         let mut id = ROOT;
         for p in parts {
-            id = *self.dir(id)?.children.get(p)?;
+            id = *self.dir(id)?.children.get(p.as_ref())?;
         }
         Some(id)
     }
@@ -482,7 +482,7 @@ impl Tree {
             Node::File(f) => {
                 let d = f.read();
                 let mut b = vec![0u8; d.data.size() as usize];
-                d.data.read_at(0, &mut b);
+                d.data.read_at(0, b.as_mut_slice());
                 Shape::File(b)
             }
             Node::Dir(d) => Shape::Dir(
@@ -605,7 +605,9 @@ impl MemoryFileSystem {
         preallocate: u64,
         lock_timeout: Option<Duration>,
     ) -> Result<FileHandle> {
-        let (parent, name) = split(path)?;
+        let mut parent = path::components(path)?;
+        let normalized = path::join(&parent);
+        let name = parent.pop();
         let timeout = lock_timeout.or(self.shared.opts.default_lock_timeout);
         let sh = &self.shared;
         let (node, created) = loop {
@@ -617,7 +619,7 @@ impl MemoryFileSystem {
                     });
                 };
                 let pid = tree.lookup(&parent);
-                let existing = pid.and_then(|p| tree.dir(p)?.children.get(name).copied());
+                let existing = pid.and_then(|p| tree.dir(p)?.children.get(*name).copied());
                 if let Some(id) = existing {
                     match tree.node(id) {
                         Node::Dir(_) => {
@@ -674,7 +676,7 @@ impl MemoryFileSystem {
             mode,
             pos: 0,
             closed: false,
-            path: path::join(&normalize(path)?),
+            path: normalized,
         };
         {
             let mut d = handle.node.write();
@@ -958,7 +960,7 @@ impl MemoryFileSystem {
             let charge = Data::charge_for(kind, len, sh.cfg);
             sh.quota.reserve(charge)?;
             let mut buf = vec![0u8; len as usize];
-            d.data.read_at(0, &mut buf);
+            d.data.read_at(0, buf.as_mut_slice());
             let data = Data::from_bytes(kind, &buf).inspect_err(|_| sh.quota.release(charge))?;
             FileNode::new(data, u64::from(len > 0), FileLock::default())
         };
@@ -1022,7 +1024,7 @@ impl MemoryFileSystem {
 
     /// A directory's subdirectory names and file names, each sorted.
     pub fn scandir(&self, path: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let parts = normalize(path)?;
+        let parts = path::components(path)?;
         let tree = self.shared.tree();
         let Some(id) = tree.lookup(&parts) else {
             return Err(Error::NoSuchPath {
@@ -1046,7 +1048,7 @@ impl MemoryFileSystem {
     }
 
     fn kind_of(&self, path: &str) -> Option<bool> {
-        let parts = normalize(path).ok()?;
+        let parts = path::components(path).ok()?;
         let tree = self.shared.tree();
         let id = tree.lookup(&parts)?;
         Some(tree.dir(id).is_some())
@@ -1069,7 +1071,7 @@ impl MemoryFileSystem {
 
     /// Metadata of a file or directory.
     pub fn stat(&self, path: &str) -> Result<Stat> {
-        let parts = normalize(path)?;
+        let parts = path::components(path)?;
         let tree = self.shared.tree();
         let Some(id) = tree.lookup(&parts) else {
             return Err(Error::NoSuchPath {
@@ -1122,7 +1124,7 @@ impl MemoryFileSystem {
     }
 
     fn file_node(&self, path: &str) -> Result<Arc<FileNode>> {
-        let parts = normalize(path)?;
+        let parts = path::components(path)?;
         let tree = self.shared.tree();
         let Some(id) = tree.lookup(&parts) else {
             return Err(Error::NoSuchPath {
@@ -1322,8 +1324,9 @@ impl FileSnapshot {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Copies from the start into `buf`; returns `(copied, size at the time of the copy)`.
-    pub fn read_into(&self, buf: &mut [u8]) -> (usize, u64) {
+    /// Copies from the start into `buf` (initialised or not); returns `(copied, size at the
+    /// time of the copy)`.
+    pub fn read_into<B: ByteSink + ?Sized>(&self, buf: &mut B) -> (usize, u64) {
         let d = self.node.read();
         (d.data.read_at(0, buf), d.data.size())
     }
@@ -1331,7 +1334,7 @@ impl FileSnapshot {
     pub fn to_vec(&self) -> Vec<u8> {
         let d = self.node.read();
         let mut v = vec![0u8; d.data.size() as usize];
-        d.data.read_at(0, &mut v);
+        d.data.read_at(0, v.as_mut_slice());
         v
     }
 }
@@ -1417,8 +1420,9 @@ impl FileHandle {
         Ok(self.node.read().data.size().saturating_sub(self.pos))
     }
 
-    /// Reads into `buf` from the cursor; returns the count (0 at the end).
-    pub fn read_into(&mut self, buf: &mut [u8]) -> Result<usize> {
+    /// Reads into `buf` (a `[u8]` or a `[MaybeUninit<u8>]`) from the cursor; returns the count
+    /// (0 at the end).
+    pub fn read_into<B: ByteSink + ?Sized>(&mut self, buf: &mut B) -> Result<usize> {
         self.check_readable()?;
         let n = self.node.read().data.read_at(self.pos, buf);
         self.pos += n as u64;
@@ -1428,7 +1432,7 @@ impl FileHandle {
     /// Reads everything from the cursor to the end.
     pub fn read_to_end(&mut self) -> Result<Vec<u8>> {
         let mut v = vec![0u8; self.remaining()? as usize];
-        let n = self.read_into(&mut v)?;
+        let n = self.read_into(&mut v[..])?;
         v.truncate(n);
         Ok(v)
     }
@@ -1518,6 +1522,9 @@ impl FileHandle {
     pub fn close(&mut self) {
         if !self.closed {
             self.closed = true;
+            if self.mode.writable() {
+                self.node.write().data.shrink_slack();
+            }
             self.node.lock.release(self.mode.lock_kind());
         }
     }

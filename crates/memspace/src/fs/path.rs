@@ -20,7 +20,12 @@ use crate::{Error, Result};
 /// # Ok::<(), memspace::Error>(())
 /// ```
 pub fn normalize(path: &str) -> Result<Vec<String>> {
-    let mut parts: Vec<String> = Vec::new();
+    Ok(components(path)?.into_iter().map(str::to_owned).collect())
+}
+
+/// [`normalize`] without copying the components (the hot paths use this).
+pub(crate) fn components(path: &str) -> Result<Vec<&str>> {
+    let mut parts: Vec<&str> = Vec::with_capacity(8);
     for part in path.split(['/', '\\']) {
         match part {
             "" | "." => {}
@@ -31,21 +36,21 @@ pub fn normalize(path: &str) -> Result<Vec<String>> {
                     });
                 }
             }
-            name => parts.push(name.to_owned()),
+            name => parts.push(name),
         }
     }
     Ok(parts)
 }
 
 /// The absolute path string of `parts` (`/` for the root).
-pub(crate) fn join(parts: &[String]) -> String {
+pub(crate) fn join<S: AsRef<str>>(parts: &[S]) -> String {
     if parts.is_empty() {
         return "/".to_owned();
     }
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    let mut s = String::with_capacity(parts.iter().map(|p| p.as_ref().len() + 1).sum());
     for p in parts {
         s.push('/');
-        s.push_str(p);
+        s.push_str(p.as_ref());
     }
     s
 }

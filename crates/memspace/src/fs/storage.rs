@@ -10,6 +10,7 @@
 //! *before* it allocates and gives back exactly what it reserved when it fails, so the
 //! filesystem's `used` always equals the sum of its files' charges.
 
+use std::mem::MaybeUninit;
 use std::sync::{Mutex, PoisonError};
 
 use crate::{Error, Result};
@@ -95,47 +96,72 @@ pub(crate) struct Cfg {
     pub(crate) hard_limit: u64,
 }
 
-pub(crate) enum Data {
-    Seq {
-        chunks: Vec<Vec<u8>>,
-        /// `ends[i]` is the file offset just past chunk `i`.
-        ends: Vec<u64>,
-        size: u64,
-        promote: bool,
-    },
-    Ra(Vec<u8>),
+/// One file's bytes, always contiguous. A *sequential* file counts the chunks it is charged
+/// for (one per append, as D-MemFS stores them) without storing them apart: appends grow one
+/// buffer (amortised; large buffers grow by `mremap`, without copying), reads are one copy,
+/// and promotion to random-access changes only the accounting, not the bytes.
+pub(crate) struct Data {
+    buf: Vec<u8>,
+    /// Chunks charged while sequential; `None` once random-access.
+    chunks: Option<u64>,
+    /// Whether a random write may promote this file (storage "auto").
+    promote: bool,
+}
+
+/// A destination for copied-out bytes: initialised (`[u8]`) or not (`[MaybeUninit<u8>]`, so
+/// that a caller can copy straight into freshly allocated memory without zeroing it first).
+pub trait ByteSink {
+    /// Its length in bytes.
+    fn len(&self) -> usize;
+    /// Whether it is empty.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Copies `src` to `at..at + src.len()`.
+    fn put(&mut self, at: usize, src: &[u8]);
+}
+
+impl ByteSink for [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn put(&mut self, at: usize, src: &[u8]) {
+        self[at..at + src.len()].copy_from_slice(src);
+    }
+}
+
+impl ByteSink for [MaybeUninit<u8>] {
+    fn len(&self) -> usize {
+        <[MaybeUninit<u8>]>::len(self)
+    }
+    fn put(&mut self, at: usize, src: &[u8]) {
+        // A plain byte loop: the compiler turns it into memcpy.
+        for (d, s) in self[at..at + src.len()].iter_mut().zip(src) {
+            d.write(*s);
+        }
+    }
 }
 
 fn oom(requested: u64) -> Error {
     Error::OutOfMemory { requested }
 }
 
-/// A vector of exactly `n` zero bytes, or an allocation error.
-fn zeroed(n: u64) -> Result<Vec<u8>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n as usize).map_err(|_| oom(n))?;
-    v.resize(n as usize, 0);
-    Ok(v)
-}
-
-fn copied(data: &[u8]) -> Result<Vec<u8>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(data.len())
-        .map_err(|_| oom(data.len() as u64))?;
-    v.extend_from_slice(data);
-    Ok(v)
+/// Grows `v` to `new_len` (zero-filled) without aborting if memory runs out.
+fn grow(v: &mut Vec<u8>, new_len: usize) -> Result<()> {
+    if new_len > v.capacity() {
+        v.try_reserve(new_len - v.len())
+            .map_err(|_| oom((new_len - v.len()) as u64))?;
+    }
+    v.resize(new_len, 0);
+    Ok(())
 }
 
 impl Data {
     pub(crate) fn new(kind: StorageKind) -> Self {
-        match kind {
-            StorageKind::RandomAccess => Data::Ra(Vec::new()),
-            k => Data::Seq {
-                chunks: Vec::new(),
-                ends: Vec::new(),
-                size: 0,
-                promote: k == StorageKind::Auto,
-            },
+        Self {
+            buf: Vec::new(),
+            chunks: (kind != StorageKind::RandomAccess).then_some(0),
+            promote: kind == StorageKind::Auto,
         }
     }
 
@@ -148,81 +174,57 @@ impl Data {
         }
     }
 
-    /// A file holding a copy of `data` in one piece. The caller has reserved
+    /// A file holding a copy of `data` in one piece (one chunk). The caller has reserved
     /// [`Data::charge_for`] already.
     pub(crate) fn from_bytes(kind: StorageKind, data: &[u8]) -> Result<Self> {
         let mut d = Self::new(kind);
-        match &mut d {
-            Data::Ra(v) => *v = copied(data)?,
-            Data::Seq {
-                chunks, ends, size, ..
-            } => {
-                if !data.is_empty() {
-                    chunks.push(copied(data)?);
-                    *size = data.len() as u64;
-                    ends.push(*size);
-                }
-            }
+        d.buf
+            .try_reserve_exact(data.len())
+            .map_err(|_| oom(data.len() as u64))?;
+        d.buf.extend_from_slice(data);
+        if let Some(c) = d.chunks.as_mut() {
+            *c = u64::from(!data.is_empty());
         }
         Ok(d)
     }
 
     pub(crate) fn size(&self) -> u64 {
-        match self {
-            Data::Seq { size, .. } => *size,
-            Data::Ra(v) => v.len() as u64,
-        }
+        self.buf.len() as u64
     }
 
     /// Bytes charged to the quota for this file.
     pub(crate) fn charge(&self, cfg: Cfg) -> u64 {
-        match self {
-            Data::Seq { chunks, size, .. } => size + chunks.len() as u64 * cfg.overhead,
-            Data::Ra(v) => v.len() as u64,
-        }
+        self.size() + self.chunks.unwrap_or(0) * cfg.overhead
     }
 
     pub(crate) fn chunk_count(&self) -> u64 {
-        match self {
-            Data::Seq { chunks, .. } => chunks.len() as u64,
-            Data::Ra(_) => 0,
-        }
+        self.chunks.unwrap_or(0)
     }
 
     #[cfg(test)]
     pub(crate) fn is_sequential(&self) -> bool {
-        matches!(self, Data::Seq { .. })
+        self.chunks.is_some()
     }
 
     /// Copies bytes from `off` into `buf`; returns how many (0 at or past the end).
-    pub(crate) fn read_at(&self, off: u64, buf: &mut [u8]) -> usize {
+    pub(crate) fn read_at<B: ByteSink + ?Sized>(&self, off: u64, buf: &mut B) -> usize {
         let size = self.size();
         if off >= size || buf.is_empty() {
             return 0;
         }
         let n = (size - off).min(buf.len() as u64) as usize;
-        match self {
-            Data::Ra(v) => {
-                let o = off as usize;
-                buf[..n].copy_from_slice(&v[o..o + n]);
-            }
-            Data::Seq { chunks, ends, .. } => {
-                let mut i = ends.partition_point(|&e| e <= off);
-                let mut pos = off;
-                let mut done = 0usize;
-                while done < n {
-                    let start = if i == 0 { 0 } else { ends[i - 1] };
-                    let chunk = &chunks[i];
-                    let lo = (pos - start) as usize;
-                    let take = (chunk.len() - lo).min(n - done);
-                    buf[done..done + take].copy_from_slice(&chunk[lo..lo + take]);
-                    done += take;
-                    pos += take as u64;
-                    i += 1;
-                }
-            }
-        }
+        let o = off as usize;
+        buf.put(0, &self.buf[o..o + n]);
         n
+    }
+
+    /// Gives back spare capacity left by appends (called when a writer closes), so that
+    /// memory held stays close to what the quota counts.
+    pub(crate) fn shrink_slack(&mut self) {
+        let (len, cap) = (self.buf.len(), self.buf.capacity());
+        if cap - len > (len / 8).max(4096) {
+            self.buf.shrink_to_fit();
+        }
     }
 
     /// Writes `data` at `off`, charging the quota for the growth.
@@ -240,86 +242,68 @@ impl Data {
         let end = off.checked_add(n).ok_or_else(|| {
             Error::InvalidArgument(format!("write of {n} bytes at offset {off} overflows"))
         })?;
-        match self {
-            Data::Seq {
-                chunks,
-                ends,
-                size,
-                promote,
-            } => {
-                if off == *size {
-                    let charge = n + cfg.overhead;
-                    quota.reserve(charge)?;
-                    let chunk = copied(data).inspect_err(|_| quota.release(charge))?;
-                    chunks.push(chunk);
-                    *size = end;
-                    ends.push(end);
-                    return Ok(());
+        let size = self.size();
+        match self.chunks {
+            Some(c) if off == size => {
+                let charge = n + cfg.overhead;
+                quota.reserve(charge)?;
+                if self.buf.try_reserve(data.len()).is_err() {
+                    quota.release(charge);
+                    return Err(oom(n));
                 }
-                if !*promote {
+                self.buf.extend_from_slice(data);
+                self.chunks = Some(c + 1);
+                Ok(())
+            }
+            Some(c) => {
+                if !self.promote {
                     return Err(Error::UnsupportedOperation(
                         "Random-access write on a sequential-only file: promotion is disabled \
                          (default_storage='sequential')."
                             .to_owned(),
                     ));
                 }
-                self.promote_and_write(off, data, cfg, quota)
-            }
-            Data::Ra(v) => {
-                let len = v.len() as u64;
-                if end > len {
-                    let ext = end - len;
-                    quota.reserve(ext)?;
-                    if v.try_reserve(ext as usize).is_err() {
-                        quota.release(ext);
-                        return Err(oom(ext));
-                    }
-                    v.resize(end as usize, 0);
+                if size > cfg.hard_limit {
+                    return Err(Error::UnsupportedOperation(format!(
+                        "Cannot promote SequentialMemoryFile: size {size} exceeds hard limit {}.",
+                        cfg.hard_limit
+                    )));
                 }
-                v[off as usize..end as usize].copy_from_slice(data);
+                // D-MemFS's quota steps, so that the same write fails at the same byte: the
+                // copy it makes is reserved while both exist, the chunk overhead is given back,
+                // the growth is charged, the old data is given back. (No copy is made here.)
+                let old_overhead = c * cfg.overhead;
+                let ext = end.saturating_sub(size);
+                quota.reserve(size)?;
+                if let Err(e) = quota.exchange(old_overhead, ext) {
+                    quota.release(size);
+                    return Err(e);
+                }
+                if end > size {
+                    if let Err(e) = grow(&mut self.buf, end as usize) {
+                        quota.undo_exchange(old_overhead, ext);
+                        quota.release(size);
+                        return Err(e);
+                    }
+                }
+                self.buf[off as usize..end as usize].copy_from_slice(data);
+                self.chunks = None;
+                quota.release(size);
+                Ok(())
+            }
+            None => {
+                if end > size {
+                    let ext = end - size;
+                    quota.reserve(ext)?;
+                    if let Err(e) = grow(&mut self.buf, end as usize) {
+                        quota.release(ext);
+                        return Err(e);
+                    }
+                }
+                self.buf[off as usize..end as usize].copy_from_slice(data);
                 Ok(())
             }
         }
-    }
-
-    /// Sequential -> random-access, then the write. The quota steps are D-MemFS's (the copy
-    /// is reserved while both exist, the chunk overhead is given back, the growth is charged,
-    /// the old data is given back), so the same write fails at the same byte; a failure at
-    /// any step leaves the file and the quota as they were.
-    fn promote_and_write(&mut self, off: u64, data: &[u8], cfg: Cfg, quota: &Quota) -> Result<()> {
-        let Data::Seq { chunks, size, .. } = self else {
-            unreachable!("promote_and_write on random-access data")
-        };
-        let size = *size;
-        if size > cfg.hard_limit {
-            return Err(Error::UnsupportedOperation(format!(
-                "Cannot promote SequentialMemoryFile: size {size} exceeds hard limit {}.",
-                cfg.hard_limit
-            )));
-        }
-        let end = off + data.len() as u64;
-        let old_overhead = chunks.len() as u64 * cfg.overhead;
-        let ext = end.saturating_sub(size);
-        quota.reserve(size)?;
-        if let Err(e) = quota.exchange(old_overhead, ext) {
-            quota.release(size);
-            return Err(e);
-        }
-        let total = size.max(end);
-        let mut buf = Vec::new();
-        if buf.try_reserve_exact(total as usize).is_err() {
-            quota.undo_exchange(old_overhead, ext);
-            quota.release(size);
-            return Err(oom(total));
-        }
-        for c in chunks.iter() {
-            buf.extend_from_slice(c);
-        }
-        buf.resize(total as usize, 0);
-        buf[off as usize..end as usize].copy_from_slice(data);
-        *self = Data::Ra(buf);
-        quota.release(size);
-        Ok(())
     }
 
     /// Resizes to `new` bytes (zero-filled when growing).
@@ -328,60 +312,30 @@ impl Data {
         if new == old {
             return Ok(());
         }
-        match self {
-            Data::Seq {
-                chunks, ends, size, ..
-            } => {
-                if new > old {
-                    let charge = new - old + cfg.overhead;
-                    quota.reserve(charge)?;
-                    let pad = zeroed(new - old).inspect_err(|_| quota.release(charge))?;
-                    chunks.push(pad);
-                    ends.push(new);
-                    *size = new;
-                } else {
-                    let old_chunks = chunks.len() as u64;
-                    let mut keep = Vec::new();
-                    if new > 0 {
-                        keep.try_reserve_exact(new as usize).map_err(|_| oom(new))?;
-                        let mut left = new as usize;
-                        for c in chunks.iter() {
-                            let take = c.len().min(left);
-                            keep.extend_from_slice(&c[..take]);
-                            left -= take;
-                            if left == 0 {
-                                break;
-                            }
-                        }
-                    }
-                    chunks.clear();
-                    ends.clear();
-                    if new > 0 {
-                        chunks.push(keep);
-                        ends.push(new);
-                    }
-                    *size = new;
-                    let freed = (old - new) + (old_chunks - chunks.len() as u64) * cfg.overhead;
-                    quota.release(freed);
-                }
+        if new > old {
+            // Growing appends one zero-filled chunk to a sequential file.
+            let charge = new - old + self.chunks.map_or(0, |_| cfg.overhead);
+            quota.reserve(charge)?;
+            if let Err(e) = grow(&mut self.buf, new as usize) {
+                quota.release(charge);
+                return Err(e);
             }
-            Data::Ra(v) => {
-                if new > old {
-                    let ext = new - old;
-                    quota.reserve(ext)?;
-                    if v.try_reserve(ext as usize).is_err() {
-                        quota.release(ext);
-                        return Err(oom(ext));
-                    }
-                    v.resize(new as usize, 0);
-                } else {
-                    v.truncate(new as usize);
-                    if new <= old / 4 {
-                        v.shrink_to_fit();
-                    }
-                    quota.release(old - new);
-                }
+            if let Some(c) = self.chunks.as_mut() {
+                *c += 1;
             }
+        } else {
+            self.buf.truncate(new as usize);
+            if new <= old / 4 {
+                self.buf.shrink_to_fit();
+            }
+            // A shrunk sequential file is one chunk (or none).
+            let mut freed = old - new;
+            if let Some(c) = self.chunks.as_mut() {
+                let kept = u64::from(new > 0);
+                freed += (*c - kept) * cfg.overhead;
+                *c = kept;
+            }
+            quota.release(freed);
         }
         Ok(())
     }
@@ -398,7 +352,7 @@ mod tests {
 
     fn contents(d: &Data) -> Vec<u8> {
         let mut v = vec![0; d.size() as usize];
-        assert_eq!(d.read_at(0, &mut v), v.len());
+        assert_eq!(d.read_at(0, &mut v[..]), v.len());
         v
     }
 
@@ -411,7 +365,7 @@ mod tests {
         assert_eq!(q.snapshot().1, 11 + 2 * 128);
         assert_eq!(d.charge(CFG), q.snapshot().1);
         let mut b = [0u8; 4];
-        assert_eq!(d.read_at(3, &mut b), 4);
+        assert_eq!(d.read_at(3, &mut b[..]), 4);
         assert_eq!(&b, b"lo w");
         d.write_at(0, b"J", CFG, &q).unwrap();
         assert!(!d.is_sequential());

@@ -187,7 +187,7 @@ fn handle_modes_and_seek() {
     ));
     let mut f = fs.open("/f", OpenMode::CreateNew, 4, None).unwrap();
     assert!(matches!(
-        f.read_into(&mut [0; 1]),
+        f.read_into(&mut [0u8; 1][..]),
         Err(Error::UnsupportedOperation(_))
     ));
     f.seek(2, 0).unwrap();
