@@ -160,7 +160,7 @@ class TempfilePeer(Peer):
         os.makedirs(self.root + path, exist_ok=True)
 
     def open(self, path: str, mode: str) -> Any:
-        return open(self.root + path, mode)  # noqa: SIM115
+        return open(self.root + path, mode)
 
 
 PEERS: list[type[Peer]] = [MemspacePeer, DmemfsPeer, FsspecPeer, BytesIOPeer, TempfilePeer]
