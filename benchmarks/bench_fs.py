@@ -278,23 +278,33 @@ def memcpy_floor(reps: int) -> list[float]:
     return out
 
 
-def time_case(peer_cls: type[Peer], fn: Callable[[Peer], None], reps: int) -> list[float]:
-    times = []
-    for i in range(reps + 1):  # one warm-up
-        p = peer_cls()
-        p.setup()
-        gc.collect()
-        gc.disable()
-        try:
-            t0 = time.perf_counter()
-            fn(p)
-            dt = (time.perf_counter() - t0) * 1e3
-        finally:
-            gc.enable()
-            p.teardown()
-        if i:
-            times.append(dt)
-    return times
+def time_once(peer_cls: type[Peer], fn: Callable[[Peer], None]) -> float:
+    p = peer_cls()
+    p.setup()
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        fn(p)
+        return (time.perf_counter() - t0) * 1e3
+    finally:
+        gc.enable()
+        p.teardown()
+
+
+def time_case(fn: Callable[[Peer], None], reps: int, seed: int) -> dict[str, list[float]]:
+    """Round-robin over the peers in a shuffled order each round (one warm-up round), so that
+    no peer always inherits the allocator state another one left behind."""
+    order = random.Random(seed)
+    results: dict[str, list[float]] = {p.name: [] for p in PEERS}
+    for rnd in range(reps + 1):
+        peers = list(PEERS)
+        order.shuffle(peers)
+        for peer in peers:
+            dt = time_once(peer, fn)
+            if rnd:
+                results[peer.name].append(dt)
+    return results
 
 
 def fmt(ms: float) -> str:
@@ -308,9 +318,7 @@ def run(reps: int, quick: bool) -> str:
         if quick and title in QUICK:
             continue
         print(f"  {title}", file=sys.stderr, flush=True)
-        results: dict[str, list[float]] = {}
-        for peer in PEERS:
-            results[peer.name] = time_case(peer, fn, reps)
+        results = time_case(fn, reps, seed=len(title))
         if title.startswith("512 MiB stream (bytearray"):
             results["memcpy in + out (the limit)"] = memcpy_floor(reps)
         ours = statistics.median(results["memspace"])

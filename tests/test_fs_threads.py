@@ -226,3 +226,21 @@ def test_one_handle_shared_by_threads() -> None:
         parts = f.read().split(b";")[:-1]
     assert len(parts) == 1600
     assert all(len(p) == 3 for p in parts)
+
+
+def test_ctrl_c_interrupts_a_lock_wait() -> None:
+    import os
+    import signal
+
+    mfs = MemoryFileSystem(default_lock_timeout=None)  # wait forever
+    holder = mfs.open("/f", "wb")
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mfs.open("/f", "rb")
+    finally:
+        timer.cancel()
+        holder.close()
+    with mfs.open("/f", "rb", lock_timeout=0):
+        pass

@@ -204,11 +204,10 @@ impl PyFileSystem {
         // lock with the GIL released only if someone holds it.
         let h = match self.fs.open(path, m, pre, Some(Duration::ZERO)) {
             Err(memspace::Error::LockTimeout { .. }) if wait != Some(Duration::ZERO) => {
-                py.detach(|| self.fs.open(path, m, pre, wait))
+                self.open_waiting(py, path, m, pre, wait)?
             }
-            r => r,
-        }
-        .py_err()?;
+            r => r.py_err()?,
+        };
         Ok(PyFileHandle {
             inner: Mutex::new(h),
         })
@@ -397,6 +396,38 @@ impl PyFileSystem {
 }
 
 impl PyFileSystem {
+    /// Waits for a file lock in slices with the GIL released, checking for signals (Ctrl-C)
+    /// between slices. A failed attempt changes nothing, so retrying is safe.
+    fn open_waiting(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        mode: OpenMode,
+        preallocate: u64,
+        wait: Option<Duration>,
+    ) -> PyResult<FileHandle> {
+        const SLICE: Duration = Duration::from_millis(100);
+        let total = wait.or(self.fs.options().get_default_lock_timeout());
+        let deadline = total.map(|t| std::time::Instant::now() + t);
+        loop {
+            let slice = match deadline {
+                None => SLICE,
+                Some(d) => d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(SLICE),
+            };
+            match py.detach(|| self.fs.open(path, mode, preallocate, Some(slice))) {
+                Err(e @ memspace::Error::LockTimeout { .. }) => {
+                    py.check_signals()?;
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return Err(crate::error::to_py(e));
+                    }
+                }
+                r => return r.py_err(),
+            }
+        }
+    }
+
     fn read_bytes<'py>(
         &self,
         py: Python<'py>,

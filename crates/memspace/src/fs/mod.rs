@@ -135,6 +135,10 @@ impl FsOptions {
     pub fn get_chunk_overhead(&self) -> u64 {
         self.chunk_overhead
     }
+    /// The configured default lock timeout (`None`: wait forever).
+    pub fn get_default_lock_timeout(&self) -> Option<Duration> {
+        self.default_lock_timeout
+    }
 }
 
 /// How a file is opened (the binary modes of Python's `open`).
