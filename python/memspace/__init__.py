@@ -11,6 +11,8 @@ The core is written in Rust; nothing here requires knowing that.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from memspace._memspace import SharedMemory, __version__
 from memspace._segments import SegmentInfo, segments
 from memspace.errors import (
@@ -21,8 +23,6 @@ from memspace.errors import (
 )
 from memspace.fs import (
     ArchiveAdapter,
-    AsyncMemoryFileHandle,
-    AsyncMemoryFileSystem,
     MemoryFileHandle,
     MemoryFileSystem,
     MFSStatResult,
@@ -52,3 +52,17 @@ __all__ = [
     "expand_archive_streaming",
     "segments",
 ]
+
+if TYPE_CHECKING:
+    from memspace.fs import AsyncMemoryFileHandle, AsyncMemoryFileSystem
+
+
+def __getattr__(name: str) -> Any:
+    # The async facade imports asyncio: load it on first use.
+    if name in ("AsyncMemoryFileSystem", "AsyncMemoryFileHandle"):
+        from memspace import fs
+
+        value = getattr(fs, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,8 @@ names, parameters, defaults and exceptions are the same.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from memspace.errors import MFSNodeLimitExceededError, MFSQuotaExceededError
 from memspace.fs._archive import (
     ArchiveAdapter,
@@ -14,10 +16,12 @@ from memspace.fs._archive import (
     expand_archive,
     expand_archive_streaming,
 )
-from memspace.fs._async import AsyncMemoryFileHandle, AsyncMemoryFileSystem
 from memspace.fs._fs import MemoryFileHandle, MemoryFileSystem
 from memspace.fs._text import MFSTextHandle
 from memspace.fs._typing import MFSStatResult, MFSStats
+
+if TYPE_CHECKING:
+    from memspace.fs._async import AsyncMemoryFileHandle, AsyncMemoryFileSystem
 
 __all__ = [
     "ArchiveAdapter",
@@ -35,3 +39,14 @@ __all__ = [
     "expand_archive",
     "expand_archive_streaming",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The async facade imports asyncio (tens of ms): load it on first use, as dmemfs does.
+    if name in ("AsyncMemoryFileSystem", "AsyncMemoryFileHandle"):
+        from memspace.fs import _async
+
+        value = getattr(_async, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

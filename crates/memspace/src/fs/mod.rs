@@ -1315,6 +1315,20 @@ impl MemoryFileSystem {
 
 /// A file's data, for copying out without the file's lock (see
 /// [`MemoryFileSystem::snapshot`]).
+///
+/// ```
+/// use memspace::fs::{MemoryFileSystem, OpenMode};
+///
+/// let fs = MemoryFileSystem::default();
+/// let mut w = fs.open("/f", OpenMode::Write, 0, None)?;
+/// w.write(b"abc")?;
+/// // The writer still holds the file; a snapshot copies what it has written so far.
+/// let snap = fs.snapshot("/f")?;
+/// let mut buf = [0u8; 3];
+/// assert_eq!(snap.read_into(&mut buf[..]), (3, 3));
+/// assert_eq!(&buf, b"abc");
+/// # Ok::<(), memspace::Error>(())
+/// ```
 pub struct FileSnapshot {
     node: Arc<FileNode>,
 }
@@ -1345,6 +1359,23 @@ impl FileSnapshot {
 
 /// An open file: a cursor plus the file's lock (shared for `rb`, exclusive otherwise), held
 /// until [`FileHandle::close`] or drop.
+///
+/// ```
+/// use memspace::fs::{MemoryFileSystem, OpenMode};
+/// use std::time::Duration;
+///
+/// let fs = MemoryFileSystem::default();
+/// let mut f = fs.open("/f", OpenMode::Write, 0, None)?;
+/// f.write(b"hello world")?;
+/// f.seek(0, 0)?;
+/// f.write(b"J")?; // a random write: the file becomes contiguous random-access storage
+/// // While `f` is open for writing, others wait (here: not at all) and time out.
+/// assert!(fs.open("/f", OpenMode::Read, 0, Some(Duration::ZERO)).is_err());
+/// f.close();
+/// let mut r = fs.open("/f", OpenMode::Read, 0, None)?;
+/// assert_eq!(r.read_to_end()?, b"Jello world");
+/// # Ok::<(), memspace::Error>(())
+/// ```
 pub struct FileHandle {
     shared: Arc<Shared>,
     node: Arc<FileNode>,
