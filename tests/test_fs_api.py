@@ -186,6 +186,10 @@ def test_read_write_seek_truncate() -> None:
         assert f.write(b"hello world") == 11
         assert f.write(bytearray(b"!")) == 1
         assert f.write(memoryview(b"??")[:1]) == 1
+        assert f.write(memoryview(b"")) == 0
+        assert f.write(memoryview(b"a-b-")[::2]) == 2  # strided views are gathered
+        f.seek(-2, 1)
+        f.truncate()
         with pytest.raises(TypeError):
             f.write("text")  # type: ignore[arg-type]
         assert f.tell() == 13

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
 use memspace::fs::{FileHandle, FsOptions, MemoryFileSystem, OpenMode, StorageKind};
-use pyo3::buffer::PyUntypedBuffer;
+use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -57,7 +57,13 @@ fn with_bytes<R: Send>(
         ))
     })?;
     if !buf.is_c_contiguous() {
-        return Err(PyBufferError::new_err("data must be a C-contiguous buffer"));
+        // A strided view (`memoryview(b)[::2]`): gather it into one run first, as `bytes()`
+        // would.
+        drop(buf);
+        let gathered = PyBuffer::<u8>::get(data)
+            .and_then(|b| b.to_vec(py))
+            .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
+        return Ok(f(&gathered));
     }
     let n = buf.len_bytes();
     let ptr = buf.buf_ptr() as usize;
