@@ -691,8 +691,9 @@ impl MemoryFileSystem {
             }
             let size = d.data.size();
             if preallocate > size {
-                let zeros = vec![0u8; (preallocate - size) as usize];
-                d.data.write_at(size, &zeros, sh.cfg, &sh.quota)?;
+                // Growing appends one zero-filled chunk, charged exactly like writing zeros
+                // at the end (D-MemFS's preallocation), without building them first.
+                d.data.truncate(preallocate, sh.cfg, &sh.quota)?;
                 d.generation += 1;
                 d.modified = now();
             }
