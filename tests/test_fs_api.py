@@ -759,3 +759,30 @@ def test_repr_and_module_exports() -> None:
     ):
         assert name in memspace.__all__
         assert hasattr(memspace.fs, name)
+
+
+def test_large_bytes_appends_are_kept_not_copied_and_released() -> None:
+    import sys
+
+    mfs = MemoryFileSystem()
+    big = bytes(range(256)) * 512  # 128 KiB
+    base = sys.getrefcount(big)
+    with mfs.open("/a", "wb") as f:
+        f.write(big)
+        f.write(b"tail")
+        f.write(big)
+    assert sys.getrefcount(big) == base + 2  # kept by the file (as dmemfs keeps references)
+    assert mfs.stats()["used_bytes"] == 2 * len(big) + 4 + 3 * 128
+    assert get(mfs, "/a") == big + b"tail" + big
+    with mfs.open("/a", "r+b") as f:
+        f.seek(1)
+        f.write(b"X")  # promotion copies the pieces into one buffer
+    assert sys.getrefcount(big) == base
+    assert get(mfs, "/a") == big[:1] + b"X" + big[2:] + b"tail" + big
+    with mfs.open("/b", "ab") as g:
+        g.write(big)
+    del g  # a closed handle still refers to its file, as in dmemfs
+    mfs.remove("/b")
+    assert sys.getrefcount(big) == base
+    mfs.remove("/a")
+    assert mfs.stats()["used_bytes"] == 0

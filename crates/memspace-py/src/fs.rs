@@ -7,10 +7,10 @@
 //! GIL is released for a large copy, so it is waited for with the GIL released too.
 
 use std::mem::MaybeUninit;
-use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
-use memspace::fs::{FileHandle, FsOptions, MemoryFileSystem, OpenMode, StorageKind};
+use memspace::fs::{FileHandle, FsOptions, MemoryFileSystem, OpenMode, SharedBytes, StorageKind};
 use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -21,6 +21,27 @@ use crate::error::IntoPyResult;
 
 /// Copies at least this large run with the GIL released, so other threads keep running.
 const RELEASE_GIL_AT: usize = 64 * 1024;
+
+/// A `bytes` at least this large, appended to a sequential file, is kept by the file instead
+/// of copied (as D-MemFS keeps references); smaller ones are copied into the file's buffer,
+/// which costs less than one Python object per write.
+const KEEP_BYTES_AT: usize = 64 * 1024;
+
+/// A Python `bytes` object kept by a file instead of a copy of its bytes.
+struct KeptBytes {
+    ptr: usize,
+    len: usize,
+    _owner: Py<PyBytes>,
+}
+
+impl SharedBytes for KeptBytes {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len is the storage of the `bytes` object `_owner`, which this value
+        // keeps alive; the storage of a `bytes` object never moves and never changes while the
+        // object is alive, so reading it needs neither the GIL nor a lock.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
 
 /// Seconds (a Python float, `None` or negative for "default") -> a core timeout.
 fn timeout(secs: Option<f64>) -> PyResult<Option<Duration>> {
@@ -645,6 +666,22 @@ impl PyFileHandle {
     fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
         let mut guard = self.lock(py);
         let h: &mut FileHandle = &mut guard;
+        if let Ok(b) = data.cast::<PyBytes>() {
+            let bytes = b.as_bytes();
+            if bytes.len() >= KEEP_BYTES_AT {
+                let kept: Arc<dyn SharedBytes> = Arc::new(KeptBytes {
+                    ptr: bytes.as_ptr() as usize,
+                    len: bytes.len(),
+                    _owner: b.clone().unbind(),
+                });
+                // If the file does not keep it (not an append), it copies it, GIL released;
+                // our own reference is dropped here, attached, in that case.
+                let for_core = Arc::clone(&kept);
+                let r = py.detach(|| h.write_shared(for_core));
+                drop(kept);
+                return r.py_err();
+            }
+        }
         with_bytes(py, data, |b| h.write(b))?.py_err()
     }
 

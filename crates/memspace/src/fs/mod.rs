@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, Rw
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use path::normalize;
-pub use storage::{ByteSink, StorageKind};
+pub use storage::{ByteSink, SharedBytes, StorageKind};
 
 use lock::{AcquireError, FileLock, LockKind};
 use storage::{Cfg, Data, Quota};
@@ -1489,6 +1489,26 @@ impl FileHandle {
         d.modified = now();
         self.pos += data.len() as u64;
         Ok(data.len())
+    }
+
+    /// Like [`FileHandle::write`], but an append to a sequential file keeps `data` itself
+    /// instead of copying it (the quota is charged the same). Other writes copy it.
+    pub fn write_shared(&mut self, data: Arc<dyn SharedBytes>) -> Result<usize> {
+        self.check_writable()?;
+        let n = data.bytes().len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let sh = &self.shared;
+        let mut d = self.node.write();
+        if self.mode == OpenMode::Append {
+            self.pos = d.data.size();
+        }
+        d.data.write_shared_at(self.pos, data, sh.cfg, &sh.quota)?;
+        d.generation += 1;
+        d.modified = now();
+        self.pos += n as u64;
+        Ok(n)
     }
 
     /// Moves the cursor: `whence` 0 (start, `offset >= 0`), 1 (current), 2 (end,

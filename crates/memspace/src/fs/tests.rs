@@ -5,6 +5,14 @@ use proptest::prelude::*;
 
 use super::*;
 
+struct Shared(Vec<u8>);
+
+impl SharedBytes for Shared {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 fn fs_with(quota: u64) -> MemoryFileSystem {
     MemoryFileSystem::new(FsOptions::new().max_quota(quota))
 }
@@ -212,6 +220,7 @@ fn handle_modes_and_seek() {
 enum Op {
     Write(u8, Vec<u8>),
     Append(u8, Vec<u8>),
+    AppendShared(u8, Vec<u8>),
     Patch(u8, u16, Vec<u8>),
     Truncate(u8, u16),
     Remove(u8),
@@ -225,6 +234,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..6u8, data.clone()).prop_map(|(i, d)| Op::Write(i, d)),
         (0..6u8, data.clone()).prop_map(|(i, d)| Op::Append(i, d)),
+        (0..6u8, data.clone()).prop_map(|(i, d)| Op::AppendShared(i, d)),
         (0..6u8, 0..400u16, data.clone()).prop_map(|(i, o, d)| Op::Patch(i, o, d)),
         (0..6u8, 0..400u16).prop_map(|(i, n)| Op::Truncate(i, n)),
         (0..6u8).prop_map(Op::Remove),
@@ -258,6 +268,11 @@ proptest! {
                     let mut f = fs.open(&path(i), OpenMode::Append, 0, None).unwrap();
                     let e = model.entry(path(i)).or_default();
                     if f.write(&d).is_ok() { e.extend_from_slice(&d); }
+                }
+                Op::AppendShared(i, d) => {
+                    let mut f = fs.open(&path(i), OpenMode::Append, 0, None).unwrap();
+                    let e = model.entry(path(i)).or_default();
+                    if f.write_shared(Arc::new(Shared(d.clone()))).is_ok() { e.extend_from_slice(&d); }
                 }
                 Op::Patch(i, o, d) => {
                     if let Ok(mut f) = fs.open(&path(i), OpenMode::ReadWrite, 0, None) {
