@@ -8,7 +8,10 @@
 //!   length of one operation; it is never held while waiting for a file lock.
 //! - **Files.** Each file has a logical reader/writer lock that an open [`FileHandle`] holds
 //!   for its life (writers preferred, timeouts), and its data behind a separate `RwLock` taken
-//!   only for one copy. Data is chunked or contiguous (see [`StorageKind`]).
+//!   only for one copy. A file's bytes are one contiguous buffer, plus, for a sequential file,
+//!   any large immutable buffers a caller handed over ([`FileHandle::write_shared`], so they
+//!   are kept instead of copied). Quota is charged per logical chunk as D-MemFS does, whatever
+//!   the physical layout; see [`StorageKind`] for promotion.
 //! - **Quota.** Reserved before any allocation and given back on every failure path: `used`
 //!   is exact at every step and returns to 0 when everything is deleted. Operations on several
 //!   files at once ([`MemoryFileSystem::import_tree`], [`MemoryFileSystem::copy_tree`]) check
