@@ -57,7 +57,8 @@ class MemoryFileSystem(_FileSystem):
     >>> with mfs.open("/data/a.bin", "wb") as f:
     ...     f.write(b"hello")
     5
-    >>> mfs.open("/data/a.bin").read()  # doctest: +SKIP
+    >>> with mfs.open("/data/a.bin") as f:
+    ...     f.read()
     b'hello'
     """
 
