@@ -2,13 +2,22 @@
 
 import os
 import pathlib
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, final
 
-from typing_extensions import Buffer, Self
+from typing_extensions import Buffer, Self, disjoint_base
 
-__all__ = ["SharedMemory", "__version__", "_list_segments", "_reopen_segment"]
+from memspace.fs._typing import MFSStatResult, MFSStats
 
 __version__: Final[str]
+__all__ = [
+    "MemoryFileHandle",
+    "SharedMemory",
+    "_FileSystem",
+    "__version__",
+    "_list_segments",
+    "_reopen_segment",
+]
 
 @final
 class SharedMemory:
@@ -113,3 +122,117 @@ class SharedMemory:
 
 def _reopen_segment(name: str | None, path: str | os.PathLike[str] | None) -> SharedMemory: ...
 def _list_segments() -> list[tuple[str, int, str, float | None, int, int]]: ...
+
+@disjoint_base
+class _FileSystem:
+    """Native half of :class:`memspace.MemoryFileSystem` (use that class)."""
+
+    def __new__(
+        cls,
+        max_quota: int = 268435456,
+        chunk_overhead_override: int | None = None,
+        promotion_hard_limit: int | None = None,
+        max_nodes: int | None = None,
+        default_storage: str = "auto",
+        default_lock_timeout: float | None = 30.0,
+        memory_guard: str = "none",
+        memory_guard_action: str = "warn",
+        memory_guard_interval: float = 1.0,
+    ) -> Self: ...
+    def open(
+        self,
+        path: str,
+        mode: str = "rb",
+        preallocate: int = 0,
+        lock_timeout: float | None = None,
+    ) -> MemoryFileHandle:
+        """Open a file in a binary mode (``rb``, ``wb``, ``ab``, ``r+b``, ``xb``)."""
+    def mkdir(self, path: str, exist_ok: bool = False) -> None:
+        """Create a directory and its missing parents."""
+    def remove(self, path: str) -> None:
+        """Delete a file."""
+    def rmtree(self, path: str) -> None:
+        """Delete a directory tree."""
+    def rename(self, src: str, dst: str) -> None:
+        """Rename a file or directory (the destination's parent must exist)."""
+    def move(self, src: str, dst: str) -> None:
+        """Move a file or directory, creating the destination's parents."""
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a file."""
+    def copy_tree(self, src: str, dst: str) -> None:
+        """Copy a directory tree, all or nothing."""
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory, sorted."""
+    def exists(self, path: str) -> bool:
+        """Whether a path exists."""
+    def is_dir(self, path: str) -> bool:
+        """Whether a path is a directory."""
+    def is_file(self, path: str) -> bool:
+        """Whether a path is a file."""
+    def stat(self, path: str) -> MFSStatResult:
+        """Metadata of a path."""
+    def stats(self) -> MFSStats:
+        """Usage of the filesystem."""
+    def get_size(self, path: str) -> int:
+        """Size of a file."""
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a glob pattern, sorted, each once."""
+    def export_tree(self, prefix: str = "/", only_dirty: bool = False) -> dict[str, bytes]:
+        """All files below ``prefix`` as ``{path: bytes}``."""
+    def import_tree(self, tree: Mapping[str, Buffer]) -> None:
+        """Write every entry, all or nothing."""
+    def _scandir(self, path: str) -> tuple[list[str], list[str]]: ...
+    def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
+    def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
+
+@final
+class MemoryFileHandle:
+    """An open file of a :class:`memspace.MemoryFileSystem` (a registered ``io.RawIOBase``)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (``-1``/``None``: to the end)."""
+    def readall(self) -> bytes:
+        """Read to the end."""
+    def readinto(self, buffer: Buffer) -> int:
+        """Read into a writable buffer."""
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read one line."""
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """Read the remaining lines."""
+    def write(self, data: Buffer) -> int:
+        """Write a bytes-like object."""
+    def writelines(self, lines: Iterable[Buffer]) -> None:
+        """Write every bytes-like object of an iterable."""
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the cursor."""
+    def tell(self) -> int:
+        """The cursor."""
+    def truncate(self, size: int | None = None) -> int:
+        """Resize the file."""
+    def flush(self) -> None:
+        """No-op on an open handle."""
+    def readable(self) -> bool:
+        """Whether the handle may read."""
+    def writable(self) -> bool:
+        """Whether the handle may write."""
+    def seekable(self) -> bool:
+        """Always ``True``."""
+    def isatty(self) -> bool:
+        """Always ``False``."""
+    def fileno(self) -> int:
+        """Raises ``io.UnsupportedOperation``."""
+    def close(self) -> None:
+        """Release the file's lock."""
+    @property
+    def closed(self) -> bool:
+        """Whether the handle is closed."""
+    @property
+    def mode(self) -> str:
+        """The mode string."""
+    @property
+    def name(self) -> str:
+        """The normalised path."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_args: object) -> bool: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> bytes: ...

@@ -8,7 +8,12 @@ Errors that have an exact builtin meaning (``FileExistsError``, ``FileNotFoundEr
 
 from __future__ import annotations
 
-__all__ = ["LayoutError", "MemspaceError"]
+__all__ = [
+    "LayoutError",
+    "MFSNodeLimitExceededError",
+    "MFSQuotaExceededError",
+    "MemspaceError",
+]
 
 
 class MemspaceError(Exception):
@@ -22,3 +27,40 @@ class LayoutError(MemspaceError, ValueError):
     structured objects) its header names another kind or an incompatible layout version.
     The segment is never modified when this is raised.
     """
+
+
+class MFSQuotaExceededError(MemspaceError, OSError):
+    """A :class:`~memspace.MemoryFileSystem` write would exceed its byte quota.
+
+    Raised before anything is written or allocated. ``requested`` is the byte count the
+    operation needed, ``available`` what was free at the time. Same constructor and attributes
+    as ``dmemfs.MFSQuotaExceededError``.
+    """
+
+    requested: int
+    available: int
+
+    def __init__(self, requested: int, available: int) -> None:
+        self.requested = requested
+        self.available = available
+        super().__init__(
+            f"MFS quota exceeded: requested {requested} bytes, only {available} bytes available."
+        )
+
+
+class MFSNodeLimitExceededError(MFSQuotaExceededError):
+    """A :class:`~memspace.MemoryFileSystem` already holds ``max_nodes`` nodes.
+
+    ``current`` is the node count (files and directories, the root included) and ``limit`` the
+    configured ``max_nodes``; ``requested``/``available`` are ``current + 1`` and
+    ``limit - current`` as in dmemfs.
+    """
+
+    current: int
+    limit: int
+
+    def __init__(self, current: int, limit: int) -> None:
+        self.current = current
+        self.limit = limit
+        super().__init__(requested=current + 1, available=limit - current)
+        self.args = (f"MFS node limit exceeded: current {current} nodes, limit is {limit}.",)

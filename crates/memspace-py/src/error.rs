@@ -7,8 +7,9 @@
 
 use memspace::Error;
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyNotImplementedError, PyOSError,
-    PyPermissionError, PyValueError,
+    PyBlockingIOError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyIsADirectoryError,
+    PyMemoryError, PyNotADirectoryError, PyNotImplementedError, PyOSError, PyPermissionError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -33,6 +34,22 @@ macro_rules! exc_type {
 }
 
 exc_type!(layout_error, "LayoutError");
+exc_type!(quota_exceeded_error, "MFSQuotaExceededError");
+exc_type!(node_limit_error, "MFSNodeLimitExceededError");
+
+/// `io.UnsupportedOperation`, looked up once.
+fn unsupported_operation(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    static CELL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    CELL.import(py, "io", "UnsupportedOperation").cloned()
+}
+
+/// Builds `cls(a, b)` for the two-integer constructors of the quota errors.
+fn new_err2(cls: PyResult<Bound<'_, PyType>>, a: u64, b: u64) -> PyErr {
+    match cls.and_then(|c| c.call1((a, b))) {
+        Ok(obj) => PyErr::from_value(obj),
+        Err(e) => e,
+    }
+}
 
 /// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
 fn new_err(
@@ -61,9 +78,15 @@ pub(crate) fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
     let errno = err.raw_os_error();
     match err {
-        Error::InvalidName { .. } | Error::InvalidArgument(_) => PyValueError::new_err(msg),
-        Error::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
-        Error::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
+        Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::PathTraversal { .. } => {
+            PyValueError::new_err(msg)
+        }
+        Error::AlreadyExists { .. } | Error::PathExists { .. } => {
+            PyFileExistsError::new_err((errno, msg))
+        }
+        Error::NotFound { .. } | Error::NoSuchPath { .. } => {
+            PyFileNotFoundError::new_err((errno, msg))
+        }
         Error::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
         Error::NoSpace { .. } | Error::Os { .. } => match errno {
             Some(e) => PyOSError::new_err((e, msg)),
@@ -72,6 +95,22 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         Error::OutOfBounds { .. } => PyIndexError::new_err(msg),
         Error::Unusable { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
         Error::Unsupported { .. } => PyNotImplementedError::new_err(msg),
+        Error::IsADirectory { .. } => PyIsADirectoryError::new_err((errno, msg)),
+        Error::NotADirectory { .. } => PyNotADirectoryError::new_err((errno, msg)),
+        Error::QuotaExceeded {
+            requested,
+            available,
+        } => Python::attach(|py| new_err2(quota_exceeded_error(py), requested, available)),
+        Error::NodeLimitExceeded { current, limit } => {
+            Python::attach(|py| new_err2(node_limit_error(py), current, limit))
+        }
+        Error::LockTimeout { .. } | Error::FileBusy { .. } => {
+            PyBlockingIOError::new_err((errno, msg))
+        }
+        Error::UnsupportedOperation(_) => {
+            Python::attach(|py| new_err(py, unsupported_operation(py), None, msg))
+        }
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
         // `memspace::Error` is non_exhaustive for other crates; every variant that exists is
         // matched above, and a new one must be added here deliberately.
         _ => PyOSError::new_err(msg),

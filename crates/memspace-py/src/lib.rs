@@ -6,6 +6,7 @@
 #![allow(clippy::needless_pass_by_value, clippy::unused_self)]
 
 mod error;
+mod fs;
 mod shm;
 
 use pyo3::prelude::*;
@@ -16,6 +17,8 @@ use pyo3::prelude::*;
 fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<shm::PySharedMemory>()?;
+    m.add_class::<fs::PyFileSystem>()?;
+    m.add_class::<fs::PyFileHandle>()?;
     m.add_function(wrap_pyfunction!(shm::_reopen_segment, m)?)?;
     m.add_function(wrap_pyfunction!(shm::_list_segments, m)?)?;
     Ok(())

@@ -4,6 +4,8 @@
 //! It owns:
 //!
 //! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]).
+//! - [`fs`]: a bounded in-memory filesystem ([`fs::MemoryFileSystem`]) with a hard byte quota,
+//!   a node limit and per-file reader/writer locks.
 //!
 //! Later modules (locks, ring, queue, filesystem) build on these. Everything that touches the
 //! operating system goes through the private `os` module, and every atomic through `sync`, so
@@ -30,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod fs;
 mod os;
 #[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
 mod record;

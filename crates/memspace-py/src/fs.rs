@@ -1,0 +1,806 @@
+//! `memspace.MemoryFileSystem` and its file handle: argument conversion, GIL release and error
+//! mapping over `memspace::fs`. The Python class `memspace.MemoryFileSystem` derives from
+//! `_FileSystem` and adds only the generator methods and the memory guard.
+//!
+//! Deadlock rule: the core never calls back into Python, so a thread that holds a core lock
+//! never waits for the GIL. The one lock taken here (a handle's mutex) may be held while the
+//! GIL is released for a large copy, so it is waited for with the GIL released too.
+
+use std::mem::MaybeUninit;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Duration;
+
+use memspace::fs::{FileHandle, FsOptions, MemoryFileSystem, OpenMode, SharedBytes, StorageKind};
+use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
+use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::error::IntoPyResult;
+
+/// Copies at least this large run with the GIL released, so other threads keep running.
+const RELEASE_GIL_AT: usize = 64 * 1024;
+
+/// A `bytes` at least this large, appended to a sequential file, is kept by the file instead
+/// of copied (as D-MemFS keeps references); smaller ones are copied into the file's buffer,
+/// which costs less than one Python object per write.
+const KEEP_BYTES_AT: usize = 64 * 1024;
+
+/// A Python `bytes` object kept by a file instead of a copy of its bytes.
+struct KeptBytes {
+    ptr: usize,
+    len: usize,
+    _owner: Py<PyBytes>,
+}
+
+impl SharedBytes for KeptBytes {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: ptr..ptr+len is the storage of the `bytes` object `_owner`, which this value
+        // keeps alive; the storage of a `bytes` object never moves and never changes while the
+        // object is alive, so reading it needs neither the GIL nor a lock.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+/// Seconds (a Python float, `None` or negative for "default") -> a core timeout.
+fn timeout(secs: Option<f64>) -> PyResult<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_nan() => Err(PyValueError::new_err("lock timeout must not be NaN")),
+        Some(s) => Ok(Some(Duration::try_from_secs_f64(s.max(0.0)).map_err(
+            |_| PyValueError::new_err(format!("lock timeout {s} is out of range")),
+        )?)),
+    }
+}
+
+/// Borrows the bytes of a bytes-like object (`bytes`, `bytearray`, `memoryview`, ...) and
+/// calls `f` with them, releasing the GIL around `f` when they are large.
+fn with_bytes<R: Send>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    f: impl FnOnce(&[u8]) -> R + Send,
+) -> PyResult<R> {
+    if let Ok(b) = data.cast::<PyBytes>() {
+        let b = b.as_bytes();
+        return Ok(if b.len() >= RELEASE_GIL_AT {
+            py.detach(|| f(b))
+        } else {
+            f(b)
+        });
+    }
+    let buf = PyUntypedBuffer::get(data).map_err(|_| {
+        PyTypeError::new_err(format!(
+            "a bytes-like object is required, not '{}'",
+            data.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })?;
+    if !buf.is_c_contiguous() {
+        // A strided view (`memoryview(b)[::2]`): gather it into one run first, as `bytes()`
+        // would.
+        drop(buf);
+        let gathered = PyBuffer::<u8>::get(data)
+            .and_then(|b| b.to_vec(py))
+            .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
+        return Ok(f(&gathered));
+    }
+    let n = buf.len_bytes();
+    let ptr = buf.buf_ptr() as usize;
+    let run = move || {
+        // SAFETY: `buf` holds the exporter's buffer (ptr, n bytes, C-contiguous) for as long as
+        // this closure runs, and an exported bytearray cannot be resized meanwhile. Another
+        // thread may still store into it; like `os.write`, we then copy whatever bytes it holds.
+        let slice = unsafe { std::slice::from_raw_parts(ptr as *const u8, n) };
+        f(slice)
+    };
+    let r = if n >= RELEASE_GIL_AT {
+        py.detach(run)
+    } else {
+        run()
+    };
+    drop(buf);
+    Ok(r)
+}
+
+/// A new `bytes` of `n` bytes whose storage `fill` writes directly (no zero-fill first, no
+/// intermediate buffer). `fill` returns how many bytes it wrote; any rest is zeroed so that
+/// the object never exposes uninitialised memory.
+fn bytes_filled(
+    py: Python<'_>,
+    n: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> usize,
+) -> PyResult<Bound<'_, PyBytes>> {
+    let len = ffi::Py_ssize_t::try_from(n)
+        .map_err(|_| PyValueError::new_err(format!("{n} bytes do not fit in a bytes object")))?;
+    // SAFETY: PyBytes_FromStringAndSize(NULL, len) allocates a bytes object with `len` bytes of
+    // uninitialised storage (or returns NULL with an exception set, turned into Err).
+    let bytes = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), len))?
+            .cast_into_unchecked::<PyBytes>()
+    };
+    // SAFETY: the object is fresh and not shared yet; its storage is exactly n bytes, viewed as
+    // MaybeUninit<u8> (which has no validity requirement) until `fill` and the loop below have
+    // written every byte.
+    let buf = unsafe {
+        std::slice::from_raw_parts_mut(
+            ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(),
+            n,
+        )
+    };
+    let done = fill(buf).min(n);
+    for b in &mut buf[done..] {
+        b.write(0);
+    }
+    Ok(bytes)
+}
+
+/// The native half of `memspace.MemoryFileSystem` (same constructor, same methods).
+#[pyclass(module = "memspace._memspace", name = "_FileSystem", subclass, frozen)]
+pub(crate) struct PyFileSystem {
+    fs: MemoryFileSystem,
+}
+
+#[pymethods]
+impl PyFileSystem {
+    #[new]
+    #[pyo3(signature = (
+        max_quota=268_435_456,
+        chunk_overhead_override=None,
+        promotion_hard_limit=None,
+        max_nodes=None,
+        default_storage="auto",
+        default_lock_timeout=Some(30.0),
+        memory_guard="none",
+        memory_guard_action="warn",
+        memory_guard_interval=1.0,
+    ), text_signature = "(max_quota=268435456, chunk_overhead_override=None, \
+        promotion_hard_limit=None, max_nodes=None, default_storage='auto', \
+        default_lock_timeout=30.0, memory_guard='none', memory_guard_action='warn', \
+        memory_guard_interval=1.0)")]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        max_quota: u64,
+        chunk_overhead_override: Option<u64>,
+        promotion_hard_limit: Option<u64>,
+        max_nodes: Option<u64>,
+        default_storage: &str,
+        default_lock_timeout: Option<f64>,
+        memory_guard: &str,
+        memory_guard_action: &str,
+        memory_guard_interval: f64,
+    ) -> PyResult<Self> {
+        let storage = match default_storage {
+            "auto" => StorageKind::Auto,
+            "sequential" => StorageKind::Sequential,
+            "random_access" => StorageKind::RandomAccess,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "Invalid default_storage value: '{other}'. \
+                     Expected 'auto', 'sequential', or 'random_access'."
+                )))
+            }
+        };
+        if !matches!(memory_guard_action, "warn" | "raise") {
+            return Err(PyValueError::new_err(format!(
+                "Invalid memory_guard_action: '{memory_guard_action}'. Expected 'warn' or 'raise'."
+            )));
+        }
+        if !matches!(memory_guard, "none" | "init" | "per_write") {
+            return Err(PyValueError::new_err(format!(
+                "Invalid memory_guard: '{memory_guard}'. Expected 'none', 'init', or 'per_write'."
+            )));
+        }
+        let _ = memory_guard_interval; // used by the Python subclass
+        let mut opts = FsOptions::new()
+            .max_quota(max_quota)
+            .max_nodes(max_nodes)
+            .storage(storage)
+            .default_lock_timeout(timeout(default_lock_timeout)?);
+        if let Some(o) = chunk_overhead_override {
+            opts = opts.chunk_overhead(o);
+        }
+        if let Some(l) = promotion_hard_limit {
+            opts = opts.promotion_hard_limit(l);
+        }
+        Ok(Self {
+            fs: MemoryFileSystem::new(opts),
+        })
+    }
+
+    /// Opens a file in a binary mode (`rb`, `wb`, `ab`, `r+b`, `xb`).
+    #[pyo3(signature = (path, mode="rb", preallocate=0, lock_timeout=None))]
+    fn open(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        mode: &str,
+        preallocate: i64,
+        lock_timeout: Option<f64>,
+    ) -> PyResult<PyFileHandle> {
+        let Some(m) = OpenMode::parse(mode) else {
+            return Err(PyValueError::new_err(format!(
+                "Invalid mode '{mode}'. MFS supports binary modes only: \
+                 {{'rb', 'wb', 'ab', 'r+b', 'xb'}}"
+            )));
+        };
+        let pre = u64::try_from(preallocate).unwrap_or(0);
+        let wait = timeout(lock_timeout)?;
+        // Try once without releasing the GIL (the common, uncontended case); wait for the
+        // lock with the GIL released only if someone holds it.
+        let h = match self.fs.open(path, m, pre, Some(Duration::ZERO)) {
+            Err(memspace::Error::LockTimeout { .. }) if wait != Some(Duration::ZERO) => {
+                self.open_waiting(py, path, m, pre, wait)?
+            }
+            r => r.py_err()?,
+        };
+        Ok(PyFileHandle {
+            inner: Mutex::new(h),
+        })
+    }
+
+    /// Creates a directory and its missing parents.
+    #[pyo3(signature = (path, exist_ok=false))]
+    fn mkdir(&self, path: &str, exist_ok: bool) -> PyResult<()> {
+        self.fs.mkdir(path, exist_ok).py_err()
+    }
+
+    /// Deletes a file.
+    fn remove(&self, path: &str) -> PyResult<()> {
+        self.fs.remove(path).py_err()
+    }
+
+    /// Deletes a directory tree.
+    fn rmtree(&self, path: &str) -> PyResult<()> {
+        self.fs.rmtree(path).py_err()
+    }
+
+    /// Renames a file or directory (the destination's parent must exist).
+    fn rename(&self, src: &str, dst: &str) -> PyResult<()> {
+        self.fs.rename(src, dst).py_err()
+    }
+
+    /// Moves a file or directory, creating the destination's parents.
+    #[pyo3(name = "move")]
+    fn move_path(&self, src: &str, dst: &str) -> PyResult<()> {
+        self.fs.move_path(src, dst).py_err()
+    }
+
+    /// Copies a file.
+    fn copy(&self, py: Python<'_>, src: &str, dst: &str) -> PyResult<()> {
+        py.detach(|| self.fs.copy(src, dst)).py_err()
+    }
+
+    /// Copies a directory tree (all-or-nothing).
+    fn copy_tree(&self, py: Python<'_>, src: &str, dst: &str) -> PyResult<()> {
+        py.detach(|| self.fs.copy_tree(src, dst)).py_err()
+    }
+
+    /// Names in a directory, sorted.
+    fn listdir(&self, path: &str) -> PyResult<Vec<String>> {
+        self.fs.listdir(path).py_err()
+    }
+
+    /// Whether a path exists.
+    fn exists(&self, path: &str) -> bool {
+        self.fs.exists(path)
+    }
+
+    /// Whether a path is a directory.
+    fn is_dir(&self, path: &str) -> bool {
+        self.fs.is_dir(path)
+    }
+
+    /// Whether a path is a file.
+    fn is_file(&self, path: &str) -> bool {
+        self.fs.is_file(path)
+    }
+
+    /// Metadata of a path as a dict.
+    fn stat<'py>(&self, py: Python<'py>, path: &str) -> PyResult<Bound<'py, PyDict>> {
+        let st = self.fs.stat(path).py_err()?;
+        let d = PyDict::new(py);
+        d.set_item("size", st.size)?;
+        d.set_item("created_at", st.created_at)?;
+        d.set_item("modified_at", st.modified_at)?;
+        d.set_item("generation", st.generation)?;
+        d.set_item("is_dir", st.is_dir)?;
+        Ok(d)
+    }
+
+    /// Usage of the filesystem as a dict.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let st = self.fs.stats();
+        let d = PyDict::new(py);
+        d.set_item("used_bytes", st.used_bytes)?;
+        d.set_item("quota_bytes", st.quota_bytes)?;
+        d.set_item("free_bytes", st.free_bytes)?;
+        d.set_item("file_count", st.file_count)?;
+        d.set_item("dir_count", st.dir_count)?;
+        d.set_item("chunk_count", st.chunk_count)?;
+        d.set_item(
+            "overhead_per_chunk_estimate",
+            st.overhead_per_chunk_estimate,
+        )?;
+        Ok(d)
+    }
+
+    /// Size of a file.
+    fn get_size(&self, path: &str) -> PyResult<u64> {
+        self.fs.get_size(path).py_err()
+    }
+
+    /// Paths matching a glob pattern, sorted, each once.
+    fn glob(&self, pattern: &str) -> Vec<String> {
+        self.fs.glob(pattern)
+    }
+
+    /// All files below `prefix` as `{path: bytes}`.
+    #[pyo3(signature = (prefix="/", only_dirty=false))]
+    fn export_tree<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: &str,
+        only_dirty: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for p in self.fs.file_paths(prefix, only_dirty).py_err()? {
+            match self.read_bytes(py, &p, None) {
+                Ok(b) => d.set_item(p, b)?,
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileNotFoundError>(py) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(d)
+    }
+
+    /// Writes every `{path: bytes}` entry, all or nothing.
+    fn import_tree(&self, py: Python<'_>, tree: &Bound<'_, PyAny>) -> PyResult<()> {
+        let items = tree.call_method0("items")?;
+        let mut paths: Vec<String> = Vec::new();
+        let mut datas: Vec<Bound<'_, PyAny>> = Vec::new();
+        for item in items.try_iter()? {
+            let (p, d): (String, Bound<'_, PyAny>) = item?.extract()?;
+            paths.push(p);
+            datas.push(d);
+        }
+        // Borrow every value's bytes (no copy: the core copies after reserving the quota).
+        let mut bufs: Vec<PyUntypedBuffer> = Vec::with_capacity(datas.len());
+        let mut slices: Vec<(usize, usize)> = Vec::with_capacity(datas.len());
+        for d in &datas {
+            if let Ok(b) = d.cast::<PyBytes>() {
+                let s = b.as_bytes();
+                slices.push((s.as_ptr() as usize, s.len()));
+                continue;
+            }
+            let buf = PyUntypedBuffer::get(d).map_err(|_| {
+                PyTypeError::new_err("import_tree values must be bytes-like objects")
+            })?;
+            if !buf.is_c_contiguous() {
+                return Err(PyBufferError::new_err("data must be a C-contiguous buffer"));
+            }
+            slices.push((buf.buf_ptr() as usize, buf.len_bytes()));
+            bufs.push(buf);
+        }
+        let fs = &self.fs;
+        let r = py.detach(|| {
+            let entries = paths.iter().zip(&slices).map(|(p, &(ptr, n))| {
+                // SAFETY: each (ptr, n) is the storage of a `bytes` object held alive by
+                // `datas`, or of a buffer export held by `bufs`, both alive until after this
+                // closure returns.
+                (p.as_str(), unsafe {
+                    std::slice::from_raw_parts(ptr as *const u8, n)
+                })
+            });
+            fs.import_tree(entries)
+        });
+        drop(bufs);
+        r.py_err()
+    }
+
+    /// Subdirectory and file names of a directory (for `walk`).
+    fn _scandir(&self, path: &str) -> PyResult<(Vec<String>, Vec<String>)> {
+        self.fs.scandir(path).py_err()
+    }
+
+    /// Paths of the files below `prefix` (for `iter_export_tree`).
+    #[pyo3(signature = (prefix="/", only_dirty=false))]
+    fn _file_paths(&self, prefix: &str, only_dirty: bool) -> PyResult<Vec<String>> {
+        self.fs.file_paths(prefix, only_dirty).py_err()
+    }
+
+    /// A copy of a file's bytes, without waiting for its lock; `ValueError` above `max_size`.
+    #[pyo3(signature = (path, max_size=None))]
+    fn _read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        path: &str,
+        max_size: Option<i64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.read_bytes(py, path, max_size)
+    }
+}
+
+impl PyFileSystem {
+    /// Waits for a file lock in slices with the GIL released, checking for signals (Ctrl-C)
+    /// between slices. A failed attempt changes nothing, so retrying is safe.
+    fn open_waiting(
+        &self,
+        py: Python<'_>,
+        path: &str,
+        mode: OpenMode,
+        preallocate: u64,
+        wait: Option<Duration>,
+    ) -> PyResult<FileHandle> {
+        const SLICE: Duration = Duration::from_millis(100);
+        let total = wait.or(self.fs.options().get_default_lock_timeout());
+        let deadline = total.map(|t| std::time::Instant::now() + t);
+        loop {
+            let slice = match deadline {
+                None => SLICE,
+                Some(d) => d
+                    .saturating_duration_since(std::time::Instant::now())
+                    .min(SLICE),
+            };
+            match py.detach(|| self.fs.open(path, mode, preallocate, Some(slice))) {
+                Err(e @ memspace::Error::LockTimeout { .. }) => {
+                    py.check_signals()?;
+                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                        return Err(crate::error::to_py(e));
+                    }
+                }
+                r => return r.py_err(),
+            }
+        }
+    }
+
+    fn read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        path: &str,
+        max_size: Option<i64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let snap = self.fs.snapshot(path).py_err()?;
+        loop {
+            let n = snap.len();
+            if let Some(m) = max_size {
+                if i128::from(n) > i128::from(m) {
+                    return Err(PyValueError::new_err(format!(
+                        "File size {n} exceeds max_size={m}."
+                    )));
+                }
+            }
+            let mut size_now = n;
+            let bytes = bytes_filled(py, n as usize, |buf| {
+                let (done, sz) = if buf.len() >= RELEASE_GIL_AT {
+                    py.detach(|| snap.read_into(buf))
+                } else {
+                    snap.read_into(buf)
+                };
+                size_now = sz;
+                done
+            })?;
+            // A writer changed the size between measuring and copying: measure again.
+            if size_now == n {
+                return Ok(bytes);
+            }
+        }
+    }
+}
+
+/// An open file of a `MemoryFileSystem` (a registered `io.RawIOBase`). It holds the file's
+/// lock until closed; collecting it unclosed closes it with a `ResourceWarning`.
+#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle")]
+pub(crate) struct PyFileHandle {
+    inner: Mutex<FileHandle>,
+}
+
+impl Drop for PyFileHandle {
+    fn drop(&mut self) {
+        let h = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if !h.is_closed() {
+            let msg = format!(
+                "MFS MemoryFileHandle for '{}' was not closed properly. \
+                 Always use 'with mfs.open(...) as f:' to ensure cleanup.",
+                h.path()
+            );
+            h.close();
+            Python::attach(|py| {
+                // The handle may be collected while an exception propagates (a failed write on
+                // a temporary handle): keep that exception aside while warning.
+                let pending = PyErr::take(py);
+                let cat = py.get_type::<PyResourceWarning>();
+                if let Ok(cmsg) = std::ffi::CString::new(msg) {
+                    if let Err(e) = PyErr::warn(py, &cat, &cmsg, 1) {
+                        e.write_unraisable(py, None);
+                    }
+                }
+                if let Some(e) = pending {
+                    e.restore(py);
+                }
+            });
+        }
+    }
+}
+
+impl PyFileHandle {
+    /// Locks the handle; waits with the GIL released if another thread is using it.
+    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, FileHandle> {
+        loop {
+            match self.inner.try_lock() {
+                Ok(g) => return g,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => py.detach(|| {
+                    drop(self.inner.lock());
+                }),
+            }
+        }
+    }
+
+    fn read_n<'py>(
+        py: Python<'py>,
+        h: &mut FileHandle,
+        size: Option<i64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let remaining = h.remaining().py_err()?;
+        let n = match size {
+            Some(s) if s >= 0 => remaining.min(s as u64),
+            _ => remaining,
+        } as usize;
+        let mut err = None;
+        let bytes = bytes_filled(py, n, |buf| {
+            let r = if n >= RELEASE_GIL_AT {
+                py.detach(|| h.read_into(buf))
+            } else {
+                h.read_into(buf)
+            };
+            r.unwrap_or_else(|e| {
+                err = Some(e);
+                0
+            })
+        })?;
+        match err {
+            Some(e) => Err(crate::error::to_py(e)),
+            None => Ok(bytes),
+        }
+    }
+
+    fn readline_inner(h: &mut FileHandle, limit: Option<i64>) -> PyResult<Vec<u8>> {
+        let mut out = Vec::new();
+        let limit = limit.filter(|&l| l >= 0).map(|l| l as usize);
+        let mut chunk = [0u8; 256];
+        loop {
+            let want = limit.map_or(chunk.len(), |l| (l - out.len()).min(chunk.len()));
+            if want == 0 {
+                break;
+            }
+            let pos = h.tell().py_err()?;
+            let n = h.read_into(&mut chunk[..want]).py_err()?;
+            if n == 0 {
+                break;
+            }
+            if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
+                out.extend_from_slice(&chunk[..=i]);
+                h.seek((pos + i as u64 + 1) as i64, 0).py_err()?;
+                break;
+            }
+            out.extend_from_slice(&chunk[..n]);
+        }
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl PyFileHandle {
+    /// Reads up to `size` bytes (`-1` or `None`: to the end).
+    #[pyo3(signature = (size=-1), text_signature = "($self, size=-1)")]
+    fn read<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut h = self.lock(py);
+        Self::read_n(py, &mut h, size)
+    }
+
+    /// Reads to the end.
+    fn readall<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut h = self.lock(py);
+        Self::read_n(py, &mut h, None)
+    }
+
+    /// Reads into a writable buffer; returns the byte count.
+    fn readinto(&self, py: Python<'_>, buffer: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let buf = PyUntypedBuffer::get(buffer)?;
+        if buf.readonly() {
+            return Err(PyTypeError::new_err("readinto() argument must be writable"));
+        }
+        if !buf.is_c_contiguous() {
+            return Err(PyBufferError::new_err("buffer must be C-contiguous"));
+        }
+        let n = buf.len_bytes();
+        let ptr = buf.buf_ptr() as usize;
+        let mut guard = self.lock(py);
+        let h: &mut FileHandle = &mut guard;
+        let run = |h: &mut FileHandle| {
+            // SAFETY: `buf` holds a writable, C-contiguous export of n bytes at ptr for the
+            // whole call; nothing else in this process writes it through memspace.
+            let dst = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, n) };
+            h.read_into(dst)
+        };
+        let r = if n >= RELEASE_GIL_AT {
+            py.detach(|| run(h))
+        } else {
+            run(h)
+        };
+        drop(buf);
+        r.py_err()
+    }
+
+    /// Reads one line (up to and including `\n`), at most `size` bytes.
+    #[pyo3(signature = (size=-1), text_signature = "($self, size=-1)")]
+    fn readline<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut h = self.lock(py);
+        let line = Self::readline_inner(&mut h, size)?;
+        Ok(PyBytes::new(py, &line))
+    }
+
+    /// Reads the remaining lines (stopping once `hint` bytes have been read, if positive).
+    #[pyo3(signature = (hint=-1), text_signature = "($self, hint=-1)")]
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<i64>) -> PyResult<Bound<'py, PyList>> {
+        let mut h = self.lock(py);
+        let list = PyList::empty(py);
+        let mut total = 0usize;
+        loop {
+            let line = Self::readline_inner(&mut h, None)?;
+            if line.is_empty() {
+                break;
+            }
+            total += line.len();
+            list.append(PyBytes::new(py, &line))?;
+            if matches!(hint, Some(hint) if hint > 0 && total >= hint as usize) {
+                break;
+            }
+        }
+        Ok(list)
+    }
+
+    /// Writes a bytes-like object; returns its length.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let mut guard = self.lock(py);
+        let h: &mut FileHandle = &mut guard;
+        if let Ok(b) = data.cast::<PyBytes>() {
+            let bytes = b.as_bytes();
+            if bytes.len() >= KEEP_BYTES_AT {
+                let kept: Arc<dyn SharedBytes> = Arc::new(KeptBytes {
+                    ptr: bytes.as_ptr() as usize,
+                    len: bytes.len(),
+                    _owner: b.clone().unbind(),
+                });
+                // If the file does not keep it (not an append), it copies it, GIL released;
+                // our own reference is dropped here, attached, in that case.
+                let for_core = Arc::clone(&kept);
+                let r = py.detach(|| h.write_shared(for_core));
+                drop(kept);
+                return r.py_err();
+            }
+        }
+        with_bytes(py, data, |b| h.write(b))?.py_err()
+    }
+
+    /// Writes every bytes-like object of an iterable.
+    fn writelines(&self, py: Python<'_>, lines: &Bound<'_, PyAny>) -> PyResult<()> {
+        for line in lines.try_iter()? {
+            self.write(py, &line?)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the cursor (`whence` 0, 1 or 2); returns the new position.
+    #[pyo3(signature = (offset, whence=0))]
+    fn seek(&self, py: Python<'_>, offset: i64, whence: i32) -> PyResult<u64> {
+        self.lock(py).seek(offset, whence).py_err()
+    }
+
+    /// The cursor position.
+    fn tell(&self, py: Python<'_>) -> PyResult<u64> {
+        self.lock(py).tell().py_err()
+    }
+
+    /// Resizes the file (to the cursor if `size` is `None`); returns the new size.
+    #[pyo3(signature = (size=None))]
+    fn truncate(&self, py: Python<'_>, size: Option<i64>) -> PyResult<u64> {
+        let size = match size {
+            Some(s) if s < 0 => return Err(PyValueError::new_err("truncate size must be >= 0")),
+            s => s.map(|s| s as u64),
+        };
+        self.lock(py).truncate(size).py_err()
+    }
+
+    /// Does nothing (there is no buffer), but fails on a closed handle like `io` does.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.lock(py).tell().py_err().map(|_| ())
+    }
+
+    /// Whether the handle may read.
+    fn readable(&self, py: Python<'_>) -> PyResult<bool> {
+        let h = self.lock(py);
+        h.tell().py_err()?;
+        Ok(h.mode().readable())
+    }
+
+    /// Whether the handle may write.
+    fn writable(&self, py: Python<'_>) -> PyResult<bool> {
+        let h = self.lock(py);
+        h.tell().py_err()?;
+        Ok(h.mode().writable())
+    }
+
+    /// Always `True` (on an open handle).
+    fn seekable(&self, py: Python<'_>) -> PyResult<bool> {
+        self.lock(py).tell().py_err().map(|_| true)
+    }
+
+    /// Always `False`.
+    fn isatty(&self, py: Python<'_>) -> PyResult<bool> {
+        self.lock(py).tell().py_err().map(|_| false)
+    }
+
+    /// There is no file descriptor: `io.UnsupportedOperation`.
+    fn fileno(&self) -> PyResult<i32> {
+        Err(crate::error::to_py(memspace::Error::UnsupportedOperation(
+            "MFS files have no file descriptor".to_owned(),
+        )))
+    }
+
+    /// Releases the file's lock. Idempotent.
+    fn close(&self, py: Python<'_>) {
+        self.lock(py).close();
+    }
+
+    /// Whether the handle is closed.
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.lock(py).is_closed()
+    }
+
+    /// The mode string.
+    #[getter]
+    fn mode(&self, py: Python<'_>) -> &'static str {
+        self.lock(py).mode().as_str()
+    }
+
+    /// The normalised path.
+    #[getter]
+    fn name<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        PyString::new(py, self.lock(py).path())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
+        self.close(py);
+        false
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
+        slf.borrow().lock(slf.py()).tell().py_err()?;
+        Ok(slf)
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let mut h = self.lock(py);
+        let line = Self::readline_inner(&mut h, None)?;
+        Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let h = self.lock(py);
+        let state = if h.is_closed() { " closed" } else { "" };
+        format!(
+            "<memspace.MemoryFileHandle name='{}' mode='{}'{state}>",
+            h.path(),
+            h.mode().as_str()
+        )
+    }
+}

@@ -1,0 +1,328 @@
+use std::collections::BTreeMap;
+use std::thread;
+
+use proptest::prelude::*;
+
+use super::*;
+
+struct Shared(Vec<u8>);
+
+impl SharedBytes for Shared {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+fn fs_with(quota: u64) -> MemoryFileSystem {
+    MemoryFileSystem::new(FsOptions::new().max_quota(quota))
+}
+
+fn put(fs: &MemoryFileSystem, path: &str, data: &[u8]) -> Result<()> {
+    let mut f = fs.open(path, OpenMode::Write, 0, None)?;
+    f.write(data)?;
+    Ok(())
+}
+
+fn get(fs: &MemoryFileSystem, path: &str) -> Vec<u8> {
+    fs.open(path, OpenMode::Read, 0, None)
+        .unwrap()
+        .read_to_end()
+        .unwrap()
+}
+
+#[test]
+fn tree_basics() {
+    let fs = fs_with(1 << 20);
+    fs.mkdir("/a/b/c", false).unwrap();
+    assert!(matches!(
+        fs.mkdir("/a/b", false),
+        Err(Error::PathExists { .. })
+    ));
+    fs.mkdir("/a/b", true).unwrap();
+    put(&fs, "/a/b/f.txt", b"x").unwrap();
+    assert!(matches!(
+        fs.mkdir("/a/b/f.txt/d", true),
+        Err(Error::PathExists { .. })
+    ));
+    assert_eq!(fs.listdir("/a/b").unwrap(), ["c", "f.txt"]);
+    assert!(fs.is_dir("/a") && fs.is_file("/a/b/f.txt") && !fs.exists("/../x"));
+    assert!(matches!(fs.remove("/a"), Err(Error::IsADirectory { .. })));
+    assert!(matches!(
+        fs.rmtree("/a/b/f.txt"),
+        Err(Error::NotADirectory { .. })
+    ));
+    assert!(matches!(fs.rmtree("/"), Err(Error::InvalidArgument(_))));
+    fs.rename("/a/b", "/a/z").unwrap();
+    assert_eq!(get(&fs, "/a/z/f.txt"), b"x");
+    assert!(matches!(
+        fs.rename("/a", "/a/z/q"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        fs.rename("/a/z", "/n/m"),
+        Err(Error::NoSuchPath { .. })
+    ));
+    fs.move_path("/a/z", "/n/m").unwrap();
+    assert!(fs.is_file("/n/m/f.txt"));
+    fs.rmtree("/n").unwrap();
+    fs.rmtree("/a").unwrap();
+    assert_eq!(fs.stats().used_bytes, 0);
+    assert_eq!(fs.stats().dir_count, 1);
+}
+
+#[test]
+fn quota_boundary_is_exact() {
+    let fs = fs_with(1000);
+    put(&fs, "/a", &[7; 1000 - 128]).unwrap();
+    assert_eq!(fs.stats().free_bytes, 0);
+    let mut f = fs.open("/a", OpenMode::Append, 0, None).unwrap();
+    let err = f.write(b"y").unwrap_err();
+    assert!(matches!(
+        err,
+        Error::QuotaExceeded {
+            requested: 129,
+            available: 0
+        }
+    ));
+    drop(f);
+    assert_eq!(fs.get_size("/a").unwrap(), 872);
+    fs.remove("/a").unwrap();
+    assert_eq!(fs.stats().used_bytes, 0);
+}
+
+#[test]
+fn node_limit_nested_mkdir_leaves_nothing() {
+    let fs = MemoryFileSystem::new(FsOptions::new().max_nodes(Some(3)));
+    assert!(matches!(
+        fs.mkdir("/a/b/c", false),
+        Err(Error::NodeLimitExceeded { .. })
+    ));
+    assert!(!fs.exists("/a"));
+    fs.mkdir("/a/b", false).unwrap();
+    assert!(matches!(
+        put(&fs, "/a/x", b""),
+        Err(Error::NodeLimitExceeded { .. })
+    ));
+}
+
+#[test]
+fn import_tree_is_all_or_nothing() {
+    let fs = fs_with(1000);
+    put(&fs, "/keep", b"k").unwrap();
+    let before = fs.stats();
+    let big = vec![0u8; 900];
+    let r = fs.import_tree([("/x/a", &b"1"[..]), ("/x/b", &big[..])]);
+    assert!(matches!(r, Err(Error::QuotaExceeded { .. })));
+    assert!(!fs.exists("/x"));
+    assert_eq!(fs.stats(), before);
+    fs.import_tree([("/x/a", &b"1"[..]), ("/keep", &b"new"[..])])
+        .unwrap();
+    assert_eq!(get(&fs, "/keep"), b"new");
+    assert_eq!(fs.stat("/keep").unwrap().generation, 0);
+    let _h = fs.open("/keep", OpenMode::Read, 0, None).unwrap();
+    assert!(matches!(
+        fs.import_tree([("/keep", &b"z"[..])]),
+        Err(Error::FileBusy { .. })
+    ));
+}
+
+#[test]
+fn copy_tree_into_own_subtree_and_exact_used() {
+    let fs = fs_with(1 << 20);
+    fs.mkdir("/s", false).unwrap();
+    put(&fs, "/s/a", b"hello").unwrap();
+    {
+        let mut f = fs.open("/s/b", OpenMode::Write, 0, None).unwrap();
+        f.write(b"xx").unwrap();
+        f.write(b"yy").unwrap();
+    }
+    fs.copy_tree("/s", "/s/copy").unwrap();
+    assert_eq!(get(&fs, "/s/copy/b"), b"xxyy");
+    assert!(!fs.exists("/s/copy/copy"));
+    fs.copy("/s/a", "/c").unwrap();
+    fs.rmtree("/s").unwrap();
+    fs.remove("/c").unwrap();
+    assert_eq!(fs.stats().used_bytes, 0);
+}
+
+#[test]
+fn glob_matches_once_sorted() {
+    let fs = fs_with(1 << 20);
+    for p in [
+        "/a.txt",
+        "/d/b.txt",
+        "/d/e/c.txt",
+        "/d/e/x.bin",
+        "/d/q1",
+        "/d/q2",
+    ] {
+        fs.mkdir(&p[..p.rfind('/').unwrap().max(1)], true).unwrap();
+        put(&fs, p, b"").unwrap();
+    }
+    assert_eq!(fs.glob("/**/*.txt"), ["/a.txt", "/d/b.txt", "/d/e/c.txt"]);
+    assert_eq!(fs.glob("/d/*"), ["/d/b.txt", "/d/e", "/d/q1", "/d/q2"]);
+    assert_eq!(fs.glob("/d/q?"), ["/d/q1", "/d/q2"]);
+    assert_eq!(fs.glob("/d/q[1]"), ["/d/q1"]);
+    assert_eq!(fs.glob("/d/**").len(), 6);
+}
+
+#[test]
+fn lock_timeout_does_not_block_other_operations() {
+    let fs = fs_with(1 << 20);
+    put(&fs, "/f", b"1").unwrap();
+    let w = fs.open("/f", OpenMode::Write, 0, None).unwrap();
+    let fs2 = fs.clone();
+    let t =
+        thread::spawn(move || fs2.open("/f", OpenMode::Read, 0, Some(Duration::from_millis(300))));
+    thread::sleep(Duration::from_millis(50));
+    // The tree is free while the other thread waits.
+    fs.mkdir("/other", false).unwrap();
+    put(&fs, "/other/g", b"2").unwrap();
+    assert!(matches!(t.join().unwrap(), Err(Error::LockTimeout { .. })));
+    assert!(matches!(fs.remove("/f"), Err(Error::FileBusy { .. })));
+    // The snapshot does not wait for the writer.
+    assert_eq!(fs.read_file("/f").unwrap(), b"");
+    drop(w);
+    fs.remove("/f").unwrap();
+}
+
+#[test]
+fn handle_modes_and_seek() {
+    let fs = fs_with(1 << 20);
+    assert!(matches!(
+        fs.open("/nope", OpenMode::Read, 0, None),
+        Err(Error::NoSuchPath { .. })
+    ));
+    let mut f = fs.open("/f", OpenMode::CreateNew, 4, None).unwrap();
+    assert!(matches!(
+        f.read_into(&mut [0u8; 1][..]),
+        Err(Error::UnsupportedOperation(_))
+    ));
+    f.seek(2, 0).unwrap();
+    f.write(b"ab").unwrap();
+    assert!(f.seek(1, 2).is_err());
+    f.close();
+    assert!(f.write(b"x").is_err());
+    assert_eq!(get(&fs, "/f"), b"\0\0ab");
+    assert!(matches!(
+        fs.open("/f", OpenMode::CreateNew, 0, None),
+        Err(Error::PathExists { .. })
+    ));
+    let mut f = fs.open("/f", OpenMode::ReadWrite, 0, None).unwrap();
+    f.truncate(Some(1)).unwrap();
+    f.seek(0, 2).unwrap();
+    f.write(b"Z").unwrap();
+    drop(f);
+    assert_eq!(get(&fs, "/f"), b"\0Z");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(u8, Vec<u8>),
+    Append(u8, Vec<u8>),
+    AppendShared(u8, Vec<u8>),
+    Patch(u8, u16, Vec<u8>),
+    Truncate(u8, u16),
+    Remove(u8),
+    CopyDir,
+    Import(Vec<(u8, Vec<u8>)>),
+    RmDir,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let data = proptest::collection::vec(any::<u8>(), 0..300);
+    prop_oneof![
+        (0..6u8, data.clone()).prop_map(|(i, d)| Op::Write(i, d)),
+        (0..6u8, data.clone()).prop_map(|(i, d)| Op::Append(i, d)),
+        (0..6u8, data.clone()).prop_map(|(i, d)| Op::AppendShared(i, d)),
+        (0..6u8, 0..400u16, data.clone()).prop_map(|(i, o, d)| Op::Patch(i, o, d)),
+        (0..6u8, 0..400u16).prop_map(|(i, n)| Op::Truncate(i, n)),
+        (0..6u8).prop_map(Op::Remove),
+        Just(Op::CopyDir),
+        proptest::collection::vec((0..6u8, data), 0..4).prop_map(Op::Import),
+        Just(Op::RmDir),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    /// Against a plain map: contents agree, `used` never exceeds the quota, and deleting
+    /// everything brings `used` back to exactly 0.
+    #[test]
+    fn model_with_quota(ops in proptest::collection::vec(op(), 1..40), quota in 500u64..4000) {
+        let fs = fs_with(quota);
+        fs.mkdir("/d", false).unwrap();
+        let mut model: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let path = |i: u8| format!("/d/f{i}");
+        for op in ops {
+            match op {
+                Op::Write(i, d) => {
+                    if put(&fs, &path(i), &d).is_ok() {
+                        model.insert(path(i), d);
+                    } else {
+                        // `wb` truncated before the write failed.
+                        model.insert(path(i), Vec::new());
+                    }
+                }
+                Op::Append(i, d) => {
+                    let mut f = fs.open(&path(i), OpenMode::Append, 0, None).unwrap();
+                    let e = model.entry(path(i)).or_default();
+                    if f.write(&d).is_ok() { e.extend_from_slice(&d); }
+                }
+                Op::AppendShared(i, d) => {
+                    let mut f = fs.open(&path(i), OpenMode::Append, 0, None).unwrap();
+                    let e = model.entry(path(i)).or_default();
+                    if f.write_shared(Arc::new(Shared(d.clone()))).is_ok() { e.extend_from_slice(&d); }
+                }
+                Op::Patch(i, o, d) => {
+                    if let Ok(mut f) = fs.open(&path(i), OpenMode::ReadWrite, 0, None) {
+                        f.seek(i64::from(o), 0).unwrap();
+                        if f.write(&d).is_ok() && !d.is_empty() {
+                            let e = model.get_mut(&path(i)).unwrap();
+                            let end = usize::from(o) + d.len();
+                            if e.len() < end { e.resize(end, 0); }
+                            e[usize::from(o)..end].copy_from_slice(&d);
+                        }
+                    }
+                }
+                Op::Truncate(i, n) => {
+                    if let Ok(mut f) = fs.open(&path(i), OpenMode::ReadWrite, 0, None) {
+                        if f.truncate(Some(u64::from(n))).is_ok() {
+                            model.get_mut(&path(i)).unwrap().resize(usize::from(n), 0);
+                        }
+                    }
+                }
+                Op::Remove(i) => {
+                    prop_assert_eq!(fs.remove(&path(i)).is_ok(), model.remove(&path(i)).is_some());
+                }
+                Op::CopyDir => {
+                    if fs.copy_tree("/d", "/e").is_ok() {
+                        let copy = fs.export_tree("/e", false).unwrap();
+                        prop_assert_eq!(copy.len(), model.len());
+                        fs.rmtree("/e").unwrap();
+                    }
+                }
+                Op::Import(entries) => {
+                    let owned: Vec<(String, Vec<u8>)> =
+                        entries.into_iter().map(|(i, d)| (path(i), d)).collect();
+                    let r = fs.import_tree(owned.iter().map(|(p, d)| (p.as_str(), d.as_slice())));
+                    if r.is_ok() {
+                        for (p, d) in owned { model.insert(p, d); }
+                    }
+                }
+                Op::RmDir => {
+                    fs.rmtree("/d").unwrap();
+                    fs.mkdir("/d", false).unwrap();
+                    model.clear();
+                }
+            }
+            let st = fs.stats();
+            prop_assert!(st.used_bytes <= quota);
+            prop_assert_eq!(st.used_bytes + st.free_bytes, quota);
+            let exported: BTreeMap<String, Vec<u8>> = fs.export_tree("/", false).unwrap().into_iter().collect();
+            prop_assert_eq!(&exported, &model);
+        }
+        fs.rmtree("/d").unwrap();
+        prop_assert_eq!(fs.stats().used_bytes, 0);
+    }
+}
