@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: help demo test test-rust test-python lint bench clean
+.PHONY: help demo test test-rust test-loom test-python lint bench clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ demo: $(PY) ## Install memspace (with numpy) and run `memspace demo`
 
 test: $(PY) ## Install the test tools and run every test and check (what CI runs)
 	$(PIP) install --quiet -e ".[test]"
-	$(MAKE) lint test-rust test-python
+	$(MAKE) lint test-rust test-loom test-python
 
 lint: ## Formatting, clippy, ruff, mypy, stubtest
 	cargo fmt --all --check
@@ -34,6 +34,9 @@ lint: ## Formatting, clippy, ruff, mypy, stubtest
 
 test-rust: ## cargo test for the workspace
 	cargo test --workspace
+
+test-loom: ## loom model checks of the lock-free algorithms (eventcount, rwlock state machine)
+	RUSTFLAGS="--cfg loom" cargo test -p memspace --release --lib --target-dir target/loom loom
 
 test-python: ## pytest (real processes, crash tests)
 	$(PY) -m pytest

@@ -2,7 +2,6 @@
 
 import os
 import pathlib
-
 from typing import Any, Final, final
 
 from typing_extensions import Buffer, Self

@@ -79,13 +79,24 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from memspace import demo
+    import importlib
 
-    return demo.run(frames=args.frames, width=args.width, height=args.height, baseline=not args.no_baseline)
+    try:
+        demo = importlib.import_module("memspace.demo")
+    except ImportError:
+        print("memspace demo: the demo is not part of this build", file=sys.stderr)
+        return 1
+    status: int = demo.run(
+        frames=args.frames, width=args.width, height=args.height, baseline=not args.no_baseline
+    )
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memspace", description=memspace.__doc__.splitlines()[0] if memspace.__doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="memspace",
+        description=memspace.__doc__.splitlines()[0] if memspace.__doc__ else None,
+    )
     p.add_argument("--version", action="version", version=f"memspace {memspace.__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -103,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=600, help="frames to send (default 600)")
     demo.add_argument("--width", type=int, default=1920)
     demo.add_argument("--height", type=int, default=1080)
-    demo.add_argument("--no-baseline", action="store_true", help="skip the multiprocessing.Queue run")
+    demo.add_argument(
+        "--no-baseline", action="store_true", help="skip the multiprocessing.Queue run"
+    )
     demo.set_defaults(func=_cmd_demo)
     return p
 
