@@ -3,7 +3,10 @@
 //! This crate is the pure-Rust core of memspace; the Python package is a thin layer over it.
 //! It owns:
 //!
-//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]).
+//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]), and the
+//!   header, attachment table and liveness rules of structured segments;
+//! - [`lock`]: a robust cross-process [`Mutex`] and a writer-preferring [`RwLock`] that
+//!   survive a killed holder, over an eventcount (futex wait/wake).
 //!
 //! Later modules (locks, ring, queue, filesystem) build on these. Everything that touches the
 //! operating system goes through the private `os` module, and every atomic through `sync`, so
@@ -30,6 +33,8 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod lock;
+#[cfg_attr(loom, allow(dead_code))]
 mod os;
 #[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
 mod record;
@@ -40,4 +45,6 @@ mod spsc;
 mod sync;
 
 pub use error::{Error, Result};
+pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
+pub use shm::header::Kind;
 pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
