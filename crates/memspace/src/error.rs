@@ -164,6 +164,15 @@ pub enum Error {
         location: Location,
     },
 
+    /// A ring role (producer or consumer) is held by another live process (or handle).
+    #[error("the {role} role of ring {location} is held by a live process")]
+    RoleTaken {
+        /// Where.
+        location: Location,
+        /// `"producer"` or `"consumer"`.
+        role: &'static str,
+    },
+
     /// Every slot of the attachment table is held by a live process.
     #[error("all {slots} attachment slots of segment {location} are in use by live processes")]
     AttachmentTableFull {

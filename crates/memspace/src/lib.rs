@@ -39,8 +39,7 @@ mod os;
 #[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
 mod record;
 pub mod shm;
-#[allow(dead_code)] // the segment-backed Ring that uses it comes with the eventcount
-mod spsc;
+pub mod spsc;
 #[allow(dead_code)]
 mod sync;
 
@@ -48,3 +47,4 @@ pub use error::{Error, Result};
 pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use shm::header::Kind;
 pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
+pub use spsc::{Ring, RingOptions};
