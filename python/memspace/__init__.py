@@ -3,21 +3,33 @@
 - :class:`SharedMemory`: named (POSIX) or file-backed shared-memory segments, zero-copy from
   numpy, never unlinked behind your back.
 - :func:`segments`: the segments this process can see.
+- :class:`Mutex` and :class:`RwLock`: cross-process locks that survive a killed holder
+  (``g.owner_died`` tells the next holder), with timeouts and Ctrl-C between wait slices.
+- :class:`View`: typed, tagged values in shared memory behind an rwlock (no torn reads).
+- :class:`Record`: a fixed C-struct-like layout in shared memory, ``Record.define(...)``.
 
 The core is written in Rust; nothing here requires knowing that.
 """
 
 from __future__ import annotations
 
-from memspace._memspace import SharedMemory, __version__
+from memspace._memspace import LockGuard, Mutex, RwLock, SharedMemory, View, __version__
+from memspace._record import Record
 from memspace._segments import SegmentInfo, segments
-from memspace.errors import LayoutError, MemspaceError
+from memspace.errors import CorruptSegmentError, LayoutError, LockError, MemspaceError
 
 __all__ = [
+    "CorruptSegmentError",
     "LayoutError",
+    "LockError",
+    "LockGuard",
     "MemspaceError",
+    "Mutex",
+    "Record",
+    "RwLock",
     "SegmentInfo",
     "SharedMemory",
+    "View",
     "__version__",
     "segments",
 ]

@@ -64,7 +64,55 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rm_stale(args: argparse.Namespace) -> int:
+    status = 0
+    if args.names:
+        targets = [(n if args.path or n.startswith("/") else "/" + n) for n in args.names]
+    else:
+        uid = os.geteuid() if hasattr(os, "geteuid") else None
+        targets = [s.name for s in memspace.segments() if uid is None or s.uid == uid]
+    removed = 0
+    for target in targets:
+        where = {"path": target} if args.path else {"name": target}
+        try:
+            stale = memspace._memspace._staleness(**where)
+        except (OSError, ValueError) as e:
+            if args.names:
+                print(f"memspace rm: {e}", file=sys.stderr)
+                status = 1
+            continue
+        if stale is None:
+            if args.names:
+                print(f"memspace rm: {target} is not a memspace structured segment; kept")
+            continue
+        if not stale:
+            if args.names:
+                print(f"memspace rm: {target} is in use by a live process; kept")
+            continue
+        if args.dry_run:
+            print(f"would remove {target}")
+            continue
+        try:
+            memspace.SharedMemory.remove(**where)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as e:
+            print(f"memspace rm: {e}", file=sys.stderr)
+            status = 1
+            continue
+        removed += 1
+        print(f"removed {target}")
+    if not args.names and removed == 0 and not args.dry_run:
+        print("no stale segments")
+    return status
+
+
 def _cmd_rm(args: argparse.Namespace) -> int:
+    if args.stale:
+        return _cmd_rm_stale(args)
+    if not args.names:
+        print("memspace rm: give segment names, or --stale", file=sys.stderr)
+        return 2
     status = 0
     for target in args.names:
         try:
@@ -99,8 +147,15 @@ def _parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_cmd_ls)
 
     rm = sub.add_parser("rm", help="remove segments by name (or by path with --path)")
-    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.add_argument("names", nargs="*", metavar="NAME")
     rm.add_argument("--path", action="store_true", help="the arguments are file paths")
+    rm.add_argument(
+        "--stale",
+        action="store_true",
+        help="remove only structured segments no live process is attached to "
+        "(all of your own when no NAME is given)",
+    )
+    rm.add_argument("-n", "--dry-run", action="store_true", help="with --stale: only list them")
     rm.set_defaults(func=_cmd_rm)
 
     demo = sub.add_parser("demo", help="stream video frames between two processes, zero-copy")

@@ -8,7 +8,7 @@ Errors that have an exact builtin meaning (``FileExistsError``, ``FileNotFoundEr
 
 from __future__ import annotations
 
-__all__ = ["LayoutError", "MemspaceError"]
+__all__ = ["CorruptSegmentError", "LayoutError", "LockError", "MemspaceError"]
 
 
 class MemspaceError(Exception):
@@ -21,4 +21,16 @@ class LayoutError(MemspaceError, ValueError):
     For example it is not a regular file, it is empty, it is smaller than required, or (for
     structured objects) its header names another kind or an incompatible layout version.
     The segment is never modified when this is raised.
+    """
+
+
+class CorruptSegmentError(MemspaceError, ValueError):
+    """A live structured segment holds impossible values (corrupted by a bug or a hostile
+    process). memspace refused to use them; nothing outside the segment was touched.
+    """
+
+
+class LockError(MemspaceError, RuntimeError):
+    """A lock was misused: acquired again by the thread that holds it (which would deadlock),
+    or released by a thread that does not hold it.
     """

@@ -7,8 +7,9 @@
 
 use memspace::Error;
 use pyo3::exceptions::{
-    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyNotImplementedError, PyOSError,
-    PyPermissionError, PyValueError,
+    PyFileExistsError, PyFileNotFoundError, PyIndexError, PyKeyboardInterrupt,
+    PyNotImplementedError, PyOSError, PyOverflowError, PyPermissionError, PyTimeoutError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -33,6 +34,8 @@ macro_rules! exc_type {
 }
 
 exc_type!(layout_error, "LayoutError");
+exc_type!(corrupt_error, "CorruptSegmentError");
+exc_type!(lock_error, "LockError");
 
 /// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
 fn new_err(
@@ -61,16 +64,32 @@ pub(crate) fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
     let errno = err.raw_os_error();
     match err {
-        Error::InvalidName { .. } | Error::InvalidArgument(_) => PyValueError::new_err(msg),
+        Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::InvalidData { .. } => {
+            PyValueError::new_err(msg)
+        }
         Error::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
         Error::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
         Error::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
-        Error::NoSpace { .. } | Error::Os { .. } => match errno {
+        Error::NoSpace { .. } | Error::Os { .. } | Error::AttachmentTableFull { .. } => match errno
+        {
             Some(e) => PyOSError::new_err((e, msg)),
             None => PyOSError::new_err(msg),
         },
         Error::OutOfBounds { .. } => PyIndexError::new_err(msg),
-        Error::Unusable { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
+        Error::Unusable { .. }
+        | Error::WrongKind { .. }
+        | Error::IncompatibleLayout { .. }
+        | Error::NotReady { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
+        Error::CorruptSegment { .. } => {
+            Python::attach(|py| new_err(py, corrupt_error(py), None, msg))
+        }
+        Error::WouldDeadlock { .. } | Error::NotHeld { .. } => {
+            Python::attach(|py| new_err(py, lock_error(py), None, msg))
+        }
+        Error::Timeout { .. } => PyTimeoutError::new_err(msg),
+        Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
+        Error::TagMismatch { .. } => PyTypeError::new_err(msg),
+        Error::ValueOutOfRange { .. } => PyOverflowError::new_err(msg),
         Error::Unsupported { .. } => PyNotImplementedError::new_err(msg),
         // `memspace::Error` is non_exhaustive for other crates; every variant that exists is
         // matched above, and a new one must be added here deliberately.
@@ -87,4 +106,9 @@ impl<T> IntoPyResult<T> for memspace::Result<T> {
     fn py_err(self) -> PyResult<T> {
         self.map_err(to_py)
     }
+}
+
+/// A `memspace.LockError` with a message of the bindings' own.
+pub(crate) fn lock_error_msg(msg: &str) -> PyErr {
+    Python::attach(|py| new_err(py, lock_error(py), None, msg.to_owned()))
 }

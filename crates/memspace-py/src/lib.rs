@@ -6,7 +6,9 @@
 #![allow(clippy::needless_pass_by_value, clippy::unused_self)]
 
 mod error;
+mod lock;
 mod shm;
+mod view;
 
 use pyo3::prelude::*;
 
@@ -18,5 +20,11 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<shm::PySharedMemory>()?;
     m.add_function(wrap_pyfunction!(shm::_reopen_segment, m)?)?;
     m.add_function(wrap_pyfunction!(shm::_list_segments, m)?)?;
+    m.add_class::<lock::PyMutex>()?;
+    m.add_class::<lock::PyRwLock>()?;
+    m.add_class::<lock::PyLockGuard>()?;
+    m.add_class::<view::PyView>()?;
+    m.add_function(wrap_pyfunction!(lock::_reopen, m)?)?;
+    m.add_function(wrap_pyfunction!(lock::_staleness, m)?)?;
     Ok(())
 }

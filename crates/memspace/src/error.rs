@@ -182,6 +182,35 @@ pub enum Error {
         slots: u32,
     },
 
+    /// A typed read found a value of another type than the one asked for.
+    #[error("at offset {offset}: expected a {expected} value, found {found}")]
+    TagMismatch {
+        /// Offset of the value's tag.
+        offset: u64,
+        /// Type asked for.
+        expected: &'static str,
+        /// What is stored there.
+        found: String,
+    },
+
+    /// Stored data that cannot be decoded (invalid UTF-8, an impossible bool byte, ...).
+    #[error("at offset {offset}: {reason}")]
+    InvalidData {
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A number that does not fit the field or type it is written to.
+    #[error("{value} does not fit in a {ty}")]
+    ValueOutOfRange {
+        /// The value.
+        value: String,
+        /// The type.
+        ty: &'static str,
+    },
+
     /// Any other operating-system error, with the call that failed.
     #[error("{op} failed for {location}: {source}")]
     Os {

@@ -6,7 +6,8 @@
 //! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]), and the
 //!   header, attachment table and liveness rules of structured segments;
 //! - [`lock`]: a robust cross-process [`Mutex`] and a writer-preferring [`RwLock`] that
-//!   survive a killed holder, over an eventcount (futex wait/wake).
+//!   survive a killed holder, over an eventcount (futex wait/wake);
+//! - [`view`]: typed views ([`View`]) and fixed records behind such an rwlock.
 //!
 //! Later modules (locks, ring, queue, filesystem) build on these. Everything that touches the
 //! operating system goes through the private `os` module, and every atomic through `sync`, so
@@ -42,9 +43,11 @@ pub mod shm;
 pub mod spsc;
 #[allow(dead_code)]
 mod sync;
+pub mod view;
 
 pub use error::{Error, Result};
 pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use shm::header::Kind;
 pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
 pub use spsc::{Ring, RingOptions};
+pub use view::View;
