@@ -7,16 +7,24 @@
   (``g.owner_died`` tells the next holder), with timeouts and Ctrl-C between wait slices.
 - :class:`View`: typed, tagged values in shared memory behind an rwlock (no torn reads).
 - :class:`Record`: a fixed C-struct-like layout in shared memory, ``Record.define(...)``.
+- :class:`Ring`: the fastest single-producer/single-consumer channel between processes, with
+  blocking waits that do not poll, batches and zero-copy views.
 
 The core is written in Rust; nothing here requires knowing that.
 """
 
 from __future__ import annotations
 
-from memspace._memspace import LockGuard, Mutex, RwLock, SharedMemory, View, __version__
+from memspace._memspace import LockGuard, Mutex, Ring, RwLock, SharedMemory, View, __version__
 from memspace._record import Record
 from memspace._segments import SegmentInfo, segments
-from memspace.errors import CorruptSegmentError, LayoutError, LockError, MemspaceError
+from memspace.errors import (
+    CorruptSegmentError,
+    LayoutError,
+    LockError,
+    MemspaceError,
+    RoleTakenError,
+)
 
 __all__ = [
     "CorruptSegmentError",
@@ -26,6 +34,8 @@ __all__ = [
     "MemspaceError",
     "Mutex",
     "Record",
+    "Ring",
+    "RoleTakenError",
     "RwLock",
     "SegmentInfo",
     "SharedMemory",

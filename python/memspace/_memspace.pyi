@@ -2,11 +2,10 @@
 
 import os
 import pathlib
+from collections.abc import Iterable
 from typing import Any, Final, Literal, final
 
 from typing_extensions import Buffer, Self
-
-__all__ = ["SharedMemory", "__version__", "_list_segments", "_reopen_segment"]
 
 __version__: Final[str]
 
@@ -314,6 +313,142 @@ class View:
     @property
     def path(self) -> pathlib.Path | None:
         """The file path, or None."""
+
+@final
+class Ring:
+    """A single-producer/single-consumer ring of variable-length messages between processes.
+
+    One process (or handle) holds the producer role, one the consumer role; a role whose
+    holder died can be taken over. Blocking waits do not poll and release the GIL.
+    """
+
+    @staticmethod
+    def create(
+        name: str | None = None,
+        capacity: int | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        max_message_size: int | None = None,
+        mode: int = 0o600,
+    ) -> Ring:
+        """Create a ring of at least ``capacity`` bytes (rounded up to a power of two)."""
+
+    @staticmethod
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        role: Literal["producer", "consumer"] | None = None,
+    ) -> Ring:
+        """Open an existing ring, claiming ``role`` now (else on first put/get)."""
+
+    @staticmethod
+    def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove a ring's segment."""
+
+    def put(self, data: Buffer, block: bool = True, timeout: float | None = None) -> None:
+        """Send one message; ``queue.Full`` if there is no room in time."""
+
+    def put_nowait(self, data: Buffer) -> None:
+        """``put(data, block=False)``."""
+
+    def try_put(self, data: Buffer) -> bool:
+        """Send one message if there is room now; return whether it was sent."""
+
+    def put_many(self, items: Iterable[Buffer], timeout: float | None = None) -> int:
+        """Send every message in order, publishing once per run; return how many were sent."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        """Take one message; ``queue.Empty`` if none arrives in time."""
+
+    def get_nowait(self) -> bytes:
+        """``get(block=False)``."""
+
+    def try_get(self) -> bytes | None:
+        """Take one message if there is one now."""
+
+    def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]:
+        """Wait for one message, then take up to ``max_count`` without waiting."""
+
+    def get_view(self, timeout: float | None = None) -> RingView:
+        """Context manager: a read-only memoryview of the next message, consumed on exit."""
+
+    def reserve(self, n: int, timeout: float | None = None) -> RingReservation:
+        """Context manager: a writable memoryview of ``n`` bytes, sent on exit."""
+
+    def put_value(
+        self, value: bool | int | float | str | bytes, timeout: float | None = None
+    ) -> None:
+        """Send one typed value (the encoding of :class:`View`)."""
+
+    def get_value(self, timeout: float | None = None) -> bool | int | float | str | bytes:
+        """Take one typed value sent with :meth:`put_value`."""
+
+    def __len__(self) -> int: ...
+    @property
+    def capacity(self) -> int:
+        """Capacity in bytes (a power of two)."""
+
+    @property
+    def free(self) -> int:
+        """Bytes free for new messages."""
+
+    @property
+    def max_message_size(self) -> int:
+        """Largest message in bytes."""
+
+    @property
+    def role(self) -> Literal["producer", "consumer", "both"] | None:
+        """The roles this handle holds."""
+
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None for a file-backed ring."""
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None for a POSIX ring."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    @property
+    def _control_offset(self) -> int: ...
+    @property
+    def _data_offset(self) -> int: ...
+    def inspect(self) -> dict[str, Any]:
+        """Fill level, geometry and role liveness."""
+
+    def close(self) -> None:
+        """Give up the roles and detach; the ring and its messages stay."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+@final
+class RingView:
+    """Returned by :meth:`Ring.get_view`."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+
+@final
+class RingReservation:
+    """Returned by :meth:`Ring.reserve`."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+
+@final
+class RingBytes:
+    """Bytes of a ring exported through the buffer protocol (internal)."""
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
 
 def _reopen(cls: Any, name: str | None, path: str | os.PathLike[str] | None) -> Any: ...
 def _staleness(

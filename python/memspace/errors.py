@@ -8,7 +8,7 @@ Errors that have an exact builtin meaning (``FileExistsError``, ``FileNotFoundEr
 
 from __future__ import annotations
 
-__all__ = ["CorruptSegmentError", "LayoutError", "LockError", "MemspaceError"]
+__all__ = ["CorruptSegmentError", "LayoutError", "LockError", "MemspaceError", "RoleTakenError"]
 
 
 class MemspaceError(Exception):
@@ -33,4 +33,12 @@ class CorruptSegmentError(MemspaceError, ValueError):
 class LockError(MemspaceError, RuntimeError):
     """A lock was misused: acquired again by the thread that holds it (which would deadlock),
     or released by a thread that does not hold it.
+    """
+
+
+class RoleTakenError(MemspaceError, RuntimeError):
+    """A ring's producer or consumer role is held by another live process (or handle).
+
+    A ring has exactly one producer and one consumer. A role whose holder died is free again
+    and can be taken over; a stopped (``SIGSTOP``) holder is alive and keeps its role.
     """

@@ -36,6 +36,7 @@ macro_rules! exc_type {
 exc_type!(layout_error, "LayoutError");
 exc_type!(corrupt_error, "CorruptSegmentError");
 exc_type!(lock_error, "LockError");
+exc_type!(role_taken_error, "RoleTakenError");
 
 /// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
 fn new_err(
@@ -80,6 +81,9 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         | Error::WrongKind { .. }
         | Error::IncompatibleLayout { .. }
         | Error::NotReady { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
+        Error::RoleTaken { .. } => {
+            Python::attach(|py| new_err(py, role_taken_error(py), None, msg))
+        }
         Error::CorruptSegment { .. } => {
             Python::attach(|py| new_err(py, corrupt_error(py), None, msg))
         }

@@ -7,6 +7,7 @@
 
 mod error;
 mod lock;
+mod ring;
 mod shm;
 mod view;
 
@@ -24,6 +25,10 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lock::PyRwLock>()?;
     m.add_class::<lock::PyLockGuard>()?;
     m.add_class::<view::PyView>()?;
+    m.add_class::<ring::PyRing>()?;
+    m.add_class::<ring::PyRingView>()?;
+    m.add_class::<ring::PyRingReservation>()?;
+    m.add_class::<ring::RingBytes>()?;
     m.add_function(wrap_pyfunction!(lock::_reopen, m)?)?;
     m.add_function(wrap_pyfunction!(lock::_staleness, m)?)?;
     Ok(())

@@ -78,7 +78,7 @@ fn path_of(loc: &Location) -> Option<PathBuf> {
     }
 }
 
-fn mode_arg(mode: i64) -> PyResult<u32> {
+pub(crate) fn mode_arg(mode: i64) -> PyResult<u32> {
     u32::try_from(mode)
         .ok()
         .filter(|m| *m <= 0o7777)

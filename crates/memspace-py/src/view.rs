@@ -38,7 +38,7 @@ const PRIMS: [Prim; 11] = [
 ];
 
 /// An owned form of a Python value, so that borrowed `ValueRef`s can outlive the GIL.
-enum Owned<'py> {
+pub(crate) enum Owned<'py> {
     Plain(ValueRef<'static>),
     Str(Bound<'py, PyString>),
     Bytes(Bound<'py, PyBytes>),
@@ -80,7 +80,7 @@ fn int_as<T: TryFrom<i128>>(v: &Bound<'_, PyAny>, tag: Tag) -> PyResult<T> {
         .map_err(|_| PyOverflowError::new_err(format!("{i} does not fit in {}", tag.name())))
 }
 
-fn to_owned_value<'py>(v: &Bound<'py, PyAny>, tag: Option<Tag>) -> PyResult<Owned<'py>> {
+pub(crate) fn to_owned_value<'py>(v: &Bound<'py, PyAny>, tag: Option<Tag>) -> PyResult<Owned<'py>> {
     let is_bool = v.is_instance_of::<PyBool>();
     let is_int = !is_bool && v.is_instance_of::<PyInt>();
     let is_float = v.is_instance_of::<PyFloat>();
@@ -151,7 +151,7 @@ fn to_owned_value<'py>(v: &Bound<'py, PyAny>, tag: Option<Tag>) -> PyResult<Owne
     })
 }
 
-fn as_ref<'a>(o: &'a Owned<'_>) -> PyResult<ValueRef<'a>> {
+pub(crate) fn as_ref<'a>(o: &'a Owned<'_>) -> PyResult<ValueRef<'a>> {
     Ok(match o {
         Owned::Plain(v) => *v,
         Owned::Str(s) => ValueRef::Str(s.to_str()?),
@@ -160,7 +160,7 @@ fn as_ref<'a>(o: &'a Owned<'_>) -> PyResult<ValueRef<'a>> {
     })
 }
 
-fn to_py(py: Python<'_>, v: Value) -> PyResult<Py<PyAny>> {
+pub(crate) fn to_py(py: Python<'_>, v: Value) -> PyResult<Py<PyAny>> {
     match v {
         Value::Bool(b) => b.into_py_any(py),
         Value::I64(x) => x.into_py_any(py),

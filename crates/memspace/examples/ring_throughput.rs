@@ -36,29 +36,38 @@ fn main() -> Result<(), memspace::Error> {
     let ring = RingOptions::new(Location::Name(name.clone()), 1 << 20).create()?;
     let mut rx = ring.consumer()?;
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--producer", &name, &size.to_string(), &count.to_string(), &batch.to_string()])
+        .args([
+            "--producer",
+            &name,
+            &size.to_string(),
+            &count.to_string(),
+            &batch.to_string(),
+        ])
         .spawn()
         .unwrap();
-    let mut interrupt = never_interrupted();
-    let mut got = 0u64;
-    let mut bytes = 0u64;
-    let mut buf = vec![0u8; size];
-    let start = Instant::now();
-    while got < count {
-        let Some(m) = rx.peek_wait(Some(Duration::from_secs(30)), &mut interrupt)? else {
-            panic!("producer stalled");
-        };
-        rx.read(&m, &mut buf);
-        bytes += m.len() as u64;
-        rx.consume(m);
-        got += 1;
-        if got % batch == 0 {
-            rx.release();
+    let mut consume = || -> Result<(u64, f64), memspace::Error> {
+        let mut interrupt = never_interrupted();
+        let (mut got, mut bytes) = (0u64, 0u64);
+        let mut buf = vec![0u8; size];
+        let start = Instant::now();
+        while got < count {
+            let Some(m) = rx.peek_wait(Some(Duration::from_secs(30)), &mut interrupt)? else {
+                panic!("producer stalled");
+            };
+            rx.read(&m, &mut buf);
+            bytes += m.len() as u64;
+            rx.consume(m);
+            got += 1;
+            if got % batch == 0 {
+                rx.release();
+            }
         }
-    }
-    rx.release();
-    let secs = start.elapsed().as_secs_f64();
+        rx.release();
+        Ok((bytes, start.elapsed().as_secs_f64()))
+    };
+    let result = consume();
     child.wait().unwrap();
+    let (bytes, secs) = result?;
     Ring::remove(&Location::Name(name))?;
     println!(
         "{count} messages of {size} B in {secs:.3} s: {:.1} M msg/s, {:.2} GB/s (batch {batch})",

@@ -34,6 +34,8 @@
 //! The layout's fingerprint is stored as the header's `kind_param`, so opening a record with
 //! another definition is refused.
 
+pub mod codec;
+
 use std::time::Duration;
 
 use crate::error::{Error, Result};
