@@ -556,3 +556,30 @@ def test_cli_inspect_shows_fill_level_and_roles(shm_name: str) -> None:
     )
     assert shm_name in out.stdout
     assert "ring" in out.stdout
+
+
+def test_forked_child_does_not_inherit_the_role(shm_name: str) -> None:
+    import multiprocessing as mp
+
+    with Ring.create(shm_name, 4096) as ring:
+        ring.put(b"parent")  # this handle now holds the producer role
+        ctx = mp.get_context("fork")
+        result = ctx.Queue()
+        child = ctx.Process(target=_put_from_fork, args=(ring, result))
+        child.start()
+        child.join(30)
+        assert result.get(timeout=10) == "RoleTakenError"
+        ring.put(b"parent again")  # the parent still holds it
+        assert ring.get() == b"parent"
+        assert ring.get() == b"parent again"
+        assert ring.try_get() is None
+        result.close()
+        result.join_thread()
+
+
+def _put_from_fork(ring: Ring, result: object) -> None:
+    try:
+        ring.put(b"child")
+        result.put("sent")  # type: ignore[attr-defined]
+    except memspace.RoleTakenError:
+        result.put("RoleTakenError")  # type: ignore[attr-defined]

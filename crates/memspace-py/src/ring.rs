@@ -170,6 +170,11 @@ impl PyRing {
             ));
         }
         let mut g = lock_role(py, &self.tx);
+        // A forked child must not write as its parent's producer: drop the inherited role
+        // (the parent keeps its lock) and claim it again, which fails while the parent lives.
+        if g.as_ref().is_some_and(Producer::is_inherited) {
+            *g = None;
+        }
         if g.is_none() {
             *g = Some(self.ring.producer().py_err()?);
         }
@@ -184,6 +189,9 @@ impl PyRing {
             ));
         }
         let mut g = lock_role(py, &self.rx);
+        if g.as_ref().is_some_and(Consumer::is_inherited) {
+            *g = None;
+        }
         if g.is_none() {
             *g = Some(self.ring.consumer().py_err()?);
         }

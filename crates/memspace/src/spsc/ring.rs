@@ -393,6 +393,13 @@ impl RoleLock {
     }
 }
 
+impl RoleLock {
+    /// True in a process forked after the claim: the role belongs to the parent.
+    fn inherited(&self) -> bool {
+        self.fork_gen != crate::sync::fork_generation()
+    }
+}
+
 impl Drop for RoleLock {
     fn drop(&mut self) {
         // After a fork the description (and the lock) is shared with the parent, which still
@@ -506,6 +513,12 @@ impl Producer {
 
     fn corrupt(&self, c: Corrupt) -> Error {
         self.shared.corrupt(c)
+    }
+
+    /// True in a process forked after this handle claimed the role: the role (and the right
+    /// to write) stays with the parent; claim it again with [`Ring::producer`].
+    pub fn is_inherited(&self) -> bool {
+        self._role.inherited()
     }
 
     /// Capacity and limits.
@@ -705,6 +718,12 @@ impl Message {
 }
 
 impl Consumer {
+    /// True in a process forked after this handle claimed the role (see
+    /// [`Producer::is_inherited`]).
+    pub fn is_inherited(&self) -> bool {
+        self._role.inherited()
+    }
+
     /// The next message without consuming it (`Ok(None)` if empty now).
     pub fn peek(&mut self) -> Result<Option<Message>> {
         let shared = &self.shared;
