@@ -342,7 +342,7 @@ impl Ring {
             shared: self.shared.clone(),
             core,
             sent: self.shared.control().head.count.load(Ordering::Acquire),
-            _role: role,
+            role,
         })
     }
 
@@ -356,7 +356,7 @@ impl Ring {
             core,
             received: self.shared.control().tail.count.load(Ordering::Acquire),
             pending: 0,
-            _role: role,
+            role,
         })
     }
 }
@@ -471,7 +471,7 @@ pub struct Producer {
     shared: Arc<Shared>,
     core: ring_core::Producer,
     sent: u64,
-    _role: RoleLock,
+    role: RoleLock,
 }
 
 impl std::fmt::Debug for Producer {
@@ -518,7 +518,7 @@ impl Producer {
     /// True in a process forked after this handle claimed the role: the role (and the right
     /// to write) stays with the parent; claim it again with [`Ring::producer`].
     pub fn is_inherited(&self) -> bool {
-        self._role.inherited()
+        self.role.inherited()
     }
 
     /// Capacity and limits.
@@ -688,7 +688,7 @@ pub struct Consumer {
     received: u64,
     /// Messages consumed and not yet released.
     pending: u64,
-    _role: RoleLock,
+    role: RoleLock,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -721,7 +721,7 @@ impl Consumer {
     /// True in a process forked after this handle claimed the role (see
     /// [`Producer::is_inherited`]).
     pub fn is_inherited(&self) -> bool {
-        self._role.inherited()
+        self.role.inherited()
     }
 
     /// The next message without consuming it (`Ok(None)` if empty now).
