@@ -19,7 +19,7 @@ import time
 from multiprocessing.connection import Connection
 
 from _harness import Result, measure, table
-from channels import PEERS, Transport
+from channels import PEERS, RINGS, Transport
 
 # MEMSPACE_BENCH_QUICK=1 shrinks every count (a smoke run that checks the drivers work).
 QUICK = os.environ.get("MEMSPACE_BENCH_QUICK") == "1"
@@ -36,7 +36,7 @@ def count_for(size: int) -> int:
 
 
 def transports() -> list[type[Transport]]:
-    return list(PEERS)
+    return [*RINGS, *PEERS]
 
 
 def _find(name: str) -> type[Transport]:
@@ -67,37 +67,77 @@ def _producer(name: str, handle: object, size: int, n: int, ctl: Connection) -> 
     ep.close()
 
 
-def throughput(t: type[Transport], size: int) -> float:
-    n = count_for(size)
-    ctx = mp.get_context("spawn")
-    handle = t.setup()
-    ctl_parent, ctl_child = ctx.Pipe()
-    p = ctx.Process(target=_producer, args=(t.__name__, handle, size, n, ctl_child))
-    p.start()
-    try:
-        ep = t.consumer(handle)
-        assert ctl_parent.recv() == "ready"
-        ctl_parent.send("go")
-        t0 = time.perf_counter()
-        got = 0
-        if t.batched:
-            while got < n:
-                for m in ep.recv_many(min(BATCH, n - got)):
-                    if len(m) != size:
-                        raise AssertionError("wrong length")
-                    got += 1
-        else:
-            recv = ep.recv
-            for _ in range(n):
-                if len(recv()) != size:
+def _consumer(name: str, handle: object, size: int, n: int, ctl: Connection) -> None:
+    t = _find(name)
+    ep = t.consumer(handle)
+    ctl.send("ready")
+    ctl.recv()
+    t0 = time.perf_counter()
+    got = 0
+    if t.batched:
+        while got < n:
+            for m in ep.recv_many(min(BATCH, n - got)):
+                if len(m) != size:
                     raise AssertionError("wrong length")
-        elapsed = time.perf_counter() - t0
-        ctl_parent.send("done")
-        p.join(60)
-        ep.close()
-    finally:
+                got += 1
+    else:
+        recv = ep.recv
+        for _ in range(n):
+            if len(recv()) != size:
+                raise AssertionError("wrong length")
+    ctl.send(time.perf_counter() - t0)
+    ep.close()
+
+
+def _two_processes(
+    t: type[Transport], targets: list[tuple[object, tuple[object, ...]]]
+) -> list[Connection]:
+    """Starts one process per target with a control pipe each; returns the pipes once every
+    process has said it is ready. Both ends run in fresh processes, so no transport's state
+    lingers into the next measurement."""
+    ctx = mp.get_context("spawn")
+    pipes, procs = [], []
+    for target, args in targets:
+        mine, theirs = ctx.Pipe()
+        p = ctx.Process(target=target, args=(t.__name__, *args, theirs))
+        p.start()
+        pipes.append(mine)
+        procs.append(p)
+    for c in pipes:
+        if not c.poll(120):
+            raise TimeoutError(f"{t.label}: an endpoint did not start")
+        assert c.recv() == "ready"
+    _PROCS.extend(procs)
+    return pipes
+
+
+_PROCS: list[mp.process.BaseProcess] = []
+
+
+def _reap() -> None:
+    for p in _PROCS:
+        p.join(30)
         if p.is_alive():
             p.kill()
+            p.join()
+    _PROCS.clear()
+
+
+def throughput(t: type[Transport], size: int) -> float:
+    n = count_for(size)
+    handle = t.setup()
+    try:
+        cons, prod = _two_processes(
+            t, [(_consumer, (handle, size, n)), (_producer, (handle, size, n))]
+        )
+        cons.send("go")
+        prod.send("go")
+        if not cons.poll(300):
+            raise TimeoutError(f"{t.label}: {size} B stalled")
+        elapsed: float = cons.recv()
+        prod.send("done")
+    finally:
+        _reap()
         t.teardown(handle)
     return n / elapsed
 
@@ -113,31 +153,38 @@ def _echo(name: str, h_in: object, h_out: object, n: int, ctl: Connection) -> No
     ep_out.close()
 
 
+def _ping(name: str, h_out: object, h_in: object, n: int, ctl: Connection) -> None:
+    t = _find(name)
+    ep_out, ep_in = t.producer(h_out), t.consumer(h_in)
+    ctl.send("ready")
+    ctl.recv()
+    msg = os.urandom(64)
+    clock = time.perf_counter_ns
+    out = []
+    for _ in range(n):
+        t0 = clock()
+        ep_out.send(msg)
+        ep_in.recv()
+        out.append((clock() - t0) / 1000)
+    ctl.send(out)
+    ep_out.close()
+    ep_in.close()
+
+
 def ping_pong(t: type[Transport]) -> list[float]:
     """Round-trip times in microseconds."""
-    ctx = mp.get_context("spawn")
     h_there, h_back = t.setup(), t.setup()
-    ctl_parent, ctl_child = ctx.Pipe()
-    p = ctx.Process(target=_echo, args=(t.__name__, h_there, h_back, ROUND_TRIPS, ctl_child))
-    p.start()
-    out: list[float] = []
     try:
-        ep_out, ep_in = t.producer(h_there), t.consumer(h_back)
-        assert ctl_parent.recv() == "ready"
-        msg = os.urandom(64)
-        clock = time.perf_counter_ns
-        for _ in range(ROUND_TRIPS):
-            t0 = clock()
-            ep_out.send(msg)
-            ep_in.recv()
-            out.append((clock() - t0) / 1000)
-        ctl_parent.send("done")
-        p.join(60)
-        ep_out.close()
-        ep_in.close()
+        ping, echo = _two_processes(
+            t, [(_ping, (h_there, h_back, ROUND_TRIPS)), (_echo, (h_there, h_back, ROUND_TRIPS))]
+        )
+        ping.send("go")
+        if not ping.poll(300):
+            raise TimeoutError(f"{t.label}: ping-pong stalled")
+        out: list[float] = ping.recv()
+        echo.send("done")
     finally:
-        if p.is_alive():
-            p.kill()
+        _reap()
         t.teardown(h_there)
         t.teardown(h_back)
     return out[ROUND_TRIPS // 10 :]  # drop the warm-up tenth
@@ -175,6 +222,8 @@ def main() -> str:
 
     lat_lines = ["| 64 B round trip | median us | p99 us | min us |", "|---|---:|---:|---:|"]
     for t in transports():
+        if t.zero_copy or t.batched:
+            continue  # a round trip is one message each way: single put/get only
         print(f"  ping-pong {t.label}", file=sys.stderr, flush=True)
         rt = sorted(ping_pong(t))
         p99 = rt[int(len(rt) * 0.99)]

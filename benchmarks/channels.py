@@ -39,6 +39,7 @@ class Endpoint:
 class Transport:
     label = ""
     batched = False
+    zero_copy = False  # the consumer reads in place and hands back only a length
     max_size: int | None = None  # largest message the transport can carry
 
     @staticmethod
@@ -338,6 +339,111 @@ class Iceoryx2(Transport):
         return _IoxSubscriber(handle)
 
 
+class _IoxZeroCopySubscriber(_IoxSubscriber):
+    def recv(self) -> bytes:
+        receive = self.sub.receive
+        while True:
+            sample = receive()
+            if sample is not None:
+                n = sample.payload().len()  # read in place: nothing copied
+                sample.delete()
+                return _Sized(n)  # type: ignore[return-value]
+
+
+class Iceoryx2ZeroCopy(Iceoryx2):
+    label = "iceoryx2 pub/sub, zero-copy receive (busy-poll)"
+    zero_copy = True
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        return _IoxZeroCopySubscriber(handle)
+
+
+class _Sized:
+    """What a zero-copy receive returns to the driver: only the length of what it saw."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+# --- memspace ------------------------------------------------------------------------------------
+
+
+class _RingEnd(Endpoint):
+    def __init__(self, name: str, role: str) -> None:
+        import memspace
+
+        self.ring = memspace.Ring.open(name, role=role)  # type: ignore[arg-type]
+        self.send = self.ring.put  # type: ignore[method-assign]
+        self.recv = self.ring.get  # type: ignore[method-assign]
+
+    def send_many(self, items: list[bytes]) -> None:
+        self.ring.put_many(items)
+
+    def recv_many(self, n: int) -> list[bytes]:
+        return self.ring.get_many(n)
+
+    def close(self) -> None:
+        self.ring.close()
+
+
+class _RingViewEnd(_RingEnd):
+    def __init__(self, name: str, role: str) -> None:
+        super().__init__(name, role)
+        view = self.ring.get_view
+
+        def recv() -> bytes:
+            with view() as mv:  # read in place: nothing copied
+                return _Sized(mv.nbytes)  # type: ignore[return-value]
+
+        self.recv = recv  # type: ignore[method-assign]
+
+
+class MemspaceRing(Transport):
+    label = "memspace.Ring put/get"
+
+    @staticmethod
+    def setup() -> Any:
+        import memspace
+
+        name = f"/ms-bench-{os.getpid()}-{os.urandom(3).hex()}"
+        memspace.Ring.create(name, RING_BYTES).close()
+        return name
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _RingEnd(handle, "producer")
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        return _RingEnd(handle, "consumer")
+
+    @staticmethod
+    def teardown(handle: Any) -> None:
+        import memspace
+
+        memspace.Ring.remove(handle)
+
+
+class MemspaceRingBatched(MemspaceRing):
+    label = "memspace.Ring put_many/get_many"
+    batched = True
+
+
+class MemspaceRingView(MemspaceRing):
+    label = "memspace.Ring put/get_view (zero-copy receive)"
+    zero_copy = True
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        return _RingViewEnd(handle, "consumer")
+
+
+RINGS: list[type[Transport]] = [MemspaceRing, MemspaceRingBatched, MemspaceRingView]
+
 PEERS: list[type[Transport]] = [
     Membridge,
     FasterFifo,
@@ -346,4 +452,5 @@ PEERS: list[type[Transport]] = [
     MpQueue,
     PosixMq,
     Iceoryx2,
+    Iceoryx2ZeroCopy,
 ]

@@ -78,3 +78,18 @@ def _no_segment_left_behind() -> Iterator[None]:
     for name in left:
         _remove_quietly("/" + name)
     assert not left, f"segments left in /dev/shm after the suite: {left}"
+
+
+@pytest.fixture
+def make_name() -> Iterator[object]:
+    """A factory of unique segment names; all are removed after the test."""
+    names: list[str] = []
+
+    def make(tag: str = "x") -> str:
+        name = unique_name(tag)
+        names.append(name)
+        return name
+
+    yield make
+    for name in names:
+        _remove_quietly(name)

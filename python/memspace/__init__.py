@@ -5,6 +5,12 @@
 - :func:`segments`: the segments this process can see.
 - :class:`MemoryFileSystem`: a bounded in-memory filesystem (hard byte quota, node limit,
   directories, per-file locks), a drop-in replacement for D-MemFS (``dmemfs``).
+- :class:`Mutex` and :class:`RwLock`: cross-process locks that survive a killed holder
+  (``g.owner_died`` tells the next holder), with timeouts and Ctrl-C between wait slices.
+- :class:`View`: typed, tagged values in shared memory behind an rwlock (no torn reads).
+- :class:`Record`: a fixed C-struct-like layout in shared memory, ``Record.define(...)``.
+- :class:`Ring`: the fastest single-producer/single-consumer channel between processes, with
+  blocking waits that do not poll, batches and zero-copy views.
 
 The core is written in Rust; nothing here requires knowing that.
 """
@@ -13,13 +19,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from memspace._memspace import SharedMemory, __version__
+from memspace._memspace import LockGuard, Mutex, Ring, RwLock, SharedMemory, View, __version__
+from memspace._record import Record
 from memspace._segments import SegmentInfo, segments
 from memspace.errors import (
+    CorruptSegmentError,
     LayoutError,
+    LockError,
     MemspaceError,
     MFSNodeLimitExceededError,
     MFSQuotaExceededError,
+    RoleTakenError,
 )
 from memspace.fs import (
     ArchiveAdapter,
@@ -36,7 +46,10 @@ __all__ = [
     "ArchiveAdapter",
     "AsyncMemoryFileHandle",
     "AsyncMemoryFileSystem",
+    "CorruptSegmentError",
     "LayoutError",
+    "LockError",
+    "LockGuard",
     "MFSNodeLimitExceededError",
     "MFSQuotaExceededError",
     "MFSStatResult",
@@ -45,8 +58,14 @@ __all__ = [
     "MemoryFileHandle",
     "MemoryFileSystem",
     "MemspaceError",
+    "Mutex",
+    "Record",
+    "Ring",
+    "RoleTakenError",
+    "RwLock",
     "SegmentInfo",
     "SharedMemory",
+    "View",
     "__version__",
     "expand_archive",
     "expand_archive_streaming",

@@ -3,7 +3,7 @@
 import os
 import pathlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, final
+from typing import Any, Final, Literal, final
 
 from typing_extensions import Buffer, Self, disjoint_base
 
@@ -120,6 +120,350 @@ class SharedMemory:
     def __exit__(self, *args: object) -> bool: ...
     def __reduce__(self) -> tuple[Any, tuple[str | None, str | None], None]: ...
 
+@final
+class LockGuard:
+    """A held lock; a context manager that releases it on exit."""
+
+    @property
+    def owner_died(self) -> bool:
+        """True if a previous holder died holding the lock and this acquisition replaced it."""
+
+    @property
+    def held(self) -> bool:
+        """True until released."""
+
+    def release(self) -> None:
+        """Release (``LockError`` if already released or held by another thread)."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_args: object) -> Literal[False]: ...
+
+@final
+class Mutex:
+    """A cross-process mutex that survives a killed holder, in its own segment."""
+
+    @staticmethod
+    def create(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        mode: int = 0o600,
+    ) -> Mutex:
+        """Create a new mutex segment (``FileExistsError`` if it exists)."""
+
+    @staticmethod
+    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Mutex:
+        """Open an existing mutex (``LayoutError`` if the segment holds something else)."""
+
+    @staticmethod
+    def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove a mutex segment."""
+
+    def acquire(self, timeout: float | None = None) -> LockGuard:
+        """Acquire, waiting at most ``timeout`` seconds (None: no limit; 0: try once).
+
+        Raises ``TimeoutError``; ``LockError`` if this thread already holds it.
+        """
+
+    def release(self) -> None:
+        """Release the mutex held by this thread (``LockError`` if it does not hold it)."""
+
+    def __call__(self, timeout: float | None = None) -> LockGuard:
+        """``with mutex(timeout=...) as g:``."""
+
+    def __enter__(self) -> LockGuard: ...
+    def __exit__(self, *_args: object) -> Literal[False]: ...
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None."""
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+
+@final
+class RwLock:
+    """A writer-preferring cross-process reader/writer lock that survives killed holders."""
+
+    @staticmethod
+    def create(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        mode: int = 0o600,
+    ) -> RwLock:
+        """Create a new rwlock segment."""
+
+    @staticmethod
+    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> RwLock:
+        """Open an existing rwlock segment."""
+
+    @staticmethod
+    def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove an rwlock segment."""
+
+    def read(self, timeout: float | None = None) -> LockGuard:
+        """Acquire a shared hold (``TimeoutError``; ``LockError`` on reentry)."""
+
+    def write(self, timeout: float | None = None) -> LockGuard:
+        """Acquire the exclusive hold (``TimeoutError``; ``LockError`` on reentry)."""
+
+    @property
+    def write_locked(self) -> bool:
+        """True if a writer holds or waits for the lock."""
+
+    @property
+    def reader_count(self) -> int:
+        """Number of read holds now."""
+
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None."""
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+
+_Value = bool | int | float | str | bytes
+_Tag = str | type[bool] | type[int] | type[float] | type[str] | type[bytes]
+
+@final
+class View:
+    """Typed, tagged values in a shared-memory segment behind a cross-process rwlock."""
+
+    @staticmethod
+    def create(
+        name: str | None = None,
+        size: int | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        mode: int = 0o600,
+    ) -> View:
+        """Create a view with a data area of ``size`` bytes (zeroed)."""
+
+    @staticmethod
+    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> View:
+        """Open an existing view."""
+
+    @staticmethod
+    def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove a view segment."""
+
+    @staticmethod
+    def _create_record(
+        name: str | None,
+        path: str | os.PathLike[str] | None,
+        mode: int,
+        size: int,
+        fingerprint: int,
+    ) -> View: ...
+    @staticmethod
+    def _open_record(
+        name: str | None, path: str | os.PathLike[str] | None, fingerprint: int
+    ) -> View: ...
+    def _field_get(self, code: int, offset: int) -> Any: ...
+    def _field_set(self, code: int, offset: int, value: Any) -> None: ...
+    @property
+    def size(self) -> int:
+        """Size of the data area in bytes."""
+
+    def write(
+        self,
+        value: _Value | bytearray | memoryview,
+        offset: int | None = None,
+        *,
+        tag: _Tag | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Write one tagged value; return the offset after it."""
+
+    def read(self, tag: _Tag, offset: int | None = None, *, timeout: float | None = None) -> Any:
+        """Read one value of type ``tag`` (``TypeError`` if another type is stored there)."""
+
+    def write_mixed(
+        self,
+        items: list[Any] | tuple[Any, ...],
+        offset: int | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> int:
+        """Write several values (nested lists flattened) under one write lock."""
+
+    def read_mixed(
+        self, schema: Any, offset: int | None = None, *, timeout: float | None = None
+    ) -> list[Any]:
+        """Read ``(tag, count)`` pairs under one read lock."""
+
+    def read_bytes(self, offset: int, n: int, *, timeout: float | None = None) -> bytes:
+        """Copy ``n`` raw bytes at ``offset`` under the read lock."""
+
+    def zero(self, *, timeout: float | None = None) -> None:
+        """Zero the data area under the write lock."""
+
+    def seek(self, pos: int = 0) -> None:
+        """Move the cursor."""
+
+    def tell(self) -> int:
+        """The cursor position."""
+
+    def read_lock(self, timeout: float | None = None) -> LockGuard:
+        """Hold the view's read lock."""
+
+    def write_lock(self, timeout: float | None = None) -> LockGuard:
+        """Hold the view's write lock."""
+
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None."""
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None."""
+
+@final
+class Ring:
+    """A single-producer/single-consumer ring of variable-length messages between processes.
+
+    One process (or handle) holds the producer role, one the consumer role; a role whose
+    holder died can be taken over. Blocking waits do not poll and release the GIL.
+    """
+
+    @staticmethod
+    def create(
+        name: str | None = None,
+        capacity: int | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        max_message_size: int | None = None,
+        mode: int = 0o600,
+    ) -> Ring:
+        """Create a ring of at least ``capacity`` bytes (rounded up to a power of two)."""
+
+    @staticmethod
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        role: Literal["producer", "consumer"] | None = None,
+    ) -> Ring:
+        """Open an existing ring, claiming ``role`` now (else on first put/get)."""
+
+    @staticmethod
+    def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove a ring's segment."""
+
+    def put(self, data: Buffer, block: bool = True, timeout: float | None = None) -> None:
+        """Send one message; ``queue.Full`` if there is no room in time."""
+
+    def put_nowait(self, data: Buffer) -> None:
+        """``put(data, block=False)``."""
+
+    def try_put(self, data: Buffer) -> bool:
+        """Send one message if there is room now; return whether it was sent."""
+
+    def put_many(self, items: Iterable[Buffer], timeout: float | None = None) -> int:
+        """Send every message in order, publishing once per run; return how many were sent."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        """Take one message; ``queue.Empty`` if none arrives in time."""
+
+    def get_nowait(self) -> bytes:
+        """``get(block=False)``."""
+
+    def try_get(self) -> bytes | None:
+        """Take one message if there is one now."""
+
+    def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]:
+        """Wait for one message, then take up to ``max_count`` without waiting."""
+
+    def get_view(self, timeout: float | None = None) -> RingView:
+        """Context manager: a read-only memoryview of the next message, consumed on exit."""
+
+    def reserve(self, n: int, timeout: float | None = None) -> RingReservation:
+        """Context manager: a writable memoryview of ``n`` bytes, sent on exit."""
+
+    def put_value(
+        self, value: bool | int | float | str | bytes, timeout: float | None = None
+    ) -> None:
+        """Send one typed value (the encoding of :class:`View`)."""
+
+    def get_value(self, timeout: float | None = None) -> bool | int | float | str | bytes:
+        """Take one typed value sent with :meth:`put_value`."""
+
+    def __len__(self) -> int: ...
+    @property
+    def capacity(self) -> int:
+        """Capacity in bytes (a power of two)."""
+
+    @property
+    def free(self) -> int:
+        """Bytes free for new messages."""
+
+    @property
+    def max_message_size(self) -> int:
+        """Largest message in bytes."""
+
+    @property
+    def role(self) -> Literal["producer", "consumer", "both"] | None:
+        """The roles this handle holds."""
+
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None for a file-backed ring."""
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None for a POSIX ring."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    @property
+    def _control_offset(self) -> int: ...
+    @property
+    def _data_offset(self) -> int: ...
+    def inspect(self) -> dict[str, Any]:
+        """Fill level, geometry and role liveness."""
+
+    def close(self) -> None:
+        """Give up the roles and detach; the ring and its messages stay."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+@final
+class RingView:
+    """Returned by :meth:`Ring.get_view`."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+
+@final
+class RingReservation:
+    """Returned by :meth:`Ring.reserve`."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+
+@final
+class RingBytes:
+    """Bytes of a ring exported through the buffer protocol (internal)."""
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+
+def _reopen(cls: Any, name: str | None, path: str | os.PathLike[str] | None) -> Any: ...
+def _staleness(
+    name: str | None = None, *, path: str | os.PathLike[str] | None = None
+) -> bool | None: ...
 def _reopen_segment(name: str | None, path: str | os.PathLike[str] | None) -> SharedMemory: ...
 def _list_segments() -> list[tuple[str, int, str, float | None, int, int]]: ...
 

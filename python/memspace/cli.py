@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import memspace
 
@@ -64,7 +65,55 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rm_stale(args: argparse.Namespace) -> int:
+    status = 0
+    if args.names:
+        targets = [(n if args.path or n.startswith("/") else "/" + n) for n in args.names]
+    else:
+        uid = os.geteuid() if hasattr(os, "geteuid") else None
+        targets = [s.name for s in memspace.segments() if uid is None or s.uid == uid]
+    removed = 0
+    for target in targets:
+        where = {"path": target} if args.path else {"name": target}
+        try:
+            stale = memspace._memspace._staleness(**where)
+        except (OSError, ValueError) as e:
+            if args.names:
+                print(f"memspace rm: {e}", file=sys.stderr)
+                status = 1
+            continue
+        if stale is None:
+            if args.names:
+                print(f"memspace rm: {target} is not a memspace structured segment; kept")
+            continue
+        if not stale:
+            if args.names:
+                print(f"memspace rm: {target} is in use by a live process; kept")
+            continue
+        if args.dry_run:
+            print(f"would remove {target}")
+            continue
+        try:
+            memspace.SharedMemory.remove(**where)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as e:
+            print(f"memspace rm: {e}", file=sys.stderr)
+            status = 1
+            continue
+        removed += 1
+        print(f"removed {target}")
+    if not args.names and removed == 0 and not args.dry_run:
+        print("no stale segments")
+    return status
+
+
 def _cmd_rm(args: argparse.Namespace) -> int:
+    if args.stale:
+        return _cmd_rm_stale(args)
+    if not args.names:
+        print("memspace rm: give segment names, or --stale", file=sys.stderr)
+        return 2
     status = 0
     for target in args.names:
         try:
@@ -78,11 +127,65 @@ def _cmd_rm(args: argparse.Namespace) -> int:
     return status
 
 
+def _inspectable() -> dict[str, Any]:
+    """Kinds with a detailed `inspect()`, by the name `memspace ls` shows."""
+    return {"ring": memspace.Ring}
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    target = args.name if args.path or args.name.startswith("/") else "/" + args.name
+    where: dict[str, str] = {"path": target} if args.path else {"name": target}
+    info: dict[str, Any] | None = None
+    kind = None
+    if not args.path:
+        found = [s for s in memspace.segments() if s.name == target]
+        if not found:
+            print(f"memspace inspect: segment {target!r} does not exist", file=sys.stderr)
+            return 1
+        kind = found[0].kind
+        info = {"name": target, "kind": kind, "size": found[0].size, "mode": oct(found[0].mode)}
+    try:
+        openers = _inspectable()
+        candidates = (
+            [openers[kind]] if kind in openers else ([] if kind else list(openers.values()))
+        )
+        for opener in candidates:
+            try:
+                handle = opener.open(**where)
+            except memspace.LayoutError:
+                continue
+            try:
+                info = dict(handle.inspect())
+            finally:
+                handle.close()
+            break
+    except (OSError, ValueError) as e:
+        print(f"memspace inspect: {e}", file=sys.stderr)
+        return 1
+    if info is None:
+        print(
+            f"memspace inspect: {target!r} is not a ring (or another inspectable kind)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+    else:
+        width = max(len(k) for k in info)
+        for k, v in info.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from memspace import demo
 
     return demo.run(
-        frames=args.frames, width=args.width, height=args.height, baseline=not args.no_baseline
+        frames=args.frames,
+        width=args.width,
+        height=args.height,
+        baseline=not args.no_baseline,
+        ticks=args.ticks,
     )
 
 
@@ -99,14 +202,30 @@ def _parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_cmd_ls)
 
     rm = sub.add_parser("rm", help="remove segments by name (or by path with --path)")
-    rm.add_argument("names", nargs="+", metavar="NAME")
+    rm.add_argument("names", nargs="*", metavar="NAME")
     rm.add_argument("--path", action="store_true", help="the arguments are file paths")
+    rm.add_argument(
+        "--stale",
+        action="store_true",
+        help="remove only structured segments no live process is attached to "
+        "(all of your own when no NAME is given)",
+    )
+    rm.add_argument("-n", "--dry-run", action="store_true", help="with --stale: only list them")
     rm.set_defaults(func=_cmd_rm)
+
+    insp = sub.add_parser("inspect", help="show a ring's fill level, roles and liveness")
+    insp.add_argument("name", metavar="NAME")
+    insp.add_argument("--path", action="store_true", help="NAME is a file path")
+    insp.add_argument("--json", action="store_true", help="machine-readable output")
+    insp.set_defaults(func=_cmd_inspect)
 
     demo = sub.add_parser("demo", help="stream video frames between two processes, zero-copy")
     demo.add_argument("--frames", type=int, default=600, help="frames to send (default 600)")
     demo.add_argument("--width", type=int, default=1920)
     demo.add_argument("--height", type=int, default=1080)
+    demo.add_argument(
+        "--ticks", type=int, default=2_000_000, help="64-byte records for the ring stage (0: skip)"
+    )
     demo.add_argument(
         "--no-baseline", action="store_true", help="skip the multiprocessing.Queue run"
     )

@@ -9,10 +9,13 @@ Errors that have an exact builtin meaning (``FileExistsError``, ``FileNotFoundEr
 from __future__ import annotations
 
 __all__ = [
+    "CorruptSegmentError",
     "LayoutError",
+    "LockError",
     "MFSNodeLimitExceededError",
     "MFSQuotaExceededError",
     "MemspaceError",
+    "RoleTakenError",
 ]
 
 
@@ -64,3 +67,21 @@ class MFSNodeLimitExceededError(MFSQuotaExceededError):
         self.limit = limit
         super().__init__(requested=current + 1, available=limit - current)
         self.args = (f"MFS node limit exceeded: current {current} nodes, limit is {limit}.",)
+class CorruptSegmentError(MemspaceError, ValueError):
+    """A live structured segment holds impossible values (corrupted by a bug or a hostile
+    process). memspace refused to use them; nothing outside the segment was touched.
+    """
+
+
+class LockError(MemspaceError, RuntimeError):
+    """A lock was misused: acquired again by the thread that holds it (which would deadlock),
+    or released by a thread that does not hold it.
+    """
+
+
+class RoleTakenError(MemspaceError, RuntimeError):
+    """A ring's producer or consumer role is held by another live process (or handle).
+
+    A ring has exactly one producer and one consumer. A role whose holder died is free again
+    and can be taken over; a stopped (``SIGSTOP``) holder is alive and keeps its role.
+    """

@@ -8,8 +8,8 @@
 use memspace::Error;
 use pyo3::exceptions::{
     PyBlockingIOError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyIsADirectoryError,
-    PyMemoryError, PyNotADirectoryError, PyNotImplementedError, PyOSError, PyPermissionError,
-    PyValueError,
+    PyKeyboardInterrupt, PyMemoryError, PyNotADirectoryError, PyNotImplementedError, PyOSError,
+    PyOverflowError, PyPermissionError, PyTimeoutError, PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -51,6 +51,10 @@ fn new_err2(cls: PyResult<Bound<'_, PyType>>, a: u64, b: u64) -> PyErr {
     }
 }
 
+exc_type!(corrupt_error, "CorruptSegmentError");
+exc_type!(lock_error, "LockError");
+exc_type!(role_taken_error, "RoleTakenError");
+
 /// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
 fn new_err(
     py: Python<'_>,
@@ -78,9 +82,10 @@ pub(crate) fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
     let errno = err.raw_os_error();
     match err {
-        Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::PathTraversal { .. } => {
-            PyValueError::new_err(msg)
-        }
+        Error::InvalidName { .. }
+        | Error::InvalidArgument(_)
+        | Error::PathTraversal { .. }
+        | Error::InvalidData { .. } => PyValueError::new_err(msg),
         Error::AlreadyExists { .. } | Error::PathExists { .. } => {
             PyFileExistsError::new_err((errno, msg))
         }
@@ -88,12 +93,29 @@ pub(crate) fn to_py(err: Error) -> PyErr {
             PyFileNotFoundError::new_err((errno, msg))
         }
         Error::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
-        Error::NoSpace { .. } | Error::Os { .. } => match errno {
+        Error::NoSpace { .. } | Error::Os { .. } | Error::AttachmentTableFull { .. } => match errno
+        {
             Some(e) => PyOSError::new_err((e, msg)),
             None => PyOSError::new_err(msg),
         },
         Error::OutOfBounds { .. } => PyIndexError::new_err(msg),
-        Error::Unusable { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
+        Error::Unusable { .. }
+        | Error::WrongKind { .. }
+        | Error::IncompatibleLayout { .. }
+        | Error::NotReady { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
+        Error::RoleTaken { .. } => {
+            Python::attach(|py| new_err(py, role_taken_error(py), None, msg))
+        }
+        Error::CorruptSegment { .. } => {
+            Python::attach(|py| new_err(py, corrupt_error(py), None, msg))
+        }
+        Error::WouldDeadlock { .. } | Error::NotHeld { .. } => {
+            Python::attach(|py| new_err(py, lock_error(py), None, msg))
+        }
+        Error::Timeout { .. } => PyTimeoutError::new_err(msg),
+        Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
+        Error::TagMismatch { .. } => PyTypeError::new_err(msg),
+        Error::ValueOutOfRange { .. } => PyOverflowError::new_err(msg),
         Error::Unsupported { .. } => PyNotImplementedError::new_err(msg),
         Error::IsADirectory { .. } => PyIsADirectoryError::new_err((errno, msg)),
         Error::NotADirectory { .. } => PyNotADirectoryError::new_err((errno, msg)),
@@ -126,4 +148,9 @@ impl<T> IntoPyResult<T> for memspace::Result<T> {
     fn py_err(self) -> PyResult<T> {
         self.map_err(to_py)
     }
+}
+
+/// A `memspace.LockError` with a message of the bindings' own.
+pub(crate) fn lock_error_msg(msg: &str) -> PyErr {
+    Python::attach(|py| new_err(py, lock_error(py), None, msg.to_owned()))
 }

@@ -7,7 +7,10 @@
 
 mod error;
 mod fs;
+mod lock;
+mod ring;
 mod shm;
+mod view;
 
 use pyo3::prelude::*;
 
@@ -21,5 +24,15 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<fs::PyFileHandle>()?;
     m.add_function(wrap_pyfunction!(shm::_reopen_segment, m)?)?;
     m.add_function(wrap_pyfunction!(shm::_list_segments, m)?)?;
+    m.add_class::<lock::PyMutex>()?;
+    m.add_class::<lock::PyRwLock>()?;
+    m.add_class::<lock::PyLockGuard>()?;
+    m.add_class::<view::PyView>()?;
+    m.add_class::<ring::PyRing>()?;
+    m.add_class::<ring::PyRingView>()?;
+    m.add_class::<ring::PyRingReservation>()?;
+    m.add_class::<ring::RingBytes>()?;
+    m.add_function(wrap_pyfunction!(lock::_reopen, m)?)?;
+    m.add_function(wrap_pyfunction!(lock::_staleness, m)?)?;
     Ok(())
 }

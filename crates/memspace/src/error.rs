@@ -87,6 +87,130 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// A structured segment holds another kind of object than the one asked for.
+    #[error("segment {location} holds a {found}, not a {expected}")]
+    WrongKind {
+        /// Where.
+        location: Location,
+        /// The kind asked for.
+        expected: &'static str,
+        /// The kind found in the header.
+        found: String,
+    },
+
+    /// A segment's header is not one this version can use: not a memspace header, another
+    /// major layout version, another byte order, a bad checksum or sizes that do not add up.
+    #[error("segment {location} has an incompatible or invalid layout: {reason}")]
+    IncompatibleLayout {
+        /// Where.
+        location: Location,
+        /// What did not match (expected and found values).
+        reason: String,
+    },
+
+    /// A structured segment whose creator has not finished (or died while) initialising it.
+    #[error(
+        "segment {location} is still being initialised after {waited_ms} ms \
+         (its creator may have died; `memspace rm --stale` removes such segments)"
+    )]
+    NotReady {
+        /// Where.
+        location: Location,
+        /// How long the opener waited.
+        waited_ms: u64,
+    },
+
+    /// A value read from a live structured segment is impossible (memory corrupted by a bug or
+    /// a hostile process). Nothing outside the segment was touched.
+    #[error("segment {location} is corrupt: {reason}")]
+    CorruptSegment {
+        /// Where.
+        location: Location,
+        /// What was found.
+        reason: String,
+    },
+
+    /// A lock could not be acquired within the timeout (or at once, for a try-lock).
+    #[error("timed out after {timeout:?} waiting for the {what} of {location}")]
+    Timeout {
+        /// Which lock.
+        what: &'static str,
+        /// Where.
+        location: Location,
+        /// The timeout that elapsed.
+        timeout: std::time::Duration,
+    },
+
+    /// A wait was abandoned because the caller's interrupt check asked for it (in Python: a
+    /// signal handler raised, e.g. `KeyboardInterrupt`).
+    #[error("interrupted while waiting")]
+    Interrupted,
+
+    /// The calling thread already holds this lock; waiting for it would deadlock.
+    #[error("the calling thread already holds the {what} of {location}; waiting would deadlock")]
+    WouldDeadlock {
+        /// Which lock.
+        what: &'static str,
+        /// Where.
+        location: Location,
+    },
+
+    /// A release of a lock the calling thread does not hold.
+    #[error("the calling thread does not hold the {what} of {location}")]
+    NotHeld {
+        /// Which lock.
+        what: &'static str,
+        /// Where.
+        location: Location,
+    },
+
+    /// A ring role (producer or consumer) is held by another live process (or handle).
+    #[error("the {role} role of ring {location} is held by a live process")]
+    RoleTaken {
+        /// Where.
+        location: Location,
+        /// `"producer"` or `"consumer"`.
+        role: &'static str,
+    },
+
+    /// Every slot of the attachment table is held by a live process.
+    #[error("all {slots} attachment slots of segment {location} are in use by live processes")]
+    AttachmentTableFull {
+        /// Where.
+        location: Location,
+        /// Size of the table.
+        slots: u32,
+    },
+
+    /// A typed read found a value of another type than the one asked for.
+    #[error("at offset {offset}: expected a {expected} value, found {found}")]
+    TagMismatch {
+        /// Offset of the value's tag.
+        offset: u64,
+        /// Type asked for.
+        expected: &'static str,
+        /// What is stored there.
+        found: String,
+    },
+
+    /// Stored data that cannot be decoded (invalid UTF-8, an impossible bool byte, ...).
+    #[error("at offset {offset}: {reason}")]
+    InvalidData {
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// A number that does not fit the field or type it is written to.
+    #[error("{value} does not fit in a {ty}")]
+    ValueOutOfRange {
+        /// The value.
+        value: String,
+        /// The type.
+        ty: &'static str,
+    },
+
     /// Any other operating-system error, with the call that failed.
     #[error("{op} failed for {location}: {source}")]
     Os {
@@ -195,10 +319,16 @@ impl Error {
             Error::IsADirectory { .. } => Some(libc::EISDIR),
             Error::NotADirectory { .. } => Some(libc::ENOTDIR),
             Error::LockTimeout { .. } | Error::FileBusy { .. } => Some(libc::EAGAIN),
+            Error::AttachmentTableFull { .. } => Some(EUSERS),
             _ => None,
         }
     }
 }
+
+#[cfg(unix)]
+const EUSERS: i32 = libc::EUSERS;
+#[cfg(not(unix))]
+const EUSERS: i32 = 87;
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

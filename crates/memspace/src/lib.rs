@@ -3,13 +3,18 @@
 //! This crate is the pure-Rust core of memspace; the Python package is a thin layer over it.
 //! It owns:
 //!
-//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]).
+//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]), and the
+//!   header, attachment table and liveness rules of structured segments;
+//! - [`lock`]: a robust cross-process [`Mutex`] and a writer-preferring [`RwLock`] that
+//!   survive a killed holder, over an eventcount (futex wait/wake);
+//! - [`view`]: typed views ([`View`]) and fixed records behind such an rwlock;
+//! - [`spsc`]: the single-producer/single-consumer [`Ring`];
 //! - [`fs`]: a bounded in-memory filesystem ([`fs::MemoryFileSystem`]) with a hard byte quota,
 //!   a node limit and per-file reader/writer locks.
 //!
-//! Later modules (locks, ring, queue, filesystem) build on these. Everything that touches the
-//! operating system goes through the private `os` module, and every atomic through `sync`, so
-//! that the algorithms can be model-checked with loom and run under Miri on heap memory.
+//! Everything that touches the operating system goes through the private `os` module, and
+//! every atomic through `sync`, so that the algorithms can be model-checked with loom and run
+//! under Miri on heap memory.
 //!
 //! # Example
 //!
@@ -33,14 +38,20 @@
 
 mod error;
 pub mod fs;
+pub mod lock;
+#[cfg_attr(loom, allow(dead_code))]
 mod os;
 #[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
 mod record;
 pub mod shm;
-#[allow(dead_code)] // the segment-backed Ring that uses it comes with the eventcount
-mod spsc;
+pub mod spsc;
 #[allow(dead_code)]
 mod sync;
+pub mod view;
 
 pub use error::{Error, Result};
+pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
+pub use shm::header::Kind;
 pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
+pub use spsc::{Ring, RingOptions};
+pub use view::View;

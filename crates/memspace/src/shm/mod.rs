@@ -29,6 +29,10 @@ use std::time::SystemTime;
 use crate::error::{Error, Result};
 use crate::os;
 
+pub mod attach;
+pub mod header;
+pub mod structured;
+
 /// Where a segment lives: a POSIX shared-memory name (`"/demo"`) or a file path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
@@ -580,9 +584,18 @@ pub fn list_named() -> Result<Vec<SegmentInfo>> {
 }
 
 /// The kind of the segment stored in the file at `path`: `"raw"` unless it starts with a
-/// memspace header.
-fn kind_of(_path: &Path) -> String {
-    "raw".to_owned()
+/// memspace header (then the kind's name, or `"corrupt"` if the header does not validate).
+fn kind_of(path: &Path) -> String {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return "raw".to_owned();
+    };
+    let size = f.metadata().map_or(0, |m| m.len());
+    let mut buf = [0u8; header::HEADER_SIZE];
+    if f.read_exact(&mut buf).is_err() {
+        return "raw".to_owned();
+    }
+    header::kind_from_prefix(&buf, size)
 }
 
 /// Returns the effective uid of this process (segments are listed with their owner).

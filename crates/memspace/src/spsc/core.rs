@@ -34,15 +34,34 @@ use crate::sync::{AtomicU64, Ordering};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub(crate) String);
 
-/// One cache line (two on CPUs with adjacent-line prefetch) holding one position.
-#[repr(C, align(128))]
-pub(crate) struct Line(pub(crate) AtomicU64);
+/// Two cache lines (an adjacent-line-prefetch pair) owned by one side: its position and its
+/// advisory message counter. Only atomics, so a shared reference over shared memory is sound.
+#[repr(C, align(64))]
+pub(crate) struct Line {
+    /// The side's byte position.
+    pub(crate) pos: AtomicU64,
+    /// Messages the side has published (producer) or released (consumer); advisory.
+    pub(crate) count: AtomicU64,
+    _pad: [AtomicU64; 14],
+}
 
-/// The shared control block: `head` and `tail` on separate lines so that the two sides never
+impl Line {
+    #[cfg(test)]
+    fn new() -> Line {
+        Line {
+            pos: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            _pad: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+/// The shared control block: `head` and `tail` 128 bytes apart, so that the two sides never
 /// write the same cache line.
 ///
-/// Layout (256 bytes, 128-aligned): `head: u64` at 0, `tail: u64` at 128; the rest is padding.
-/// All-zero bytes are the valid initial state (empty ring at position 0).
+/// Layout (256 bytes, 64-aligned): `head` u64 at 0, `sent` u64 at 8, `tail` u64 at 128,
+/// `received` u64 at 136; the rest is reserved (zero). All-zero bytes are the valid initial
+/// state (an empty ring at position 0).
 #[repr(C)]
 pub(crate) struct Control {
     pub(crate) head: Line,
@@ -52,7 +71,7 @@ pub(crate) struct Control {
 #[cfg(not(loom))]
 const _: () = {
     assert!(std::mem::size_of::<Control>() == 256);
-    assert!(std::mem::align_of::<Control>() == 128);
+    assert!(std::mem::align_of::<Control>() == 64);
 };
 
 impl Control {
@@ -60,21 +79,21 @@ impl Control {
     #[cfg(test)]
     pub(crate) fn new() -> Control {
         Control {
-            head: Line(AtomicU64::new(0)),
-            tail: Line(AtomicU64::new(0)),
+            head: Line::new(),
+            tail: Line::new(),
         }
     }
 
     /// Views zero-initialised (or previously used) shared memory as a control block.
     ///
     /// # Safety
-    /// `ptr` must be 128-byte aligned, valid for reads and writes of 256 bytes for `'a`, and
+    /// `ptr` must be 64-byte aligned, valid for reads and writes of 256 bytes for `'a`, and
     /// accessed by everyone only through atomics (as this module does).
     #[cfg(not(loom))]
     #[allow(clippy::cast_ptr_alignment)] // alignment is the caller's documented precondition
     pub(crate) unsafe fn from_ptr<'a>(ptr: *mut u8) -> &'a Control {
-        // SAFETY: guaranteed by the caller; `Control` is two `AtomicU64` (same representation
-        // as u64, valid for every bit pattern) plus padding.
+        // SAFETY: guaranteed by the caller; `Control` consists of `AtomicU64`s only (same
+        // representation as u64, valid for every bit pattern).
         unsafe { &*ptr.cast::<Control>() }
     }
 }
@@ -156,9 +175,9 @@ impl Producer {
     pub(crate) fn attach(g: Geometry, ctl: &Control) -> Result<Producer, Corrupt> {
         // SYNC: Acquire pairs with the previous producer's Release store of `head` (a takeover
         // continues exactly after what was published).
-        let head = ctl.head.0.load(Ordering::Acquire);
+        let head = ctl.head.pos.load(Ordering::Acquire);
         // SYNC: Acquire pairs with the consumer's Release store of `tail`.
-        let tail = ctl.tail.0.load(Ordering::Acquire);
+        let tail = ctl.tail.pos.load(Ordering::Acquire);
         check_positions(g, tail, head)?;
         Ok(Producer {
             g,
@@ -168,11 +187,6 @@ impl Producer {
         })
     }
 
-    /// Bytes that can be written without waiting (from the cached tail; may be stale-low).
-    pub(crate) fn free_cached(&self) -> u64 {
-        self.g.cap - self.head.wrapping_sub(self.cached_tail)
-    }
-
     /// True if `need` more bytes fit, reloading `tail` if the cached value says no.
     fn has_room(&mut self, ctl: &Control, need: u64) -> Result<bool, Corrupt> {
         if self.head.wrapping_sub(self.cached_tail) + need <= self.g.cap {
@@ -180,7 +194,7 @@ impl Producer {
         }
         // SYNC: Acquire pairs with the consumer's Release store of `tail`: the consumer has
         // finished reading every byte below it, so we may overwrite them.
-        let tail = ctl.tail.0.load(Ordering::Acquire);
+        let tail = ctl.tail.pos.load(Ordering::Acquire);
         check_positions(self.g, tail, self.published)?;
         self.cached_tail = tail;
         Ok(self.head.wrapping_sub(tail) + need <= self.g.cap)
@@ -249,14 +263,9 @@ impl Producer {
         }
         // SYNC: Release pairs with the consumer's Acquire load of `head`: every record byte
         // written before this store is visible to a consumer that sees the new head.
-        ctl.head.0.store(self.head, Ordering::Release);
+        ctl.head.pos.store(self.head, Ordering::Release);
         self.published = self.head;
         true
-    }
-
-    /// Padding written by a reservation that was then abandoned stays as padding (harmless).
-    pub(crate) fn geometry(&self) -> Geometry {
-        self.g
     }
 }
 
@@ -286,9 +295,9 @@ impl Consumer {
     /// previous consumer is gone: what it read but did not release is read again).
     pub(crate) fn attach(g: Geometry, ctl: &Control) -> Result<Consumer, Corrupt> {
         // SYNC: Acquire pairs with the previous consumer's Release store of `tail`.
-        let tail = ctl.tail.0.load(Ordering::Acquire);
+        let tail = ctl.tail.pos.load(Ordering::Acquire);
         // SYNC: Acquire pairs with the producer's Release store of `head`.
-        let head = ctl.head.0.load(Ordering::Acquire);
+        let head = ctl.head.pos.load(Ordering::Acquire);
         check_positions(g, tail, head)?;
         Ok(Consumer {
             g,
@@ -296,11 +305,6 @@ impl Consumer {
             released: tail,
             cached_head: head,
         })
-    }
-
-    /// Bytes published and not yet read, as last seen (may be stale-low).
-    pub(crate) fn available_cached(&self) -> u64 {
-        self.cached_head.wrapping_sub(self.tail)
     }
 
     /// Finds the next message without consuming it, skipping padding. `Ok(None)` if empty.
@@ -313,7 +317,7 @@ impl Consumer {
             if self.tail == self.cached_head {
                 // SYNC: Acquire pairs with the producer's Release store of `head`: every
                 // record below it is completely written.
-                let head = ctl.head.0.load(Ordering::Acquire);
+                let head = ctl.head.pos.load(Ordering::Acquire);
                 check_positions(self.g, self.tail, head)?;
                 self.cached_head = head;
                 if self.tail == head {
@@ -358,6 +362,7 @@ impl Consumer {
     }
 
     /// Reads one message into a new vector. `Ok(None)` if empty.
+    #[cfg(test)]
     pub(crate) fn try_read<R: Region>(
         &mut self,
         ctl: &Control,
@@ -379,13 +384,9 @@ impl Consumer {
         }
         // SYNC: Release pairs with the producer's Acquire load of `tail`: our reads of the
         // released records happen before the producer overwrites them.
-        ctl.tail.0.store(self.tail, Ordering::Release);
+        ctl.tail.pos.store(self.tail, Ordering::Release);
         self.released = self.tail;
         true
-    }
-
-    pub(crate) fn geometry(&self) -> Geometry {
-        self.g
     }
 }
 
@@ -490,10 +491,10 @@ mod tests {
     #[test]
     fn corrupt_positions_and_records_are_errors() {
         let (g, ctl, region) = ring(64);
-        ctl.head.0.store(72, Ordering::Relaxed); // more than capacity ahead of tail
+        ctl.head.pos.store(72, Ordering::Relaxed); // more than capacity ahead of tail
         assert!(Consumer::attach(g, &ctl).is_err());
         assert!(Producer::attach(g, &ctl).is_err());
-        ctl.head.0.store(12, Ordering::Relaxed); // misaligned
+        ctl.head.pos.store(12, Ordering::Relaxed); // misaligned
         assert!(Consumer::attach(g, &ctl).is_err());
 
         let (g, ctl, region2) = {

@@ -1,6 +1,15 @@
 //! The single-producer/single-consumer ring.
 //!
-//! [`core`] is the data path (records, commit by the head store, padding, validation); the
-//! segment-backed `Ring` with roles and blocking waits builds on it.
+//! - [`Ring`] / [`RingOptions`]: a ring in a named or file-backed segment, with
+//!   single-owner [`Producer`] and [`Consumer`] handles, blocking waits without polling,
+//!   roles that a dead holder's successor can take over, and zero-copy access.
+//! - `core` (crate-internal): the data path (records, commit by the head store, padding,
+//!   validation), written against any byte region so that loom and proptest check it on the heap.
 
 pub(crate) mod core;
+mod ring;
+
+pub use ring::{
+    never_interrupted, Consumer, Message, Producer, Reservation, Ring, RingOptions, Role,
+    DEFAULT_SLOTS, MAX_CAPACITY, MIN_CAPACITY,
+};

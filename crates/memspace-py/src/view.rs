@@ -1,0 +1,604 @@
+//! `memspace.View`: tagged typed values in shared memory behind an rwlock, and the native
+//! half of `memspace.Record` (atomic field access).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use memspace::view::{Prim, PrimValue, Tag, Value, ValueRef};
+use memspace::{Location, Segment};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::IntoPyObjectExt;
+
+use crate::error::IntoPyResult;
+use crate::lock::{bad_type, blocking, read_guard, timeout_arg, write_guard, HasRwLock};
+use crate::shm::location;
+
+/// A typed view of a shared-memory segment, with a cross-process rwlock in front of it.
+#[pyclass(module = "memspace", name = "View", frozen)]
+pub struct PyView {
+    inner: Arc<memspace::View>,
+    cursor: AtomicU64,
+}
+
+const PRIMS: [Prim; 11] = [
+    Prim::Bool,
+    Prim::I8,
+    Prim::U8,
+    Prim::I16,
+    Prim::U16,
+    Prim::I32,
+    Prim::U32,
+    Prim::I64,
+    Prim::U64,
+    Prim::F32,
+    Prim::F64,
+];
+
+/// An owned form of a Python value, so that borrowed `ValueRef`s can outlive the GIL.
+pub(crate) enum Owned<'py> {
+    Plain(ValueRef<'static>),
+    Str(Bound<'py, PyString>),
+    Bytes(Bound<'py, PyBytes>),
+    Buf(Vec<u8>),
+}
+
+fn tag_arg(tag: &Bound<'_, PyAny>) -> PyResult<Tag> {
+    if let Ok(s) = tag.cast::<PyString>() {
+        let s = s.to_str()?;
+        return Tag::parse(s).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown tag {s:?} (use bool, int/i64, float/f64, str, bytes, i32, u8, u32, u64 or f32)"
+            ))
+        });
+    }
+    let py = tag.py();
+    for (ty, t) in [
+        (py.get_type::<PyBool>(), Tag::Bool),
+        (py.get_type::<PyInt>(), Tag::I64),
+        (py.get_type::<PyFloat>(), Tag::F64),
+        (py.get_type::<PyString>(), Tag::Str),
+        (py.get_type::<PyBytes>(), Tag::Bytes),
+    ] {
+        if tag.is(&ty) {
+            return Ok(t);
+        }
+    }
+    Err(bad_type(
+        "a tag must be a str such as \"i32\" or one of bool, int, float, str, bytes",
+        tag,
+    ))
+}
+
+fn int_as<T: TryFrom<i128>>(v: &Bound<'_, PyAny>, tag: Tag) -> PyResult<T> {
+    let i: i128 = v
+        .extract()
+        .map_err(|_| PyOverflowError::new_err(format!("int too large for {}", tag.name())))?;
+    T::try_from(i)
+        .map_err(|_| PyOverflowError::new_err(format!("{i} does not fit in {}", tag.name())))
+}
+
+pub(crate) fn to_owned_value<'py>(v: &Bound<'py, PyAny>, tag: Option<Tag>) -> PyResult<Owned<'py>> {
+    let is_bool = v.is_instance_of::<PyBool>();
+    let is_int = !is_bool && v.is_instance_of::<PyInt>();
+    let is_float = v.is_instance_of::<PyFloat>();
+    let tag = match tag {
+        Some(t) => t,
+        None if is_bool => Tag::Bool,
+        None if is_int => Tag::I64,
+        None if is_float => Tag::F64,
+        None if v.is_instance_of::<PyString>() => Tag::Str,
+        None if v.is_instance_of::<PyBytes>()
+            || v.is_instance_of::<PyByteArray>()
+            || v.is_instance_of::<pyo3::types::PyMemoryView>() =>
+        {
+            Tag::Bytes
+        }
+        None => {
+            return Err(bad_type(
+                "a value must be bool, int, float, str or a bytes-like object",
+                v,
+            ))
+        }
+    };
+    let wrong = || {
+        bad_type(
+            &format!(
+                "a {} value must be given as {}",
+                tag.name(),
+                match tag {
+                    Tag::Bool => "a bool",
+                    Tag::F64 | Tag::F32 => "a float or int",
+                    Tag::Str => "a str",
+                    Tag::Bytes => "a bytes-like object",
+                    _ => "an int",
+                }
+            ),
+            v,
+        )
+    };
+    Ok(match tag {
+        Tag::Bool if is_bool => Owned::Plain(ValueRef::Bool(v.extract()?)),
+        Tag::I64 if is_int => Owned::Plain(ValueRef::I64(int_as(v, tag)?)),
+        Tag::I32 if is_int => Owned::Plain(ValueRef::I32(int_as(v, tag)?)),
+        Tag::U8 if is_int => Owned::Plain(ValueRef::U8(int_as(v, tag)?)),
+        Tag::U32 if is_int => Owned::Plain(ValueRef::U32(int_as(v, tag)?)),
+        Tag::U64 if is_int => Owned::Plain(ValueRef::U64(int_as(v, tag)?)),
+        Tag::F64 if is_float || is_int => Owned::Plain(ValueRef::F64(v.extract()?)),
+        Tag::F32 if is_float || is_int => {
+            let f: f64 = v.extract()?;
+            if f.is_finite() && f.abs() > f64::from(f32::MAX) {
+                return Err(PyOverflowError::new_err(format!("{f} does not fit in f32")));
+            }
+            Owned::Plain(ValueRef::F32(f as f32))
+        }
+        Tag::Str => Owned::Str(v.cast::<PyString>().map_err(|_| wrong())?.clone()),
+        Tag::Bytes => {
+            if let Ok(b) = v.cast::<PyBytes>() {
+                Owned::Bytes(b.clone())
+            } else if v.is_instance_of::<PyByteArray>()
+                || v.is_instance_of::<pyo3::types::PyMemoryView>()
+            {
+                let buf = pyo3::buffer::PyBuffer::<u8>::get(v)?;
+                Owned::Buf(buf.to_vec(v.py())?)
+            } else {
+                return Err(wrong());
+            }
+        }
+        _ => return Err(wrong()),
+    })
+}
+
+pub(crate) fn as_ref<'a>(o: &'a Owned<'_>) -> PyResult<ValueRef<'a>> {
+    Ok(match o {
+        Owned::Plain(v) => *v,
+        Owned::Str(s) => ValueRef::Str(s.to_str()?),
+        Owned::Bytes(b) => ValueRef::Bytes(b.as_bytes()),
+        Owned::Buf(b) => ValueRef::Bytes(b),
+    })
+}
+
+pub(crate) fn to_py(py: Python<'_>, v: Value) -> PyResult<Py<PyAny>> {
+    match v {
+        Value::Bool(b) => b.into_py_any(py),
+        Value::I64(x) => x.into_py_any(py),
+        Value::F64(x) => x.into_py_any(py),
+        Value::Str(s) => s.into_py_any(py),
+        Value::Bytes(b) => PyBytes::new(py, &b).into_py_any(py),
+        Value::I32(x) => x.into_py_any(py),
+        Value::U8(x) => x.into_py_any(py),
+        Value::U32(x) => x.into_py_any(py),
+        Value::U64(x) => x.into_py_any(py),
+        Value::F32(x) => f64::from(x).into_py_any(py),
+    }
+}
+
+fn offset_arg(offset: Option<i64>) -> PyResult<Option<u64>> {
+    offset
+        .map(|o| {
+            u64::try_from(o)
+                .map_err(|_| PyValueError::new_err(format!("offset must be >= 0, not {o}")))
+        })
+        .transpose()
+}
+
+fn flatten<'py>(
+    item: &Bound<'py, PyAny>,
+    out: &mut Vec<Bound<'py, PyAny>>,
+    depth: u32,
+) -> PyResult<()> {
+    if item.is_instance_of::<PyList>() || item.is_instance_of::<PyTuple>() {
+        if depth >= 8 {
+            return Err(PyValueError::new_err(
+                "write_mixed: lists nested too deeply",
+            ));
+        }
+        for x in item.try_iter()? {
+            flatten(&x?, out, depth + 1)?;
+        }
+    } else {
+        out.push(item.clone());
+    }
+    Ok(())
+}
+
+impl PyView {
+    fn new(v: memspace::View) -> Self {
+        Self {
+            inner: Arc::new(v),
+            cursor: AtomicU64::new(0),
+        }
+    }
+
+    fn write_many(
+        &self,
+        py: Python<'_>,
+        owned: &[Owned<'_>],
+        offset: Option<i64>,
+        timeout: Option<f64>,
+    ) -> PyResult<u64> {
+        let t = timeout_arg(timeout)?;
+        let explicit = offset_arg(offset)?;
+        let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
+        let refs = owned.iter().map(as_ref).collect::<PyResult<Vec<_>>>()?;
+        let v = &self.inner;
+        let end = blocking(py, t, |t, i| v.write_values(start, &refs, t, i))?;
+        if explicit.is_none() {
+            self.cursor.store(end, Ordering::Relaxed);
+        }
+        Ok(end)
+    }
+
+    fn read_many(
+        &self,
+        py: Python<'_>,
+        tags: &[Tag],
+        offset: Option<i64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Value>> {
+        let t = timeout_arg(timeout)?;
+        let explicit = offset_arg(offset)?;
+        let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
+        let v = &self.inner;
+        let (vals, end) = blocking(py, t, |t, i| v.read_values(start, tags, t, i))?;
+        if explicit.is_none() {
+            self.cursor.store(end, Ordering::Relaxed);
+        }
+        Ok(vals)
+    }
+}
+
+#[pymethods]
+impl PyView {
+    /// Creates a view segment with a data area of `size` bytes.
+    #[staticmethod]
+    #[pyo3(signature = (name=None, size=None, *, path=None, mode=0o600))]
+    fn create(
+        py: Python<'_>,
+        name: Option<String>,
+        size: Option<i64>,
+        path: Option<PathBuf>,
+        mode: i64,
+    ) -> PyResult<Self> {
+        let loc = location(name, path)?;
+        let Some(size) = size else {
+            return Err(PyTypeError::new_err("create() needs a size in bytes"));
+        };
+        let size = u64::try_from(size)
+            .ok()
+            .filter(|s| *s > 0)
+            .ok_or_else(|| PyValueError::new_err(format!("size must be > 0, not {size}")))?;
+        let mode = u32::try_from(mode)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}"))
+            })?;
+        let v = py
+            .detach(|| memspace::View::create(loc, size, mode))
+            .py_err()?;
+        Ok(Self::new(v))
+    }
+
+    /// Opens an existing view segment.
+    #[staticmethod]
+    #[pyo3(signature = (name=None, *, path=None))]
+    fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
+        let loc = location(name, path)?;
+        let v = py.detach(|| memspace::View::open(loc)).py_err()?;
+        Ok(Self::new(v))
+    }
+
+    /// Removes a view segment by name or path.
+    #[staticmethod]
+    #[pyo3(signature = (name=None, *, path=None))]
+    fn remove(name: Option<String>, path: Option<PathBuf>) -> PyResult<()> {
+        Segment::unlink(&location(name, path)?).py_err()
+    }
+
+    /// Record support: creates a record segment of `size` bytes with a layout fingerprint.
+    #[staticmethod]
+    #[pyo3(signature = (name, path, mode, size, fingerprint))]
+    fn _create_record(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        mode: i64,
+        size: u64,
+        fingerprint: u64,
+    ) -> PyResult<Self> {
+        let loc = location(name, path)?;
+        let mode = u32::try_from(mode)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}"))
+            })?;
+        let v = py
+            .detach(|| memspace::View::create_record(loc, size, mode, fingerprint))
+            .py_err()?;
+        Ok(Self::new(v))
+    }
+
+    /// Record support: opens a record segment, checking its layout fingerprint.
+    #[staticmethod]
+    #[pyo3(signature = (name, path, fingerprint))]
+    fn _open_record(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        fingerprint: u64,
+    ) -> PyResult<Self> {
+        let loc = location(name, path)?;
+        let v = py
+            .detach(|| memspace::View::open_record(loc, fingerprint))
+            .py_err()?;
+        Ok(Self::new(v))
+    }
+
+    /// Record support: atomically loads field type `code` at `offset`.
+    fn _field_get(&self, py: Python<'_>, code: usize, offset: u64) -> PyResult<Py<PyAny>> {
+        let prim = *PRIMS
+            .get(code)
+            .ok_or_else(|| PyValueError::new_err("bad field type code"))?;
+        match self.inner.load_field(prim, offset).py_err()? {
+            PrimValue::Bool(b) => b.into_py_any(py),
+            PrimValue::Int(i) => i.into_py_any(py),
+            PrimValue::UInt(u) => u.into_py_any(py),
+            PrimValue::Float(f) => f.into_py_any(py),
+        }
+    }
+
+    /// Record support: atomically stores `value` into field type `code` at `offset`.
+    fn _field_set(&self, code: usize, offset: u64, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let prim = *PRIMS
+            .get(code)
+            .ok_or_else(|| PyValueError::new_err("bad field type code"))?;
+        let v = match prim {
+            Prim::Bool => {
+                if !value.is_instance_of::<PyBool>() {
+                    return Err(bad_type("a bool field takes a bool", value));
+                }
+                PrimValue::Bool(value.extract()?)
+            }
+            Prim::F32 | Prim::F64 => {
+                if !(value.is_instance_of::<PyFloat>() || value.is_instance_of::<PyInt>())
+                    || value.is_instance_of::<PyBool>()
+                {
+                    return Err(bad_type("a float field takes a float or int", value));
+                }
+                let f: f64 = value.extract()?;
+                if prim == Prim::F32 && f.is_finite() && f.abs() > f64::from(f32::MAX) {
+                    return Err(PyOverflowError::new_err(format!("{f} does not fit in f32")));
+                }
+                PrimValue::Float(f)
+            }
+            _ => {
+                if !value.is_instance_of::<PyInt>() || value.is_instance_of::<PyBool>() {
+                    return Err(bad_type("an integer field takes an int", value));
+                }
+                let i: i128 = value
+                    .extract()
+                    .map_err(|_| PyOverflowError::new_err("int too large for the field"))?;
+                if let Ok(i) = i64::try_from(i) {
+                    PrimValue::Int(i)
+                } else if let Ok(u) = u64::try_from(i) {
+                    PrimValue::UInt(u)
+                } else {
+                    return Err(PyOverflowError::new_err(format!(
+                        "{i} does not fit the field"
+                    )));
+                }
+            }
+        };
+        self.inner.store_field(prim, offset, v).py_err()
+    }
+
+    /// Size of the data area in bytes.
+    #[getter]
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+
+    /// Writes one value (at `offset`, or at the cursor, which then advances) under the write
+    /// lock; returns the offset after it. `tag` picks a non-default encoding (e.g. "i32").
+    #[pyo3(signature = (value, offset=None, *, tag=None, timeout=None))]
+    fn write(
+        &self,
+        py: Python<'_>,
+        value: &Bound<'_, PyAny>,
+        offset: Option<i64>,
+        tag: Option<&Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<u64> {
+        let tag = tag.map(tag_arg).transpose()?;
+        let owned = [to_owned_value(value, tag)?];
+        self.write_many(py, &owned, offset, timeout)
+    }
+
+    /// Reads one value of type `tag` (at `offset`, or at the cursor, which then advances)
+    /// under the read lock. A value stored with another tag raises `TypeError`.
+    #[pyo3(signature = (tag, offset=None, *, timeout=None))]
+    fn read(
+        &self,
+        py: Python<'_>,
+        tag: &Bound<'_, PyAny>,
+        offset: Option<i64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        let tag = tag_arg(tag)?;
+        let mut v = self.read_many(py, &[tag], offset, timeout)?;
+        to_py(
+            py,
+            v.pop()
+                .ok_or_else(|| PyValueError::new_err("nothing read"))?,
+        )
+    }
+
+    /// Writes a list of values (nested lists are flattened in order) under one write lock.
+    #[pyo3(signature = (items, offset=None, *, timeout=None))]
+    fn write_mixed(
+        &self,
+        py: Python<'_>,
+        items: &Bound<'_, PyAny>,
+        offset: Option<i64>,
+        timeout: Option<f64>,
+    ) -> PyResult<u64> {
+        if !(items.is_instance_of::<PyList>() || items.is_instance_of::<PyTuple>()) {
+            return Err(bad_type("write_mixed takes a list", items));
+        }
+        let mut flat = Vec::new();
+        flatten(items, &mut flat, 0)?;
+        let owned = flat
+            .iter()
+            .map(|v| to_owned_value(v, None))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.write_many(py, &owned, offset, timeout)
+    }
+
+    /// Reads values by a schema of `(tag, count)` pairs under one read lock; a count of 1
+    /// gives a scalar, any other count a list.
+    #[pyo3(signature = (schema, offset=None, *, timeout=None))]
+    fn read_mixed(
+        &self,
+        py: Python<'_>,
+        schema: &Bound<'_, PyAny>,
+        offset: Option<i64>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let mut tags = Vec::new();
+        let mut counts = Vec::new();
+        for entry in schema.try_iter()? {
+            let entry = entry?;
+            let (tag, count): (Bound<'_, PyAny>, i64) = entry
+                .extract()
+                .map_err(|_| bad_type("each schema entry must be a (tag, count) pair", &entry))?;
+            let tag = tag_arg(&tag)?;
+            let count = usize::try_from(count)
+                .map_err(|_| PyValueError::new_err(format!("count must be >= 0, not {count}")))?;
+            if count > 1 << 24 {
+                return Err(PyValueError::new_err(format!("count {count} is too large")));
+            }
+            tags.extend(std::iter::repeat_n(tag, count));
+            counts.push(count);
+        }
+        let vals = self.read_many(py, &tags, offset, timeout)?;
+        let mut it = vals.into_iter();
+        let mut out = Vec::with_capacity(counts.len());
+        for c in counts {
+            if c == 1 {
+                out.push(to_py(
+                    py,
+                    it.next()
+                        .ok_or_else(|| PyValueError::new_err("short read"))?,
+                )?);
+            } else {
+                let items = it
+                    .by_ref()
+                    .take(c)
+                    .map(|v| to_py(py, v))
+                    .collect::<PyResult<Vec<_>>>()?;
+                out.push(PyList::new(py, items)?.into_any().unbind());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies `n` raw bytes at `offset` under the read lock.
+    #[pyo3(signature = (offset, n, *, timeout=None))]
+    fn read_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        offset: i64,
+        n: i64,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let t = timeout_arg(timeout)?;
+        let offset = offset_arg(Some(offset))?.unwrap_or(0);
+        let n = u64::try_from(n)
+            .map_err(|_| PyValueError::new_err(format!("n must be >= 0, not {n}")))?;
+        let v = &self.inner;
+        let b = blocking(py, t, |t, i| v.read_bytes(offset, n, t, i))?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    /// Zeroes the whole data area under the write lock.
+    #[pyo3(signature = (*, timeout=None))]
+    fn zero(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let t = timeout_arg(timeout)?;
+        let v = &self.inner;
+        blocking(py, t, |t, i| v.zero(t, i))
+    }
+
+    /// Moves the cursor.
+    #[pyo3(signature = (pos=0))]
+    fn seek(&self, pos: i64) -> PyResult<()> {
+        let p = u64::try_from(pos)
+            .ok()
+            .filter(|p| *p <= self.inner.size())
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "position must be in 0..={}, not {pos}",
+                    self.inner.size()
+                ))
+            })?;
+        self.cursor.store(p, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The cursor position.
+    fn tell(&self) -> u64 {
+        self.cursor.load(Ordering::Relaxed)
+    }
+
+    /// Holds the view's read lock (for several reads seen together).
+    #[pyo3(signature = (timeout=None))]
+    fn read_lock(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<crate::lock::PyLockGuard> {
+        let l: Arc<dyn HasRwLock> = self.inner.clone();
+        read_guard(py, &l, timeout)
+    }
+
+    /// Holds the view's write lock (the tagged methods cannot be called while holding it from
+    /// the same thread: that raises `LockError`).
+    #[pyo3(signature = (timeout=None))]
+    fn write_lock(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+    ) -> PyResult<crate::lock::PyLockGuard> {
+        let l: Arc<dyn HasRwLock> = self.inner.clone();
+        write_guard(py, &l, timeout)
+    }
+
+    /// The POSIX name, or None.
+    #[getter]
+    fn name(&self) -> Option<&str> {
+        match self.inner.location() {
+            Location::Name(n) => Some(n),
+            Location::Path(_) => None,
+        }
+    }
+
+    /// The file path, or None.
+    #[getter]
+    fn path(&self) -> Option<PathBuf> {
+        match self.inner.location() {
+            Location::Path(p) => Some(p.clone()),
+            Location::Name(_) => None,
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "View({}, size={})",
+            self.inner.location(),
+            self.inner.size()
+        )
+    }
+}

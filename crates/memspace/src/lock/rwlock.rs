@@ -1,0 +1,1027 @@
+//! The writer-preferring, robust reader/writer lock.
+//!
+//! This module owns an rwlock area: a robust mutex used as the writer lock, a state word, an
+//! eventcount and one reader counter per attachment slot. It never touches the data the lock
+//! protects.
+//!
+//! # Algorithm
+//!
+//! - **Writer**: takes the robust writer mutex `W` (so writers queue in the kernel and a dead
+//!   writer's `W` passes on with `EOWNERDEAD`), stores `WRITER | slot+1` in `state` — from that
+//!   moment no new reader gets in (writer preference) — and waits until every reader counter
+//!   is zero. Release: store `state = 0`, notify, unlock `W`.
+//! - **Reader**: if `WRITER` is clear, increments its slot's counter, then re-checks `state`
+//!   (both `SeqCst`, a Dekker handshake with the writer's store-then-scan); if a writer came in
+//!   between, it backs out (decrement, notify) and waits on the eventcount until `WRITER` clears.
+//!   Release: decrement, and notify if `WRITER` is set (a writer is draining).
+//! - **Dead reader**: its counter stays up. A draining writer that has waited one slice probes
+//!   the liveness of every slot with a non-zero count (the attachment table's OFD locks); a
+//!   dead slot's count is swapped to zero and the writer is told `owner_died`. A process that
+//!   claims a slot also clears its counter (any count there belongs to a dead predecessor).
+//! - **Dead writer**: `state` keeps `WRITER`. A waiting reader whose slice elapsed try-locks `W`:
+//!   busy means a writer is alive; acquiring it (with `EOWNERDEAD` if its holder died) proves
+//!   that no live writer set `WRITER`, so the reader clears it, notifies, unlocks, and is told
+//!   `owner_died`.
+//! - Reentrancy is detected per thread (a thread-local list of the locks it holds): read or
+//!   write while holding the same lock is [`Error::WouldDeadlock`]; releasing a lock the thread
+//!   does not hold is [`Error::NotHeld`].
+//!
+//! The state machine is model-checked with loom (`loom_*` tests below) on heap memory, with
+//! the writer mutex and the futex modelled.
+//!
+//! # Encoding of the rwlock area (64-aligned; `192 + 4 * slots` bytes)
+//!
+//! | offset | field | type | meaning |
+//! |---:|---|---|---|
+//! | 0 | writer mutex | 128 bytes | see `lock::mutex` |
+//! | 128 | `state` | u32 (atomic) | bit 31 `WRITER`; bits 0..31 the writer's slot + 1 (informational) |
+//! | 132 | `seq` | u32 (atomic) | eventcount sequence (futex word) |
+//! | 136 | `waiters` | u32 (atomic) | eventcount waiter count |
+//! | 140..192 | reserved | | 0 |
+//! | 192 + 4·i | `readers[i]` | u32 (atomic) | read holds of attachment slot i |
+//!
+//! Untrusted: a reader count that cannot be explained (release finds 0) is reported as
+//! [`Error::CorruptSegment`]; any other value at worst makes a writer wait until its timeout.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::lock::eventcount::{EventCount, Futex, OsFutex};
+use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA, WAIT_SLICE};
+use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::structured::Structured;
+use crate::shm::{Location, Segment};
+use crate::sync::{fence, AtomicU32, Ordering};
+
+const WRITER: u32 = 1 << 31;
+const _: () = assert!(MUTEX_AREA as usize <= STATE_OFF);
+const STATE_OFF: usize = 128;
+const SEQ_OFF: usize = 132;
+const WAITERS_OFF: usize = 136;
+const READERS_OFF: usize = 192;
+
+/// Bytes of an rwlock area for `slots` attachment slots.
+pub fn area_size(slots: u32) -> u64 {
+    READERS_OFF as u64 + 4 * u64::from(slots)
+}
+
+/// The writer lock of the algorithm (the robust mutex, or a model under loom).
+pub(crate) trait WriterLock {
+    /// `Ok(None)` if busy, `Ok(Some(owner_died))` if acquired.
+    fn try_lock(&self) -> Result<Option<bool>>;
+    /// Waits at most `timeout`; returns `owner_died`.
+    fn lock(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<bool>;
+    fn unlock(&self) -> Result<()>;
+}
+
+/// Which attachment slots are alive (the attachment table, or everyone under loom).
+pub(crate) trait Liveness {
+    fn is_alive(&self, slot: u32) -> Result<bool>;
+    /// Slots beyond this have never been claimed.
+    fn scan_limit(&self) -> u32;
+}
+
+/// What a failed acquisition reports, built by the caller (it knows the location).
+pub(crate) trait Failures {
+    fn timeout(&self, timeout: Duration) -> Error;
+    fn corrupt(&self, reason: String) -> Error;
+}
+
+/// The algorithm over borrowed words (see the module docs).
+pub(crate) struct RwCore<'a, W, F, L, X> {
+    pub(crate) state: &'a AtomicU32,
+    pub(crate) ec: EventCount<'a>,
+    pub(crate) readers: &'a [AtomicU32],
+    pub(crate) w: W,
+    pub(crate) futex: F,
+    pub(crate) live: L,
+    pub(crate) fail: X,
+}
+
+fn now() -> Duration {
+    #[cfg(not(loom))]
+    {
+        crate::os::monotonic_now()
+    }
+    #[cfg(loom)]
+    {
+        Duration::ZERO
+    }
+}
+
+impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
+    fn reader(&self, slot: u32) -> Result<&AtomicU32> {
+        self.readers.get(slot as usize).ok_or_else(|| {
+            self.fail
+                .corrupt(format!("reader slot {slot} out of range"))
+        })
+    }
+
+    /// One attempt to enter as a reader.
+    fn try_read(&self, slot: u32) -> Result<bool> {
+        if self.state.load(Ordering::SeqCst) & WRITER != 0 {
+            return Ok(false);
+        }
+        let r = self.reader(slot)?;
+        r.fetch_add(1, Ordering::SeqCst);
+        // Dekker handshake with the writer's store of WRITER and its scan: pairs with the
+        // fence in `write` (loom models SeqCst fences, not SeqCst accesses, fully).
+        fence(Ordering::SeqCst);
+        if self.state.load(Ordering::SeqCst) & WRITER == 0 {
+            return Ok(true);
+        }
+        r.fetch_sub(1, Ordering::SeqCst);
+        // A writer may be draining and have counted us.
+        self.ec.notify(&self.futex);
+        Ok(false)
+    }
+
+    /// A reader found `WRITER` set for a whole slice: if the writer lock is free (or its
+    /// holder is dead), the bit is stale; clear it. Returns `owner_died`.
+    fn recover_writer(&self) -> Result<bool> {
+        let Some(died) = self.w.try_lock()? else {
+            return Ok(false);
+        };
+        let stale = self.state.load(Ordering::SeqCst) & WRITER != 0;
+        if stale {
+            self.state.store(0, Ordering::SeqCst);
+            self.ec.notify(&self.futex);
+        }
+        self.w.unlock()?;
+        Ok(died || stale)
+    }
+
+    /// Read-locks; returns `owner_died` (a dead writer's lock was recovered).
+    pub(crate) fn read(
+        &self,
+        slot: u32,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<bool> {
+        let mut died = false;
+        if self.try_read(slot)? {
+            return Ok(died);
+        }
+        if timeout == Some(Duration::ZERO) {
+            return Err(self.fail.timeout(Duration::ZERO));
+        }
+        let deadline = timeout.map(|t| now().saturating_add(t));
+        loop {
+            if self.try_read(slot)? {
+                return Ok(died);
+            }
+            let key = self.ec.prepare();
+            if self.state.load(Ordering::SeqCst) & WRITER == 0 {
+                self.ec.cancel();
+                continue;
+            }
+            let t = now();
+            let slice = match deadline {
+                Some(d) if t >= d => {
+                    self.ec.cancel();
+                    return Err(self.fail.timeout(timeout.unwrap_or_default()));
+                }
+                Some(d) => d.saturating_sub(t).min(WAIT_SLICE),
+                None => WAIT_SLICE,
+            };
+            if self.ec.wait(&self.futex, key, Some(slice)) {
+                if self.state.load(Ordering::SeqCst) & WRITER != 0 {
+                    died |= self.recover_writer()?;
+                }
+                if interrupt() {
+                    return Err(Error::Interrupted);
+                }
+            }
+        }
+    }
+
+    /// Releases a read hold of `slot`.
+    pub(crate) fn read_unlock(&self, slot: u32) -> Result<()> {
+        let r = self.reader(slot)?;
+        let prev = r.fetch_sub(1, Ordering::SeqCst);
+        if prev == 0 {
+            r.fetch_add(1, Ordering::SeqCst);
+            return Err(self.fail.corrupt(format!(
+                "reader count of slot {slot} was 0 at a release by a holder"
+            )));
+        }
+        // Pairs with the fence in `write`: either we see WRITER and wake the writer, or the
+        // writer's scan sees our decrement.
+        fence(Ordering::SeqCst);
+        if self.state.load(Ordering::SeqCst) & WRITER != 0 {
+            self.ec.notify(&self.futex);
+        }
+        Ok(())
+    }
+
+    /// Write-locks; returns `owner_died` (a dead writer's or reader's hold was released).
+    pub(crate) fn write(
+        &self,
+        slot: u32,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<bool> {
+        let start = now();
+        let mut died = if timeout == Some(Duration::ZERO) {
+            match self.w.try_lock()? {
+                Some(d) => d,
+                None => return Err(self.fail.timeout(Duration::ZERO)),
+            }
+        } else {
+            self.w.lock(timeout, interrupt)?
+        };
+        self.state.store(WRITER | (slot + 1), Ordering::SeqCst);
+        // Pairs with the fences in `try_read` and `read_unlock`.
+        fence(Ordering::SeqCst);
+        let deadline = timeout.map(|t| start.saturating_add(t));
+        let mut probe = false;
+        let abort = |e: Error| -> Result<bool> {
+            self.state.store(0, Ordering::SeqCst);
+            self.ec.notify(&self.futex);
+            self.w.unlock()?;
+            Err(e)
+        };
+        loop {
+            let key = self.ec.prepare();
+            let mut busy = false;
+            let limit = self.live.scan_limit().min(self.readers.len() as u32);
+            for i in 0..limit {
+                let r = &self.readers[i as usize];
+                let c = r.load(Ordering::SeqCst);
+                if c == 0 {
+                    continue;
+                }
+                if probe && i != slot {
+                    let alive = match self.live.is_alive(i) {
+                        Ok(a) => a,
+                        Err(e) => {
+                            self.ec.cancel();
+                            return abort(e);
+                        }
+                    };
+                    if !alive
+                        && r.compare_exchange(c, 0, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                    {
+                        died = true;
+                        continue;
+                    }
+                }
+                busy = true;
+            }
+            if !busy {
+                self.ec.cancel();
+                return Ok(died);
+            }
+            let t = now();
+            let slice = match deadline {
+                Some(d) if t >= d => {
+                    self.ec.cancel();
+                    return abort(self.fail.timeout(timeout.unwrap_or_default()));
+                }
+                Some(d) => d.saturating_sub(t).min(WAIT_SLICE),
+                None => WAIT_SLICE,
+            };
+            if self.ec.wait(&self.futex, key, Some(slice)) {
+                probe = true;
+                if interrupt() {
+                    return abort(Error::Interrupted);
+                }
+            }
+        }
+    }
+
+    /// Releases the write lock.
+    pub(crate) fn write_unlock(&self) -> Result<()> {
+        self.state.store(0, Ordering::SeqCst);
+        self.ec.notify(&self.futex);
+        self.w.unlock()
+    }
+
+    /// True if a writer holds or waits for the lock (informational).
+    pub(crate) fn is_write_locked(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & WRITER != 0
+    }
+
+    /// Sum of reader counts (informational).
+    pub(crate) fn reader_count(&self) -> u64 {
+        let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
+        self.readers[..limit]
+            .iter()
+            .map(|r| u64::from(r.load(Ordering::SeqCst)))
+            .sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-thread record of held locks (reentrancy and non-holder detection).
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Read,
+    Write,
+}
+
+thread_local! {
+    static HELD: RefCell<Vec<(u64, Held)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn held_by_me(id: u64) -> Option<Held> {
+    HELD.with(|h| h.borrow().iter().find(|(i, _)| *i == id).map(|(_, m)| *m))
+}
+
+fn push_held(id: u64, m: Held) {
+    HELD.with(|h| h.borrow_mut().push((id, m)));
+}
+
+fn pop_held(id: u64, m: Held) -> bool {
+    HELD.with(|h| {
+        let mut h = h.borrow_mut();
+        match h.iter().rposition(|e| *e == (id, m)) {
+            Some(pos) => {
+                h.swap_remove(pos);
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rwlock on a segment.
+
+/// An rwlock area inside a structured segment, with this process's view of it. Used by
+/// [`RwLock`] and by kinds that put an rwlock in front of their data ([`crate::view::View`]).
+#[derive(Debug)]
+pub struct ShmRwLock {
+    s: Structured,
+    area: *mut u8,
+    slots: u32,
+    id: u64,
+}
+
+// SAFETY: the area is shared memory designed for concurrent use; the pointer stays valid as
+// long as `s` (owning the mapping) lives.
+unsafe impl Send for ShmRwLock {}
+// SAFETY: as above.
+unsafe impl Sync for ShmRwLock {}
+
+struct ShmWriter<'a> {
+    m: RobustMutex,
+    slot: u32,
+    loc: &'a Location,
+}
+
+const WRITER_WHAT: &str = "rwlock writer lock";
+
+impl WriterLock for ShmWriter<'_> {
+    fn try_lock(&self) -> Result<Option<bool>> {
+        self.m.try_lock(self.slot, self.loc, WRITER_WHAT)
+    }
+    fn lock(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<bool> {
+        self.m
+            .lock(self.slot, timeout, interrupt, self.loc, WRITER_WHAT)
+    }
+    fn unlock(&self) -> Result<()> {
+        self.m.unlock(self.loc, WRITER_WHAT)
+    }
+}
+
+struct ShmLive<'a>(&'a crate::shm::attach::Attachment);
+
+impl Liveness for ShmLive<'_> {
+    fn is_alive(&self, slot: u32) -> Result<bool> {
+        self.0.is_alive(slot)
+    }
+    fn scan_limit(&self) -> u32 {
+        self.0.high_water_mark()
+    }
+}
+
+struct ShmFail<'a>(&'a Location, &'static str);
+
+impl Failures for ShmFail<'_> {
+    fn timeout(&self, timeout: Duration) -> Error {
+        Error::Timeout {
+            what: self.1,
+            location: self.0.clone(),
+            timeout,
+        }
+    }
+    fn corrupt(&self, reason: String) -> Error {
+        Error::CorruptSegment {
+            location: self.0.clone(),
+            reason,
+        }
+    }
+}
+
+fn next_id() -> u64 {
+    crate::sync::next_unique_id()
+}
+
+/// Clears the reader counter of a freshly claimed slot (its previous holder is dead).
+///
+/// # Safety
+/// `area` must be a live rwlock area of at least `area_size(slots)` bytes.
+unsafe fn clear_slot(area: *mut u8, slots: u32, slot: u32) {
+    if slot >= slots {
+        return;
+    }
+    // SAFETY: per the caller; the counter lies inside the area.
+    let (r, seq, waiters) = unsafe {
+        (
+            crate::sync::atomic_u32(area.add(READERS_OFF + 4 * slot as usize)),
+            crate::sync::atomic_u32(area.add(SEQ_OFF)),
+            crate::sync::atomic_u32(area.add(WAITERS_OFF)),
+        )
+    };
+    if r.swap(0, Ordering::SeqCst) != 0 {
+        EventCount::new(seq, waiters).notify(&OsFutex);
+    }
+}
+
+impl ShmRwLock {
+    /// The lock-area size this kind needs for `slots` slots.
+    pub fn area_size(slots: u32) -> u64 {
+        area_size(slots)
+    }
+
+    /// Initialises an rwlock area at `off` (creator only).
+    pub fn init_area(seg: &Segment, off: u64) -> Result<()> {
+        mutex::init_area(seg, off)
+    }
+
+    fn on_claim(s_lock_ptr: *mut u8, slots: u32) -> impl Fn(u32) {
+        let addr = s_lock_ptr as usize;
+        move |slot| {
+            // SAFETY: called by the attachment while the structured segment (and its lock
+            // area of area_size(slots) bytes) is mapped.
+            unsafe { clear_slot(addr as *mut u8, slots, slot) }
+        }
+    }
+
+    /// Creates a structured segment of `kind` whose lock area is an rwlock.
+    pub fn create(
+        location: Location,
+        mode: u32,
+        kind: Kind,
+        slots: u32,
+        data_size: u64,
+        kind_param: u64,
+        init_data: &dyn Fn(&Segment, u64) -> Result<()>,
+    ) -> Result<ShmRwLock> {
+        let req = LayoutRequest {
+            kind,
+            attach_slots: slots,
+            lock_size: area_size(slots),
+            data_size,
+            kind_param,
+        };
+        let s = Structured::create(
+            location,
+            mode,
+            &req,
+            &|seg, geo| {
+                mutex::init_area(seg, geo.lock_off)?;
+                init_data(seg, geo.data_off)
+            },
+            // A fresh segment has nothing to clear.
+            &|_| {},
+        )?;
+        Ok(Self::wrap(s))
+    }
+
+    /// Opens a structured segment of `kind` whose lock area is an rwlock.
+    pub fn open(location: Location, kind: Kind, kind_param: Option<u64>) -> Result<ShmRwLock> {
+        // The slot is claimed inside `open`, before we know the geometry: clear it right after.
+        let s = Structured::open(location, kind, kind_param, &|_| {})?;
+        let g = *s.geometry();
+        if g.lock_size < area_size(g.attach_slots) {
+            return Err(Error::IncompatibleLayout {
+                location: s.location().clone(),
+                reason: format!(
+                    "rwlock area of {} bytes is too small for {} slots",
+                    g.lock_size, g.attach_slots
+                ),
+            });
+        }
+        let l = Self::wrap(s);
+        // SAFETY: the lock area was validated to hold area_size(slots) bytes.
+        let m = unsafe { RobustMutex::at(l.area) };
+        m.validate().map_err(|reason| Error::CorruptSegment {
+            location: l.location().clone(),
+            reason,
+        })?;
+        let slot = l.s.attachment().slot(&|_| {})?;
+        // SAFETY: as above.
+        unsafe { clear_slot(l.area, l.slots, slot) };
+        Ok(l)
+    }
+
+    fn wrap(s: Structured) -> ShmRwLock {
+        let area = s.lock_ptr();
+        let slots = s.geometry().attach_slots;
+        ShmRwLock {
+            s,
+            area,
+            slots,
+            id: next_id(),
+        }
+    }
+
+    /// The structured segment.
+    pub fn structured(&self) -> &Structured {
+        &self.s
+    }
+
+    /// Where it lives.
+    pub fn location(&self) -> &Location {
+        self.s.location()
+    }
+
+    fn slot(&self) -> Result<u32> {
+        let f = Self::on_claim(self.area, self.slots);
+        self.s.attachment().slot(&f)
+    }
+
+    fn core(&self, slot: u32) -> RwCore<'_, ShmWriter<'_>, OsFutex, ShmLive<'_>, ShmFail<'_>> {
+        // SAFETY: the area holds area_size(slots) bytes (validated at open, by construction at
+        // create), 64-aligned, alive as long as `self`; the words are 4-aligned.
+        unsafe {
+            #[allow(clippy::cast_ptr_alignment)] // READERS_OFF is 4-aligned in a 64-aligned area
+            let readers = std::slice::from_raw_parts(
+                self.area.add(READERS_OFF).cast::<AtomicU32>(),
+                self.slots as usize,
+            );
+            RwCore {
+                state: crate::sync::atomic_u32(self.area.add(STATE_OFF)),
+                ec: EventCount::new(
+                    crate::sync::atomic_u32(self.area.add(SEQ_OFF)),
+                    crate::sync::atomic_u32(self.area.add(WAITERS_OFF)),
+                ),
+                readers,
+                w: ShmWriter {
+                    m: RobustMutex::at(self.area),
+                    slot,
+                    loc: self.s.location(),
+                },
+                futex: OsFutex,
+                live: ShmLive(self.s.attachment()),
+                fail: ShmFail(self.s.location(), "rwlock"),
+            }
+        }
+    }
+
+    fn deadlock(&self) -> Error {
+        Error::WouldDeadlock {
+            what: "rwlock",
+            location: self.location().clone(),
+        }
+    }
+
+    /// Read-locks without a guard (pair with [`ShmRwLock::raw_read_unlock`] on this thread).
+    /// Returns `owner_died`.
+    pub fn raw_read(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<bool> {
+        if held_by_me(self.id).is_some() {
+            return Err(self.deadlock());
+        }
+        let slot = self.slot()?;
+        let died = self.core(slot).read(slot, timeout, interrupt)?;
+        push_held(self.id, Held::Read);
+        Ok(died)
+    }
+
+    /// Releases a read lock this thread holds.
+    pub fn raw_read_unlock(&self) -> Result<()> {
+        if !pop_held(self.id, Held::Read) {
+            return Err(Error::NotHeld {
+                what: "rwlock read lock",
+                location: self.location().clone(),
+            });
+        }
+        let slot = self.slot()?;
+        self.core(slot).read_unlock(slot)
+    }
+
+    /// Write-locks without a guard (pair with [`ShmRwLock::raw_write_unlock`] on this
+    /// thread). Returns `owner_died`.
+    pub fn raw_write(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<bool> {
+        if held_by_me(self.id).is_some() {
+            return Err(self.deadlock());
+        }
+        let slot = self.slot()?;
+        let died = self.core(slot).write(slot, timeout, interrupt)?;
+        push_held(self.id, Held::Write);
+        Ok(died)
+    }
+
+    /// Releases the write lock this thread holds.
+    pub fn raw_write_unlock(&self) -> Result<()> {
+        if !pop_held(self.id, Held::Write) {
+            return Err(Error::NotHeld {
+                what: "rwlock write lock",
+                location: self.location().clone(),
+            });
+        }
+        let slot = self.slot()?;
+        self.core(slot).write_unlock()
+    }
+
+    /// True if a writer holds or is waiting for the lock (informational).
+    pub fn is_write_locked(&self) -> bool {
+        self.core(0).is_write_locked()
+    }
+
+    /// Number of read holds (informational).
+    pub fn reader_count(&self) -> u64 {
+        self.core(0).reader_count()
+    }
+}
+
+/// A writer-preferring reader/writer lock that survives killed holders, in its own segment.
+///
+/// ```
+/// use memspace::lock::RwLock;
+/// let name = format!("/memspace-doc-rwlock-{}", std::process::id());
+/// let l = RwLock::create_named(&name)?;
+/// {
+///     let r = l.read()?;
+///     assert!(!r.owner_died());
+/// }
+/// let w = l.write()?;
+/// drop(w);
+/// RwLock::remove(&memspace::Location::Name(name))?;
+/// # Ok::<(), memspace::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct RwLock {
+    l: ShmRwLock,
+}
+
+impl RwLock {
+    /// Creates an rwlock segment at `location` with permission bits `mode`.
+    pub fn create(location: Location, mode: u32) -> Result<RwLock> {
+        let l = ShmRwLock::create(
+            location,
+            mode,
+            Kind::RwLock,
+            mutex::DEFAULT_SLOTS,
+            0,
+            0,
+            &|_, _| Ok(()),
+        )?;
+        Ok(RwLock { l })
+    }
+
+    /// Creates a named rwlock (mode `0o600`).
+    pub fn create_named(name: &str) -> Result<RwLock> {
+        Self::create(Location::Name(name.to_owned()), 0o600)
+    }
+
+    /// Opens an existing rwlock segment.
+    pub fn open(location: Location) -> Result<RwLock> {
+        Ok(RwLock {
+            l: ShmRwLock::open(location, Kind::RwLock, None)?,
+        })
+    }
+
+    /// Removes the segment.
+    pub fn remove(location: &Location) -> Result<()> {
+        Segment::unlink(location)
+    }
+
+    /// Where it lives.
+    pub fn location(&self) -> &Location {
+        self.l.location()
+    }
+
+    /// The lock itself (raw, guard-less operations for bindings).
+    pub fn raw(&self) -> &ShmRwLock {
+        &self.l
+    }
+
+    /// Read-locks, waiting as long as it takes.
+    pub fn read(&self) -> Result<ReadGuard<'_>> {
+        self.read_with(None, &mut || false)
+    }
+
+    /// Write-locks, waiting as long as it takes.
+    pub fn write(&self) -> Result<WriteGuard<'_>> {
+        self.write_with(None, &mut || false)
+    }
+
+    /// Read-locks with a timeout and an interrupt check.
+    pub fn read_with(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<ReadGuard<'_>> {
+        let owner_died = self.l.raw_read(timeout, interrupt)?;
+        Ok(ReadGuard {
+            l: &self.l,
+            owner_died,
+            _not_send: std::marker::PhantomData,
+        })
+    }
+
+    /// Write-locks with a timeout and an interrupt check.
+    pub fn write_with(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<WriteGuard<'_>> {
+        let owner_died = self.l.raw_write(timeout, interrupt)?;
+        Ok(WriteGuard {
+            l: &self.l,
+            owner_died,
+            _not_send: std::marker::PhantomData,
+        })
+    }
+}
+
+/// A read hold; released when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ReadGuard<'a> {
+    l: &'a ShmRwLock,
+    owner_died: bool,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl ReadGuard<'_> {
+    /// True if a dead writer's hold was recovered to let this reader in.
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.l.raw_read_unlock();
+    }
+}
+
+/// A write hold; released when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct WriteGuard<'a> {
+    l: &'a ShmRwLock,
+    owner_died: bool,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl WriteGuard<'_> {
+    /// True if a dead holder (writer or reader) was replaced to let this writer in.
+    pub fn owner_died(&self) -> bool {
+        self.owner_died
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.l.raw_write_unlock();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn name(tag: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "/memspace-rw-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    #[test]
+    fn readers_share_writer_excludes() {
+        let n = name("basic");
+        let l = RwLock::create_named(&n).unwrap();
+        let l2 = RwLock::open_named_for_test(&n);
+        let r1 = l.read().unwrap();
+        let r2 = l2.read().unwrap();
+        assert_eq!(l.raw().reader_count(), 2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = l2.write_with(Some(Duration::from_millis(60)), &mut || false);
+                assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+            });
+        });
+        // The aborted writer let readers in again.
+        assert!(!l.raw().is_write_locked());
+        drop(r2);
+        assert!(matches!(l.read(), Err(Error::WouldDeadlock { .. })));
+        assert!(matches!(l.write(), Err(Error::WouldDeadlock { .. })));
+        drop(r1);
+        let w = l.write().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = l2.read_with(Some(Duration::ZERO), &mut || false);
+                assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+            });
+        });
+        drop(w);
+        assert!(matches!(
+            l.raw().raw_read_unlock(),
+            Err(Error::NotHeld { .. })
+        ));
+        assert!(matches!(
+            l.raw().raw_write_unlock(),
+            Err(Error::NotHeld { .. })
+        ));
+        RwLock::remove(l.location()).unwrap();
+    }
+
+    #[test]
+    fn writer_waits_for_reader_thread() {
+        let n = name("thr");
+        let l = RwLock::create_named(&n).unwrap();
+        let r = l.read().unwrap();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                let t0 = std::time::Instant::now();
+                let w = l.write().unwrap();
+                drop(w);
+                t0.elapsed()
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            drop(r);
+            assert!(h.join().unwrap() >= Duration::from_millis(40));
+        });
+        RwLock::remove(l.location()).unwrap();
+    }
+
+    impl RwLock {
+        fn open_named_for_test(n: &str) -> RwLock {
+            RwLock::open(Location::Name(n.to_owned())).unwrap()
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::lock::eventcount::ModelFutex;
+    use loom::sync::Arc;
+
+    /// Bounded preemptions keep the exhaustive search to seconds (`LOOM_MAX_PREEMPTIONS`
+    /// overrides it).
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(3);
+        }
+        b.check(f);
+    }
+
+    /// A spin lock standing in for the robust mutex.
+    struct ModelWriter<'a>(&'a AtomicU32);
+
+    impl WriterLock for ModelWriter<'_> {
+        fn try_lock(&self) -> Result<Option<bool>> {
+            Ok(self
+                .0
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+                .then_some(false))
+        }
+        fn lock(&self, _t: Option<Duration>, _i: Interrupt<'_>) -> Result<bool> {
+            while self
+                .0
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                loom::thread::yield_now();
+            }
+            Ok(false)
+        }
+        fn unlock(&self) -> Result<()> {
+            self.0.store(0, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    struct AllAlive(u32);
+    impl Liveness for AllAlive {
+        fn is_alive(&self, _slot: u32) -> Result<bool> {
+            Ok(true)
+        }
+        fn scan_limit(&self) -> u32 {
+            self.0
+        }
+    }
+
+    struct Fail;
+    impl Failures for Fail {
+        fn timeout(&self, _t: Duration) -> Error {
+            Error::Interrupted
+        }
+        fn corrupt(&self, reason: String) -> Error {
+            Error::InvalidArgument(reason)
+        }
+    }
+
+    struct Words {
+        state: AtomicU32,
+        seq: AtomicU32,
+        waiters: AtomicU32,
+        w: AtomicU32,
+        readers: [AtomicU32; 2],
+        futex: ModelFutex,
+        // Data "protected" by the lock: writers bump both, readers check they are equal.
+        a: AtomicU32,
+        b: AtomicU32,
+        inside_writers: AtomicU32,
+    }
+
+    fn core(w: &Words) -> RwCore<'_, ModelWriter<'_>, &ModelFutex, AllAlive, Fail> {
+        RwCore {
+            state: &w.state,
+            ec: EventCount::new(&w.seq, &w.waiters),
+            readers: &w.readers,
+            w: ModelWriter(&w.w),
+            futex: &w.futex,
+            live: AllAlive(2),
+            fail: Fail,
+        }
+    }
+
+    impl Futex for &ModelFutex {
+        fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+            (*self).wait(word, expected, timeout)
+        }
+        fn wake_all(&self, word: &AtomicU32) {
+            (*self).wake_all(word);
+        }
+    }
+
+    fn words() -> Arc<Words> {
+        Arc::new(Words {
+            state: AtomicU32::new(0),
+            seq: AtomicU32::new(0),
+            waiters: AtomicU32::new(0),
+            w: AtomicU32::new(0),
+            readers: [AtomicU32::new(0), AtomicU32::new(0)],
+            futex: ModelFutex::default(),
+            a: AtomicU32::new(0),
+            b: AtomicU32::new(0),
+            inside_writers: AtomicU32::new(0),
+        })
+    }
+
+    /// One reader (slot 0) and one writer (slot 1): mutual exclusion holds, the reader never
+    /// sees a half-done update, and nobody sleeps forever (loom reports deadlocks).
+    #[test]
+    fn loom_rwlock_reader_writer() {
+        model(|| {
+            let w = words();
+            let w2 = w.clone();
+            let t = loom::thread::spawn(move || {
+                let c = core(&w2);
+                c.write(1, None, &mut || false).unwrap();
+                assert_eq!(w2.inside_writers.fetch_add(1, Ordering::SeqCst), 0);
+                w2.a.fetch_add(1, Ordering::SeqCst);
+                w2.b.fetch_add(1, Ordering::SeqCst);
+                w2.inside_writers.fetch_sub(1, Ordering::SeqCst);
+                c.write_unlock().unwrap();
+            });
+            let c = core(&w);
+            c.read(0, None, &mut || false).unwrap();
+            assert_eq!(w.inside_writers.load(Ordering::SeqCst), 0);
+            assert_eq!(w.a.load(Ordering::SeqCst), w.b.load(Ordering::SeqCst));
+            c.read_unlock(0).unwrap();
+            t.join().unwrap();
+            assert_eq!(w.state.load(Ordering::SeqCst), 0);
+            assert_eq!(w.readers[0].load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// Two writers: mutual exclusion and no lost wake-up.
+    #[test]
+    fn loom_rwlock_two_writers() {
+        model(|| {
+            let w = words();
+            let hs: Vec<_> = (0..2u32)
+                .map(|slot| {
+                    let w2 = w.clone();
+                    loom::thread::spawn(move || {
+                        let c = core(&w2);
+                        c.write(slot, None, &mut || false).unwrap();
+                        assert_eq!(w2.inside_writers.fetch_add(1, Ordering::SeqCst), 0);
+                        w2.inside_writers.fetch_sub(1, Ordering::SeqCst);
+                        c.write_unlock().unwrap();
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+        });
+    }
+}

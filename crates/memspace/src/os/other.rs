@@ -1,0 +1,112 @@
+//! Platforms other than Linux: the wait, lock and liveness primitives are not written yet.
+//! Everything compiles; operations that need them report `Unsupported` (through io errors
+//! with `ErrorKind::Unsupported`), and waits degrade to short sleeps.
+
+use std::fs::File;
+use std::io;
+use std::time::{Duration, Instant};
+
+fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "not supported on this platform yet",
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FutexWait {
+    Returned,
+    TimedOut,
+}
+
+/// # Safety
+/// `addr` must be valid; it is not dereferenced here.
+pub(crate) unsafe fn futex_wait(_addr: *const u32, _expected: u32, timeout: Duration) -> FutexWait {
+    std::thread::sleep(timeout.min(Duration::from_millis(1)));
+    FutexWait::Returned
+}
+
+/// # Safety
+/// `addr` must be valid; it is not dereferenced here.
+pub(crate) unsafe fn futex_wake(_addr: *const u32, _n: i32) {}
+
+pub(crate) fn ofd_try_lock(_file: &File, _offset: u64, _len: u64) -> io::Result<bool> {
+    Err(unsupported())
+}
+
+pub(crate) fn ofd_unlock(_file: &File, _offset: u64, _len: u64) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn ofd_is_locked(_file: &File, _offset: u64, _len: u64) -> io::Result<bool> {
+    Err(unsupported())
+}
+
+pub(crate) fn reopen(_file: &File) -> io::Result<File> {
+    Err(unsupported())
+}
+
+pub(crate) fn gettid() -> u32 {
+    0
+}
+
+pub(crate) fn getpid() -> u32 {
+    std::process::id()
+}
+
+pub(crate) fn process_start_time(_pid: u32) -> u64 {
+    0
+}
+
+pub(crate) fn monotonic_now() -> Duration {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+pub(crate) const PTHREAD_MUTEX_BYTES: usize = 64;
+pub(crate) const PTHREAD_KIND_RANGE: std::ops::Range<usize> = 16..20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MutexLock {
+    Acquired,
+    OwnerDied,
+    Busy,
+    Deadlock,
+    Error(i32),
+}
+
+/// # Safety
+/// Never dereferences `m`.
+pub(crate) unsafe fn robust_mutex_init(_m: *mut u8) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn robust_mutex_template() -> Option<&'static [u8; PTHREAD_MUTEX_BYTES]> {
+    None
+}
+
+/// # Safety
+/// Never dereferences `m`.
+pub(crate) unsafe fn robust_mutex_trylock(_m: *mut u8) -> MutexLock {
+    MutexLock::Error(0)
+}
+
+/// # Safety
+/// Never dereferences `m`.
+pub(crate) unsafe fn robust_mutex_lock_until(_m: *mut u8, _deadline: Duration) -> MutexLock {
+    MutexLock::Error(0)
+}
+
+/// # Safety
+/// Never dereferences `m`.
+pub(crate) unsafe fn robust_mutex_consistent(_m: *mut u8) -> io::Result<()> {
+    Err(unsupported())
+}
+
+/// # Safety
+/// Never dereferences `m`.
+pub(crate) unsafe fn robust_mutex_unlock(_m: *mut u8) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn install_fork_hook() {}

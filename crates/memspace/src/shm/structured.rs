@@ -1,0 +1,273 @@
+//! A structured segment: a [`Segment`] that starts with a validated header, plus this
+//! process's attachment. The building block under every lock, view, record, ring and queue.
+//!
+//! Creation: exclusive create with the space reserved, header written with state
+//! INITIALIZING, a slot claimed, the kind's areas initialised by the caller, then READY
+//! Release-stored last. Opening: Acquire-load the state (bounded wait while INITIALIZING),
+//! validate the header against the file size and the expected kind, and only then claim a
+//! slot. A refused open never writes to the segment.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::shm::attach::{self, Attachment};
+use crate::shm::header::{
+    Geometry, Kind, LayoutRequest, HEADER_SIZE, MAGIC, STATE_INITIALIZING, STATE_OFFSET,
+    STATE_POISONED, STATE_READY,
+};
+use crate::shm::{Location, Segment, SegmentOptions};
+use crate::sync::Ordering;
+
+/// How long `open` waits for a segment that is still INITIALIZING.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A structured segment mapped and attached.
+pub struct Structured {
+    // Field order matters: the attachment is dropped (slot released) before the mapping.
+    attach: Attachment,
+    geo: Geometry,
+    seg: Segment,
+}
+
+impl std::fmt::Debug for Structured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Structured")
+            .field("location", self.seg.location())
+            .field("geometry", &self.geo)
+            .finish_non_exhaustive()
+    }
+}
+
+fn state_word(seg: &Segment) -> &crate::sync::AtomicU32 {
+    // SAFETY: every structured segment is at least HEADER_SIZE bytes (checked by callers) and
+    // the mapping is page-aligned, so the state word is 4-aligned and inside it, for as long as
+    // `seg` lives (the returned reference borrows it).
+    unsafe { crate::sync::atomic_u32(seg.as_ptr().add(STATE_OFFSET)) }
+}
+
+impl Structured {
+    /// Creates a new structured segment at `location` with permission bits `mode`.
+    /// `init` sets up the kind's areas (the segment is zero-filled before it runs);
+    /// `on_claim` is passed to [`Attachment::claim`].
+    #[allow(clippy::needless_pass_by_value)] // the location is the segment's from now on
+    pub fn create(
+        location: Location,
+        mode: u32,
+        req: &LayoutRequest,
+        init: &dyn Fn(&Segment, &Geometry) -> Result<()>,
+        on_claim: &dyn Fn(u32),
+    ) -> Result<Structured> {
+        let geo = Geometry::plan(req)?;
+        let seg = SegmentOptions::at(location.clone())
+            .size(geo.total_size)
+            .mode(mode)
+            .create()?;
+        let result = (|| {
+            seg.write_at(0, &geo.encode())?;
+            init(&seg, &geo)?;
+            // SAFETY: the attachment is stored next to `seg` in the returned value and
+            // dropped before it; `geo` is the geometry we just wrote.
+            let attach = unsafe { Attachment::claim(&seg, &geo, on_claim)? };
+            // SYNC: Release pairs with the Acquire load in `open`: everything written above
+            // (header, areas, slot record) is visible to whoever sees READY.
+            state_word(&seg).store(STATE_READY, Ordering::Release);
+            Ok(attach)
+        })();
+        match result {
+            Ok(attach) => Ok(Structured { attach, geo, seg }),
+            Err(e) => {
+                drop(seg);
+                let _ = Segment::unlink(&location);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens the structured segment at `location`, which must hold a `kind` (and, if given, a
+    /// `kind_param` equal to it).
+    pub fn open(
+        location: Location,
+        kind: Kind,
+        kind_param: Option<u64>,
+        on_claim: &dyn Fn(u32),
+    ) -> Result<Structured> {
+        Self::open_with_timeout(location, kind, kind_param, on_claim, DEFAULT_READY_TIMEOUT)
+    }
+
+    /// [`Structured::open`] with an explicit wait for INITIALIZING segments.
+    pub fn open_with_timeout(
+        location: Location,
+        kind: Kind,
+        kind_param: Option<u64>,
+        on_claim: &dyn Fn(u32),
+        ready_timeout: Duration,
+    ) -> Result<Structured> {
+        let seg = SegmentOptions::at(location.clone()).open()?;
+        let geo = validate(&seg, ready_timeout)?;
+        if geo.kind != kind {
+            return Err(Error::WrongKind {
+                location,
+                expected: kind.name(),
+                found: geo.kind.name().to_owned(),
+            });
+        }
+        if let Some(p) = kind_param {
+            if p != geo.kind_param {
+                return Err(Error::IncompatibleLayout {
+                    location,
+                    reason: format!(
+                        "its {} layout fingerprint is {:#018x}, expected {p:#018x} \
+                         (it was created with another definition)",
+                        kind.name(),
+                        geo.kind_param
+                    ),
+                });
+            }
+        }
+        // SAFETY: as in `create`.
+        let attach = unsafe { Attachment::claim(&seg, &geo, on_claim)? };
+        Ok(Structured { attach, geo, seg })
+    }
+
+    /// The mapping.
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The validated geometry.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// This process's attachment.
+    pub fn attachment(&self) -> &Attachment {
+        &self.attach
+    }
+
+    /// Where it lives.
+    pub fn location(&self) -> &Location {
+        self.seg.location()
+    }
+
+    /// Start of the lock area (64-byte aligned, `geometry().lock_size` bytes).
+    pub fn lock_ptr(&self) -> *mut u8 {
+        // SAFETY: lock_off was validated to lie inside the mapping.
+        unsafe { self.seg.as_ptr().add(self.geo.lock_off as usize) }
+    }
+
+    /// Start of the data area (64-byte aligned, `geometry().data_size` bytes).
+    pub fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: data_off was validated to lie inside the mapping.
+        unsafe { self.seg.as_ptr().add(self.geo.data_off as usize) }
+    }
+
+    /// Marks the segment POISONED: later opens refuse it. Used when corruption is detected.
+    pub fn poison(&self) {
+        // SYNC: Release pairs with the Acquire load in `validate`.
+        state_word(&self.seg).store(STATE_POISONED, Ordering::Release);
+    }
+
+    /// The error for a corrupt live segment (and poisons it).
+    pub fn corrupt(&self, reason: String) -> Error {
+        self.poison();
+        Error::CorruptSegment {
+            location: self.location().clone(),
+            reason,
+        }
+    }
+}
+
+/// Waits (bounded) for READY and validates the header; never writes.
+fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
+    let location = seg.location().clone();
+    let size = seg.len() as u64;
+    if seg.len() < HEADER_SIZE {
+        return Err(Error::IncompatibleLayout {
+            location,
+            reason: format!("{size} bytes is too small for a memspace header ({HEADER_SIZE})"),
+        });
+    }
+    let start = Instant::now();
+    loop {
+        // SYNC: Acquire pairs with the Release store of READY in `create`.
+        let state = state_word(seg).load(Ordering::Acquire);
+        let mut bytes = [0u8; HEADER_SIZE];
+        seg.read_at(0, &mut bytes)?;
+        match state {
+            STATE_READY => return Geometry::decode(&bytes, size, &location),
+            STATE_POISONED => {
+                return Err(Error::CorruptSegment {
+                    location,
+                    reason: "it was marked POISONED after corruption was detected".into(),
+                })
+            }
+            STATE_INITIALIZING => {
+                let magic_ok = bytes[..8] == MAGIC || bytes[..8] == [0; 8];
+                if !magic_ok {
+                    // Not ours (a torn view of our magic would be a prefix of it: re-read
+                    // once before refusing).
+                    std::thread::sleep(Duration::from_millis(1));
+                    seg.read_at(0, &mut bytes)?;
+                    if bytes[..8] != MAGIC {
+                        return Geometry::decode(&bytes, size, &location);
+                    }
+                }
+                if start.elapsed() >= ready_timeout {
+                    return Err(Error::NotReady {
+                        location,
+                        waited_ms: start.elapsed().as_millis() as u64,
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            other => {
+                if bytes[..8] != MAGIC {
+                    return Geometry::decode(&bytes, size, &location);
+                }
+                return Err(Error::IncompatibleLayout {
+                    location,
+                    reason: format!("state word {other:#x} is not a known state"),
+                });
+            }
+        }
+    }
+}
+
+/// What `rm --stale` decides about a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// Not a memspace structured segment (raw, foreign): never removed as stale.
+    NotStructured,
+    /// Some process is attached (or a creator is still initialising it).
+    InUse,
+    /// Structured, and no live process is attached.
+    Stale,
+}
+
+/// Decides whether the structured segment at `location` has no live attachment. Never
+/// writes to it.
+pub fn staleness(location: &Location) -> Result<Staleness> {
+    let seg = SegmentOptions::at(location.clone()).open()?;
+    if seg.len() < HEADER_SIZE {
+        return Ok(Staleness::NotStructured);
+    }
+    let mut bytes = [0u8; HEADER_SIZE];
+    seg.read_at(0, &mut bytes)?;
+    if bytes[..8] != MAGIC {
+        return Ok(Staleness::NotStructured);
+    }
+    // SYNC: Acquire pairs with the Release store of READY in `create`.
+    let state = state_word(&seg).load(Ordering::Acquire);
+    let locked = match Geometry::decode(&bytes, seg.len() as u64, location) {
+        Ok(geo) if state != STATE_INITIALIZING => {
+            attach::anyone_locks(&seg, geo.attach_off, attach::table_bytes(geo.attach_slots))?
+        }
+        // Initialising or unreadable: in use if anyone holds any lock on the file at all.
+        _ => attach::anyone_locks(&seg, 0, 0)?,
+    };
+    Ok(if locked {
+        Staleness::InUse
+    } else {
+        Staleness::Stale
+    })
+}
