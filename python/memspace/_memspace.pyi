@@ -10,14 +10,6 @@ from typing_extensions import Buffer, Self, disjoint_base
 from memspace.fs._typing import MFSStatResult, MFSStats
 
 __version__: Final[str]
-__all__ = [
-    "MemoryFileHandle",
-    "SharedMemory",
-    "_FileSystem",
-    "__version__",
-    "_list_segments",
-    "_reopen_segment",
-]
 
 @final
 class SharedMemory:

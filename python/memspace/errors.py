@@ -67,6 +67,8 @@ class MFSNodeLimitExceededError(MFSQuotaExceededError):
         self.limit = limit
         super().__init__(requested=current + 1, available=limit - current)
         self.args = (f"MFS node limit exceeded: current {current} nodes, limit is {limit}.",)
+
+
 class CorruptSegmentError(MemspaceError, ValueError):
     """A live structured segment holds impossible values (corrupted by a bug or a hostile
     process). memspace refused to use them; nothing outside the segment was touched.
