@@ -590,3 +590,18 @@ def _put_from_fork(ring: Ring, result: object) -> None:
         result.put("sent")  # type: ignore[attr-defined]
     except memspace.RoleTakenError:
         result.put("RoleTakenError")  # type: ignore[attr-defined]
+
+
+def test_view_still_exported_at_exit_is_buffer_error_and_not_consumed(shm_name: str) -> None:
+    np = pytest.importorskip("numpy")
+    with Ring.create(shm_name, 4096) as ring:
+        ring.put(b"12345678")
+        kept = []
+        with pytest.raises(BufferError, match="not consumed"), ring.get_view() as mv:
+            kept.append(np.frombuffer(mv, dtype=np.uint8))
+        kept.clear()
+        assert ring.get() == b"12345678"  # still there for the next get
+        with pytest.raises(BufferError, match="abandoned"), ring.reserve(4) as buf:
+            kept.append(np.frombuffer(buf, dtype=np.uint8))
+        kept.clear()
+        assert ring.try_get() is None

@@ -664,6 +664,9 @@ pub struct RingBytes {
     ptr: usize,
     len: usize,
     readonly: bool,
+    /// Buffers exported and not yet released (memoryviews made from other memoryviews share
+    /// one export, so this is the only reliable "is anyone still looking?").
+    exports: std::sync::atomic::AtomicUsize,
     _keep: Ring,
 }
 
@@ -692,9 +695,19 @@ impl RingBytes {
                 return Err(PyErr::fetch(slf.py()));
             }
         }
+        this.exports.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
+
+    /// # Safety
+    /// Called by `CPython` with a view filled by `__getbuffer__`.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::AcqRel);
+    }
 }
+
+/// A memoryview over bytes in the ring, and the exporter that counts who still looks at them.
+type Exported = (Py<RingBytes>, Py<PyMemoryView>);
 
 fn exported_view<'py>(
     py: Python<'py>,
@@ -702,26 +715,44 @@ fn exported_view<'py>(
     ptr: *const u8,
     len: usize,
     readonly: bool,
-) -> PyResult<Bound<'py, PyMemoryView>> {
+) -> PyResult<(Exported, Bound<'py, PyMemoryView>)> {
     let bytes = Bound::new(
         py,
         RingBytes {
             ptr: ptr as usize,
             len,
             readonly,
+            exports: std::sync::atomic::AtomicUsize::new(0),
             _keep: ring.clone(),
         },
     )?;
-    PyMemoryView::from(bytes.as_any())
+    let mv = PyMemoryView::from(bytes.as_any())?;
+    Ok(((bytes.unbind(), mv.clone().unbind()), mv))
 }
 
-/// Releases the memoryview handed out by a context manager; false if views of it remain.
-fn release_view(py: Python<'_>, mv: &Py<PyMemoryView>) -> PyResult<bool> {
-    match mv.bind(py).call_method0("release") {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_instance_of::<PyBufferError>(py) => Ok(false),
-        Err(e) => Err(e),
+/// Ends a zero-copy with-block: releases the memoryview it handed out and clears `busy`.
+/// Returns whether the block ended normally (the caller then completes it); `BufferError` if a
+/// view of the memory is still exported (then nothing is completed: `outcome` says what).
+fn end_block(
+    py: Python<'_>,
+    (bytes, mv): &Exported,
+    busy: &AtomicBool,
+    exc_type: Option<&Bound<'_, PyAny>>,
+    outcome: &str,
+) -> PyResult<bool> {
+    let released = match mv.bind(py).call_method0("release") {
+        Ok(_) => bytes.get().exports.load(Ordering::Acquire) == 0,
+        Err(e) if e.is_instance_of::<PyBufferError>(py) => false,
+        Err(e) => return Err(e),
+    };
+    busy.store(false, Ordering::Release);
+    if !released {
+        return Err(PyBufferError::new_err(format!(
+            "a view of the memory is still exported (e.g. a numpy array): the {outcome}; \
+             drop every view before leaving the with-block"
+        )));
     }
+    Ok(exc_type.is_none_or(PyAnyMethods::is_none))
 }
 
 /// The context manager returned by `Ring.get_view()`.
@@ -729,7 +760,7 @@ fn release_view(py: Python<'_>, mv: &Py<PyMemoryView>) -> PyResult<bool> {
 pub struct PyRingView {
     ring: Py<PyRing>,
     timeout: Option<Duration>,
-    state: Mutex<Option<(Message, Py<PyMemoryView>)>>,
+    state: Mutex<Option<(Message, Exported)>>,
 }
 
 #[pymethods]
@@ -741,12 +772,12 @@ impl PyRingView {
         let Some(m) = PyRing::next_message(py, rx, self.timeout)? else {
             return Err(queue_exc(py, "Empty"));
         };
-        let mv = exported_view(py, &ring.ring, rx.message_ptr(&m), m.len(), true)?;
+        let (exported, mv) = exported_view(py, &ring.ring, rx.message_ptr(&m), m.len(), true)?;
         ring.viewing.store(true, Ordering::Release);
         *self
             .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((m, mv.clone().unbind()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((m, exported));
         Ok(mv)
     }
 
@@ -767,15 +798,7 @@ impl PyRingView {
         else {
             return Ok(false);
         };
-        let released = release_view(py, &mv)?;
-        ring.viewing.store(false, Ordering::Release);
-        if !released {
-            return Err(PyBufferError::new_err(
-                "a view of the message is still exported (e.g. a numpy array): the message was \
-                 not consumed; drop every view before leaving the with-block",
-            ));
-        }
-        if exc_type.is_none_or(PyAnyMethods::is_none) {
+        if end_block(py, &mv, &ring.viewing, exc_type, "message was not consumed")? {
             let mut g = ring.rx(py)?;
             let rx = g.as_mut().expect("claimed above");
             rx.consume(m);
@@ -791,7 +814,7 @@ pub struct PyRingReservation {
     ring: Py<PyRing>,
     n: usize,
     timeout: Option<Duration>,
-    state: Mutex<Option<(Reservation, Py<PyMemoryView>)>>,
+    state: Mutex<Option<(Reservation, Exported)>>,
 }
 
 #[pymethods]
@@ -809,12 +832,12 @@ impl PyRingReservation {
                 e
             }
         })?;
-        let mv = exported_view(py, &ring.ring, tx.reservation_ptr(&r), r.len(), false)?;
+        let (exported, mv) = exported_view(py, &ring.ring, tx.reservation_ptr(&r), r.len(), false)?;
         ring.reserving.store(true, Ordering::Release);
         *self
             .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((r, mv.clone().unbind()));
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((r, exported));
         Ok(mv)
     }
 
@@ -835,15 +858,13 @@ impl PyRingReservation {
         else {
             return Ok(false);
         };
-        let released = release_view(py, &mv)?;
-        ring.reserving.store(false, Ordering::Release);
-        if !released {
-            return Err(PyBufferError::new_err(
-                "a view of the reserved message is still exported: the message was abandoned; \
-                 drop every view before leaving the with-block",
-            ));
-        }
-        if exc_type.is_none_or(PyAnyMethods::is_none) {
+        if end_block(
+            py,
+            &mv,
+            &ring.reserving,
+            exc_type,
+            "reserved message was abandoned",
+        )? {
             let mut g = ring.tx(py)?;
             g.as_mut().expect("claimed above").commit(r);
         }
