@@ -111,7 +111,11 @@ class SharedMemory:
 
 @final
 class LockGuard:
-    """A held lock; a context manager that releases it on exit."""
+    """A held lock; a context manager that releases it on exit.
+
+    Dropping a guard does not release the lock: use ``with``, :meth:`release`, or the
+    lock's own ``release()``.
+    """
 
     @property
     def owner_died(self) -> bool:
@@ -119,7 +123,7 @@ class LockGuard:
 
     @property
     def held(self) -> bool:
-        """True until released."""
+        """True until released through this guard (``with`` exit or :meth:`release`)."""
 
     def release(self) -> None:
         """Release (``LockError`` if already released or held by another thread)."""

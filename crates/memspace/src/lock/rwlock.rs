@@ -48,13 +48,16 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::lock::eventcount::{EventCount, Futex, OsFutex};
-use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA, WAIT_SLICE};
+use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA};
 use crate::shm::header::{Kind, LayoutRequest};
 use crate::shm::structured::Structured;
 use crate::shm::{Location, Segment};
 use crate::sync::{fence, AtomicU32, Ordering};
 
 const WRITER: u32 = 1 << 31;
+/// Wait slice of rwlock waits: after each, a reader probes for a dead writer and a writer for
+/// dead readers, so a dead holder is recognised within about this long.
+const PROBE_SLICE: Duration = Duration::from_millis(20);
 const _: () = assert!(MUTEX_AREA as usize <= STATE_OFF);
 const STATE_OFF: usize = 128;
 const SEQ_OFF: usize = 132;
@@ -182,8 +185,8 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                     self.ec.cancel();
                     return Err(self.fail.timeout(timeout.unwrap_or_default()));
                 }
-                Some(d) => d.saturating_sub(t).min(WAIT_SLICE),
-                None => WAIT_SLICE,
+                Some(d) => d.saturating_sub(t).min(PROBE_SLICE),
+                None => PROBE_SLICE,
             };
             if self.ec.wait(&self.futex, key, Some(slice)) {
                 if self.state.load(Ordering::SeqCst) & WRITER != 0 {
@@ -280,8 +283,8 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                     self.ec.cancel();
                     return abort(self.fail.timeout(timeout.unwrap_or_default()));
                 }
-                Some(d) => d.saturating_sub(t).min(WAIT_SLICE),
-                None => WAIT_SLICE,
+                Some(d) => d.saturating_sub(t).min(PROBE_SLICE),
+                None => PROBE_SLICE,
             };
             if self.ec.wait(&self.futex, key, Some(slice)) {
                 probe = true;
