@@ -8,17 +8,16 @@
 //!
 //! ```text
 //! waiter                                  notifier
-//!   key = prepare()   // waiters += 1;      change the condition (SeqCst)
-//!                     // key = seq          seq += 1            (SeqCst)
-//!   if condition { cancel(); done }        if waiters != 0 { futex_wake(seq, all) }
+//!   key = prepare()   // waiters += 1;      change the condition
+//!                     // fence; key = seq   fence
+//!   if condition { cancel(); done }        if waiters != 0 { seq += 1; futex_wake(seq, all) }
 //!   wait(key)         // futex_wait(seq, key); waiters -= 1
 //! ```
 //!
-//! No lost wake-up: all four accesses are `SeqCst`, so either the notifier's `waiters` load sees
-//! the waiter's increment (and wakes it; a waiter not yet asleep then finds `seq != key` and
-//! `futex_wait` returns at once), or the waiter's increment and everything after it — the
-//! `seq` load and the condition check — come after the notifier's change, so the waiter sees
-//! the new condition or a `seq` that differs from its key. The loom test below checks this.
+//! No lost wake-up: the two `SeqCst` fences are totally ordered. If the waiter's comes first,
+//! the notifier's `waiters` load sees the increment, so it bumps `seq` and wakes (a waiter not
+//! yet asleep then finds `seq != key` and `futex_wait` returns at once). If the notifier's
+//! comes first, the waiter's condition check sees the change. The loom tests below check this.
 //!
 //! # Encoding (8 bytes, 4-aligned)
 //!
@@ -132,12 +131,15 @@ impl<'a> EventCount<'a> {
         timed_out && self.seq.load(Ordering::SeqCst) == key
     }
 
-    /// Wakes every waiter. No syscall when nobody waits.
+    /// Wakes every waiter. When nobody waits this is one fence and one load: no write to the
+    /// shared line, no syscall.
     pub(crate) fn notify<F: Futex>(&self, futex: &F) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the fence in `prepare` (see there).
+        // Pairs with the fence in `prepare`: either that waiter's increment is visible here
+        // (and we bump `seq` and wake it), or its key and condition loads come after our
+        // caller's change (and it does not sleep).
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
             futex.wake_all(self.seq);
         }
     }

@@ -234,9 +234,19 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         } else {
             self.w.lock(timeout, interrupt)?
         };
-        self.state.store(WRITER | (slot + 1), Ordering::SeqCst);
-        // Pairs with the fences in `try_read` and `read_unlock`.
+        // SYNC: Relaxed store + SeqCst fence: the Dekker handshake with readers is carried by
+        // this fence and the fences in `try_read` / `read_unlock` (fence-to-fence ordering);
+        // publication of the data goes through the writer mutex and `write_unlock`'s Release.
+        self.state.store(WRITER | (slot + 1), Ordering::Relaxed);
         fence(Ordering::SeqCst);
+        // Fast path: no reader at all (no eventcount traffic).
+        let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
+        if self.readers[..limit]
+            .iter()
+            .all(|r| r.load(Ordering::SeqCst) == 0)
+        {
+            return Ok(died);
+        }
         let deadline = timeout.map(|t| start.saturating_add(t));
         let mut probe = false;
         let abort = |e: Error| -> Result<bool> {
@@ -297,7 +307,10 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
 
     /// Releases the write lock.
     pub(crate) fn write_unlock(&self) -> Result<()> {
-        self.state.store(0, Ordering::SeqCst);
+        // SYNC: Release pairs with the SeqCst (hence Acquire) loads of `state` in `try_read`:
+        // a reader that sees 0 sees everything written under the write lock. The fence in
+        // `notify` orders this store before the waiter-count check.
+        self.state.store(0, Ordering::Release);
         self.ec.notify(&self.futex);
         self.w.unlock()
     }
