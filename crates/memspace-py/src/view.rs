@@ -72,7 +72,12 @@ fn tag_arg(tag: &Bound<'_, PyAny>) -> PyResult<Tag> {
     ))
 }
 
-fn int_as<T: TryFrom<i128>>(v: &Bound<'_, PyAny>, tag: Tag) -> PyResult<T> {
+fn int_as<T: TryFrom<i128> + TryFrom<i64>>(v: &Bound<'_, PyAny>, tag: Tag) -> PyResult<T> {
+    // Fast path: most ints fit an i64 (a much cheaper conversion than i128).
+    if let Ok(i) = v.extract::<i64>() {
+        return T::try_from(i)
+            .map_err(|_| PyOverflowError::new_err(format!("{i} does not fit in {}", tag.name())));
+    }
     let i: i128 = v
         .extract()
         .map_err(|_| PyOverflowError::new_err(format!("int too large for {}", tag.name())))?;
@@ -414,8 +419,19 @@ impl PyView {
         timeout: Option<f64>,
     ) -> PyResult<u64> {
         let tag = tag.map(tag_arg).transpose()?;
-        let owned = [to_owned_value(value, tag)?];
-        self.write_many(py, &owned, offset, timeout)
+        let owned = to_owned_value(value, tag)?;
+        let r = as_ref(&owned)?;
+        let t = timeout_arg(timeout)?;
+        let explicit = offset_arg(offset)?;
+        let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
+        let v = &self.inner;
+        let end = blocking(py, t, |t, i| {
+            v.write_values(start, std::slice::from_ref(&r), t, i)
+        })?;
+        if explicit.is_none() {
+            self.cursor.store(end, Ordering::Relaxed);
+        }
+        Ok(end)
     }
 
     /// Reads one value of type `tag` (at `offset`, or at the cursor, which then advances)
@@ -429,12 +445,15 @@ impl PyView {
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let tag = tag_arg(tag)?;
-        let mut v = self.read_many(py, &[tag], offset, timeout)?;
-        to_py(
-            py,
-            v.pop()
-                .ok_or_else(|| PyValueError::new_err("nothing read"))?,
-        )
+        let t = timeout_arg(timeout)?;
+        let explicit = offset_arg(offset)?;
+        let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
+        let v = &self.inner;
+        let (value, end) = blocking(py, t, |t, i| v.read_value(start, tag, t, i))?;
+        if explicit.is_none() {
+            self.cursor.store(end, Ordering::Relaxed);
+        }
+        to_py(py, value)
     }
 
     /// Writes a list of values (nested lists are flattened in order) under one write lock.

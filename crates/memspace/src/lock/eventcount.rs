@@ -9,15 +9,16 @@
 //! ```text
 //! waiter                                  notifier
 //!   key = prepare()   // waiters += 1;      change the condition
-//!                     // fence; key = seq   fence
+//!                     // key = seq
 //!   if condition { cancel(); done }        if waiters != 0 { seq += 1; futex_wake(seq, all) }
 //!   wait(key)         // futex_wait(seq, key); waiters -= 1
 //! ```
 //!
-//! No lost wake-up: the two `SeqCst` fences are totally ordered. If the waiter's comes first,
-//! the notifier's `waiters` load sees the increment, so it bumps `seq` and wakes (a waiter not
-//! yet asleep then finds `seq != key` and `futex_wait` returns at once). If the notifier's
-//! comes first, the waiter's condition check sees the change. The loom tests below check this.
+//! No lost wake-up: every access above is `SeqCst`, so they fall in one total order. If the
+//! waiter's increment comes before the notifier's `waiters` load, the notifier bumps `seq` and
+//! wakes (a waiter not yet asleep then finds `seq != key` and `futex_wait` returns at once).
+//! Otherwise the waiter's condition check comes after the notifier's change and sees it. The
+//! loom tests below check this (see `sync::handshake_fence` for how loom is told).
 //!
 //! # Encoding (8 bytes, 4-aligned)
 //!
@@ -32,7 +33,7 @@
 
 use std::time::Duration;
 
-use crate::sync::{fence, spin_loop, AtomicU32, Ordering};
+use crate::sync::{handshake_fence, spin_loop, AtomicU32, Ordering};
 
 /// Spins on `seq` this many times before sleeping (a wake round trip through the kernel costs
 /// tens of microseconds; a cross-core cache-line round trip about 130 ns).
@@ -104,10 +105,9 @@ impl<'a> EventCount<'a> {
     /// [`EventCount::cancel`] or [`EventCount::wait`].
     pub(crate) fn prepare(&self) -> u32 {
         self.waiters.fetch_add(1, Ordering::SeqCst);
-        // The fence orders the increment before every later load (the key here and the
-        // caller's condition check), pairing with the fence in `notify`. SeqCst RMWs alone
-        // would do in the C++ model, but loom models only fences fully.
-        fence(Ordering::SeqCst);
+        // The SeqCst increment is ordered before every later SeqCst load (the key here and
+        // the caller's condition check); pairs with the handshake in `notify`.
+        handshake_fence();
         self.seq.load(Ordering::SeqCst)
     }
 
@@ -131,13 +131,13 @@ impl<'a> EventCount<'a> {
         timed_out && self.seq.load(Ordering::SeqCst) == key
     }
 
-    /// Wakes every waiter. When nobody waits this is one fence and one load: no write to the
-    /// shared line, no syscall.
+    /// Wakes every waiter. The caller's change of the condition must be a `SeqCst` store or
+    /// RMW. When nobody waits this is one load: no write to the shared line, no syscall.
     pub(crate) fn notify<F: Futex>(&self, futex: &F) {
-        // Pairs with the fence in `prepare`: either that waiter's increment is visible here
-        // (and we bump `seq` and wake it), or its key and condition loads come after our
-        // caller's change (and it does not sleep).
-        fence(Ordering::SeqCst);
+        // Pairs with `prepare`: in the single order of SeqCst operations, either that
+        // waiter's increment comes before this load (and we bump `seq` and wake it), or its
+        // key and condition loads come after our caller's change (and it does not sleep).
+        handshake_fence();
         if self.waiters.load(Ordering::SeqCst) != 0 {
             self.seq.fetch_add(1, Ordering::SeqCst);
             futex.wake_all(self.seq);

@@ -52,7 +52,7 @@ use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA};
 use crate::shm::header::{Kind, LayoutRequest};
 use crate::shm::structured::Structured;
 use crate::shm::{Location, Segment};
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::sync::{handshake_fence, AtomicU32, Ordering};
 
 const WRITER: u32 = 1 << 31;
 /// Wait slice of rwlock waits: after each, a reader probes for a dead writer and a writer for
@@ -128,9 +128,8 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         }
         let r = self.reader(slot)?;
         r.fetch_add(1, Ordering::SeqCst);
-        // Dekker handshake with the writer's store of WRITER and its scan: pairs with the
-        // fence in `write` (loom models SeqCst fences, not SeqCst accesses, fully).
-        fence(Ordering::SeqCst);
+        // Dekker handshake with the writer's SeqCst store of WRITER and its SeqCst scan.
+        handshake_fence();
         if self.state.load(Ordering::SeqCst) & WRITER == 0 {
             return Ok(true);
         }
@@ -209,9 +208,9 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                 "reader count of slot {slot} was 0 at a release by a holder"
             )));
         }
-        // Pairs with the fence in `write`: either we see WRITER and wake the writer, or the
-        // writer's scan sees our decrement.
-        fence(Ordering::SeqCst);
+        // Handshake with `write`: either we see WRITER and wake the writer, or the writer's
+        // scan sees our decrement.
+        handshake_fence();
         if self.state.load(Ordering::SeqCst) & WRITER != 0 {
             self.ec.notify(&self.futex);
         }
@@ -225,20 +224,23 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         timeout: Option<Duration>,
         interrupt: Interrupt<'_>,
     ) -> Result<bool> {
-        let start = now();
-        let mut died = if timeout == Some(Duration::ZERO) {
-            match self.w.try_lock()? {
-                Some(d) => d,
-                None => return Err(self.fail.timeout(Duration::ZERO)),
+        // The clock is read only when a wait is needed (a vDSO call costs as much as the
+        // whole uncontended path).
+        let mut start = None;
+        let mut died = match self.w.try_lock()? {
+            Some(d) => d,
+            None if timeout == Some(Duration::ZERO) => {
+                return Err(self.fail.timeout(Duration::ZERO))
             }
-        } else {
-            self.w.lock(timeout, interrupt)?
+            None => {
+                let t0 = now();
+                start = Some(t0);
+                self.w.lock(timeout, interrupt)?
+            }
         };
-        // SYNC: Relaxed store + SeqCst fence: the Dekker handshake with readers is carried by
-        // this fence and the fences in `try_read` / `read_unlock` (fence-to-fence ordering);
-        // publication of the data goes through the writer mutex and `write_unlock`'s Release.
-        self.state.store(WRITER | (slot + 1), Ordering::Relaxed);
-        fence(Ordering::SeqCst);
+        // Dekker handshake with `try_read` / `read_unlock` (all SeqCst).
+        self.state.store(WRITER | (slot + 1), Ordering::SeqCst);
+        handshake_fence();
         // Fast path: no reader at all (no eventcount traffic).
         let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
         if self.readers[..limit]
@@ -247,6 +249,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         {
             return Ok(died);
         }
+        let start = start.unwrap_or_else(now);
         let deadline = timeout.map(|t| start.saturating_add(t));
         let mut probe = false;
         let abort = |e: Error| -> Result<bool> {
@@ -307,10 +310,9 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
 
     /// Releases the write lock.
     pub(crate) fn write_unlock(&self) -> Result<()> {
-        // SYNC: Release pairs with the SeqCst (hence Acquire) loads of `state` in `try_read`:
-        // a reader that sees 0 sees everything written under the write lock. The fence in
-        // `notify` orders this store before the waiter-count check.
-        self.state.store(0, Ordering::Release);
+        // SeqCst: a reader that sees 0 sees everything written under the write lock, and
+        // `notify` needs the change to be SeqCst.
+        self.state.store(0, Ordering::SeqCst);
         self.ec.notify(&self.futex);
         self.w.unlock()
     }

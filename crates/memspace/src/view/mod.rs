@@ -460,6 +460,22 @@ impl View {
         r.map(|()| (out, pos))
     }
 
+    /// Reads one value of type `tag` at `offset` under the read lock; returns it and the
+    /// offset after it.
+    pub fn read_value(
+        &self,
+        offset: u64,
+        tag: Tag,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<(Value, u64)> {
+        check(self.size, offset, 0)?;
+        self.l.raw_read(timeout, interrupt)?;
+        let r = self.get(offset, tag);
+        self.l.raw_read_unlock()?;
+        r
+    }
+
     fn bytes_at(&self, pos: u64, len: u64) -> Result<Vec<u8>> {
         let start = check(self.size, pos, len)?;
         let mut v = vec![0u8; len as usize];
