@@ -16,6 +16,7 @@ Every figure is the median of 7 runs with min..max; ratios are of medians in thi
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import platform
@@ -234,10 +235,8 @@ def view_cases(
     memspace.View.remove(f"/bench-locks-v-{tag}")
     if mb is not None:
         del mb
-        try:
+        with contextlib.suppress(Exception):
             membridge.SharedMemory.remove(f"/bench-locks-mb-{tag}")
-        except Exception:
-            pass
     return out
 
 
