@@ -424,3 +424,45 @@ def test_stale_header_bytes_never_written_by_open(make_name: Callable[[str], str
     magic, major, minor, endian, kind = struct.unpack_from("=8sHHII", before)
     assert (magic, major, minor, endian, kind) == (b"MEMSPACE", 1, 0, 0x01020304, 1)
     raw.close()
+
+
+def _hold_read_until(name: str, ready: Any, release: Any) -> None:
+    lock = memspace.RwLock.open(name)
+    g = lock.read()
+    ready.set()
+    release.wait(30)
+    g.release()
+
+
+def _write_forever(name: str) -> None:
+    lock = memspace.RwLock.open(name)
+    lock.write()  # blocks draining the reader; killed while waiting
+    time.sleep(3600)
+
+
+def test_writer_killed_while_draining_is_reported_to_the_next_writer(
+    make_name: Callable[[str], str], procs: list[Any]
+) -> None:
+    name = make_name("rw")
+    lock = memspace.RwLock.create(name)
+    ready, release = ctx.Event(), ctx.Event()
+    start(procs, _hold_read_until, name, ready, release)
+    assert ready.wait(10)
+    w = start(procs, _write_forever, name)
+    deadline = time.monotonic() + 10
+    while not lock.write_locked:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    kill(w)  # dies holding the writer mutex, with readers still inside
+    result: list[bool] = []
+
+    def writer() -> None:
+        with lock.write(timeout=10) as g:
+            result.append(g.owner_died)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    time.sleep(0.1)  # the first (try) attempt found the reader and gave up
+    release.set()
+    t.join(15)
+    assert result == [True]

@@ -34,7 +34,7 @@
 //! | offset | field | type | meaning |
 //! |---:|---|---|---|
 //! | 0 | writer mutex | 128 bytes | see `lock::mutex` |
-//! | 128 | `state` | u32 (atomic) | bit 31 `WRITER`; bits 0..31 the writer's slot + 1 (informational) |
+//! | 128 | `state` | u32 (atomic) | bit 31 `WRITER`; bit 30 `DIED` (a dead holder's news for the next writer); bits 0..30 the writer's slot + 1 (informational) |
 //! | 132 | `seq` | u32 (atomic) | eventcount sequence (futex word) |
 //! | 136 | `waiters` | u32 (atomic) | eventcount waiter count |
 //! | 140..192 | reserved | | 0 |
@@ -55,6 +55,9 @@ use crate::shm::{Location, Segment};
 use crate::sync::{handshake_fence, AtomicU32, Ordering};
 
 const WRITER: u32 = 1 << 31;
+/// Set (without `WRITER`) by a writer that replaced a dead holder and then gave up (timeout,
+/// interrupt, or a try-lock that found readers): the next writer reports `owner_died`.
+const DIED: u32 = 1 << 30;
 /// Wait slice of rwlock waits: after each, a reader probes for a dead writer and a writer for
 /// dead readers, so a dead holder is recognised within about this long.
 const PROBE_SLICE: Duration = Duration::from_millis(20);
@@ -238,8 +241,11 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                 self.w.lock(timeout, interrupt)?
             }
         };
-        // Dekker handshake with `try_read` / `read_unlock` (all SeqCst).
-        self.state.store(WRITER | (slot + 1), Ordering::SeqCst);
+        // Dekker handshake with `try_read` / `read_unlock` (all SeqCst). A swap, to collect
+        // the news of a dead holder left by a writer that gave up (see `abort` below).
+        if self.state.swap(WRITER | (slot + 1), Ordering::SeqCst) & DIED != 0 {
+            died = true;
+        }
         handshake_fence();
         // Fast path: no reader at all (no eventcount traffic).
         let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
@@ -252,8 +258,11 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         let start = start.unwrap_or_else(now);
         let deadline = timeout.map(|t| start.saturating_add(t));
         let mut probe = false;
-        let abort = |e: Error| -> Result<bool> {
-            self.state.store(0, Ordering::SeqCst);
+        // Giving up after having replaced a dead holder must not lose that news: it is left
+        // in `state` for the next writer.
+        let abort = |e: Error, died: bool| -> Result<bool> {
+            self.state
+                .store(if died { DIED } else { 0 }, Ordering::SeqCst);
             self.ec.notify(&self.futex);
             self.w.unlock()?;
             Err(e)
@@ -273,7 +282,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                         Ok(a) => a,
                         Err(e) => {
                             self.ec.cancel();
-                            return abort(e);
+                            return abort(e, died);
                         }
                     };
                     if !alive
@@ -294,7 +303,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
             let slice = match deadline {
                 Some(d) if t >= d => {
                     self.ec.cancel();
-                    return abort(self.fail.timeout(timeout.unwrap_or_default()));
+                    return abort(self.fail.timeout(timeout.unwrap_or_default()), died);
                 }
                 Some(d) => d.saturating_sub(t).min(PROBE_SLICE),
                 None => PROBE_SLICE,
@@ -302,7 +311,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
             if self.ec.wait(&self.futex, key, Some(slice)) {
                 probe = true;
                 if interrupt() {
-                    return abort(Error::Interrupted);
+                    return abort(Error::Interrupted, died);
                 }
             }
         }
@@ -597,6 +606,44 @@ impl ShmRwLock {
             what: "rwlock",
             location: self.location().clone(),
         }
+    }
+
+    /// Runs `f(owner_died)` under the read lock, released when `f` returns. The hold is
+    /// scoped to this call on this thread, so it needs no entry in the per-thread list.
+    pub fn with_read<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+        f: impl FnOnce(bool) -> T,
+    ) -> Result<T> {
+        if held_by_me(self.id).is_some() {
+            return Err(self.deadlock());
+        }
+        let slot = self.slot()?;
+        let core = self.core(slot);
+        let died = core.read(slot, timeout, interrupt)?;
+        let out = f(died);
+        core.read_unlock(slot)?;
+        Ok(out)
+    }
+
+    /// Runs `f(owner_died)` under the write lock, released when `f` returns (see
+    /// [`ShmRwLock::with_read`]).
+    pub fn with_write<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+        f: impl FnOnce(bool) -> T,
+    ) -> Result<T> {
+        if held_by_me(self.id).is_some() {
+            return Err(self.deadlock());
+        }
+        let slot = self.slot()?;
+        let core = self.core(slot);
+        let died = core.write(slot, timeout, interrupt)?;
+        let out = f(died);
+        core.write_unlock()?;
+        Ok(out)
     }
 
     /// Read-locks without a guard (pair with [`ShmRwLock::raw_read_unlock`] on this thread).

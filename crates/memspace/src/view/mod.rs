@@ -387,15 +387,15 @@ impl View {
             total = total.saturating_add(n);
         }
         let start = check(self.size, offset, total)?;
-        let died = self.l.raw_write(timeout, interrupt)?;
-        let _ = died; // the data is overwritten anyway
-        let mut pos = start;
-        for v in values {
-            // SAFETY: [start, start+total) was checked to lie in the data area, and each
-            // value writes exactly its encoded_len within it; we hold the write lock.
-            unsafe { pos = self.put(pos, v) };
-        }
-        self.l.raw_write_unlock()?;
+        // `owner_died` is not reported: the values written replace what a dead writer left.
+        self.l.with_write(timeout, interrupt, |_died| {
+            let mut pos = start;
+            for v in values {
+                // SAFETY: [start, start+total) was checked to lie in the data area, and each
+                // value writes exactly its encoded_len within it; we hold the write lock.
+                unsafe { pos = self.put(pos, v) };
+            }
+        })?;
         Ok(offset + total)
     }
 
@@ -445,19 +445,16 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<(Vec<Value>, u64)> {
         check(self.size, offset, 0)?;
-        self.l.raw_read(timeout, interrupt)?;
-        let mut out = Vec::with_capacity(tags.len());
-        let mut pos = offset;
-        let r = (|| {
+        self.l.with_read(timeout, interrupt, |_died| {
+            let mut out = Vec::with_capacity(tags.len());
+            let mut pos = offset;
             for &t in tags {
                 let (v, next) = self.get(pos, t)?;
                 out.push(v);
                 pos = next;
             }
-            Ok(())
-        })();
-        self.l.raw_read_unlock()?;
-        r.map(|()| (out, pos))
+            Ok((out, pos))
+        })?
     }
 
     /// Reads one value of type `tag` at `offset` under the read lock; returns it and the
@@ -470,10 +467,8 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<(Value, u64)> {
         check(self.size, offset, 0)?;
-        self.l.raw_read(timeout, interrupt)?;
-        let r = self.get(offset, tag);
-        self.l.raw_read_unlock()?;
-        r
+        self.l
+            .with_read(timeout, interrupt, |_died| self.get(offset, tag))?
     }
 
     fn bytes_at(&self, pos: u64, len: u64) -> Result<Vec<u8>> {
@@ -551,10 +546,10 @@ impl View {
 
     /// Zeroes the data area under the write lock.
     pub fn zero(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<()> {
-        self.l.raw_write(timeout, interrupt)?;
-        // SAFETY: the whole data area, which we hold the write lock on.
-        unsafe { std::ptr::write_bytes(self.data, 0, self.size as usize) };
-        self.l.raw_write_unlock()
+        self.l.with_write(timeout, interrupt, |_died| {
+            // SAFETY: the whole data area, which we hold the write lock on.
+            unsafe { std::ptr::write_bytes(self.data, 0, self.size as usize) };
+        })
     }
 
     /// Copies `len` bytes at `offset` under the read lock.
@@ -566,10 +561,8 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<Vec<u8>> {
         check(self.size, offset, len)?;
-        self.l.raw_read(timeout, interrupt)?;
-        let r = self.bytes_at(offset, len);
-        self.l.raw_read_unlock()?;
-        r
+        self.l
+            .with_read(timeout, interrupt, |_died| self.bytes_at(offset, len))?
     }
 
     /// Atomically loads the record field of type `prim` at `offset` (which must be aligned
