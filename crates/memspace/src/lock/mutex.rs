@@ -1,5 +1,5 @@
 //! The robust, process-shared mutex, in its own segment ([`Mutex`]) or embedded in another
-//! kind's lock area ([`RobustMutex`], e.g. as an rwlock's writer lock).
+//! kind's lock area (the crate-private `RobustMutex`, e.g. as an rwlock's writer lock).
 //!
 //! This module owns a 128-byte mutex area. The mutex is glibc's `pthread_mutex_t` with
 //! `PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST` and type `PTHREAD_MUTEX_ERRORCHECK`:
