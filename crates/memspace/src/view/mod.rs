@@ -26,6 +26,21 @@
 //! Reading with another tag than the one stored is [`Error::TagMismatch`] (Python
 //! `TypeError`); a zeroed area holds no values (tag 0).
 //!
+//! # Reads: optimistic, validated, with the read lock as fallback
+//!
+//! The data area starts with a 64-byte prefix holding `vseq` (u32, atomic), a sequence
+//! counter in the style of a seqlock (Lameter; Boehm, "Can seqlocks get along with
+//! programming language memory models?", 2012). Every write, under the write lock, makes
+//! `vseq` odd before touching the data and even (one higher) after. A tagged read first tries
+//! without any lock: it loads `vseq` (Acquire), decodes into private memory — every length and
+//! offset bounds-checked, so even a torn value cannot make it read outside the area or
+//! allocate more than the area holds — and keeps the result only if `vseq` is unchanged and
+//! even afterwards (Acquire fence, then load). Otherwise (a writer is active, or a few retries
+//! failed) it reads under the read lock. Either way no reader ever returns a torn value, and
+//! an uncontended read writes nothing to shared memory. A writer that dies mid-write leaves
+//! `vseq` odd: reads then take the read lock (which recovers the dead writer) until the next
+//! write makes it even again.
+//!
 //! # Records
 //!
 //! A record segment (kind `record`) has the same rwlock and a data area laid out like a C
@@ -275,10 +290,16 @@ pub enum PrimValue {
     Float(f64),
 }
 
+/// Bytes before the user's data in a view's data area (holding `vseq`).
+const PREFIX: u64 = 64;
+/// Optimistic read attempts before falling back to the read lock.
+const OPTIMISTIC_TRIES: u32 = 4;
+
 /// A view or record segment: an rwlock in front of a data area.
 #[derive(Debug)]
 pub struct View {
     l: ShmRwLock,
+    vseq: *mut u8,
     data: *mut u8,
     size: u64,
 }
@@ -324,24 +345,29 @@ impl View {
                 "a view needs a data size of at least 1 byte".into(),
             ));
         }
-        let l = ShmRwLock::create(location, mode, kind, DEFAULT_SLOTS, size, param, &|_, _| {
-            Ok(())
-        })?;
-        Ok(Self::wrap(l))
+        let total = size
+            .checked_add(PREFIX)
+            .ok_or_else(|| Error::InvalidArgument(format!("view size {size} is too large")))?;
+        let l = ShmRwLock::create(
+            location,
+            mode,
+            kind,
+            DEFAULT_SLOTS,
+            total,
+            param,
+            &|_, _| Ok(()),
+        )?;
+        Self::wrap(l)
     }
 
     /// Opens a view segment.
     pub fn open(location: Location) -> Result<View> {
-        Ok(Self::wrap(ShmRwLock::open(location, Kind::View, None)?))
+        Self::wrap(ShmRwLock::open(location, Kind::View, None)?)
     }
 
     /// Opens a record segment whose layout fingerprint must be `fingerprint`.
     pub fn open_record(location: Location, fingerprint: u64) -> Result<View> {
-        Ok(Self::wrap(ShmRwLock::open(
-            location,
-            Kind::Record,
-            Some(fingerprint),
-        )?))
+        Self::wrap(ShmRwLock::open(location, Kind::Record, Some(fingerprint))?)
     }
 
     /// Removes the segment.
@@ -349,10 +375,75 @@ impl View {
         Segment::unlink(location)
     }
 
-    fn wrap(l: ShmRwLock) -> View {
-        let data = l.structured().data_ptr();
-        let size = l.structured().geometry().data_size;
-        View { l, data, size }
+    fn wrap(l: ShmRwLock) -> Result<View> {
+        let base = l.structured().data_ptr();
+        let area = l.structured().geometry().data_size;
+        if area <= PREFIX {
+            return Err(Error::IncompatibleLayout {
+                location: l.location().clone(),
+                reason: format!("data area of {area} bytes is too small for a view"),
+            });
+        }
+        // SAFETY: the data area (validated geometry) has more than PREFIX bytes.
+        let data = unsafe { base.add(PREFIX as usize) };
+        Ok(View {
+            l,
+            vseq: base,
+            data,
+            size: area - PREFIX,
+        })
+    }
+
+    fn vseq(&self) -> &crate::sync::AtomicU32 {
+        // SAFETY: the data area starts 64-aligned inside the mapping, which lives as long as
+        // `self`; the prefix holds nothing else.
+        unsafe { crate::sync::atomic_u32(self.vseq) }
+    }
+
+    /// Runs `write` under the write lock, with `vseq` odd while it runs.
+    fn locked_write<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+        write: impl FnOnce() -> T,
+    ) -> Result<T> {
+        self.l.with_write(timeout, interrupt, |_died| {
+            let v = self.vseq();
+            // SYNC: Relaxed: only writers store `vseq`, and we hold the write lock.
+            let odd = v.load(Ordering::Relaxed) | 1;
+            // SYNC: Relaxed store then Release fence: the odd value is ordered before the data
+            // writes below; pairs with the Acquire fence in `optimistic`.
+            v.store(odd, Ordering::Relaxed);
+            crate::sync::fence(Ordering::Release);
+            let out = write();
+            // SYNC: Release pairs with the Acquire load at the start of `optimistic`: a reader
+            // that sees this value sees all the data written above.
+            v.store(odd.wrapping_add(1), Ordering::Release);
+            out
+        })
+    }
+
+    /// Runs the decoding `read` without a lock if no writer interferes (see the module docs);
+    /// `None` if it must be done under the read lock. `read` must be safe on torn data (it
+    /// only copies bounds-checked ranges into private memory).
+    fn optimistic<T>(&self, read: impl Fn() -> Result<T>) -> Option<Result<T>> {
+        let v = self.vseq();
+        for _ in 0..OPTIMISTIC_TRIES {
+            // SYNC: Acquire pairs with the Release store at the end of `locked_write`.
+            let s1 = v.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                return None;
+            }
+            let r = read();
+            // SYNC: the Acquire fence orders the data reads above before the re-check below;
+            // pairs with the Release fence in `locked_write`.
+            crate::sync::fence(Ordering::Acquire);
+            // SYNC: Relaxed: ordered by the fence above.
+            if v.load(Ordering::Relaxed) == s1 {
+                return Some(r);
+            }
+        }
+        None
     }
 
     /// The rwlock in front of the data.
@@ -388,7 +479,7 @@ impl View {
         }
         let start = check(self.size, offset, total)?;
         // `owner_died` is not reported: the values written replace what a dead writer left.
-        self.l.with_write(timeout, interrupt, |_died| {
+        self.locked_write(timeout, interrupt, || {
             let mut pos = start;
             for v in values {
                 // SAFETY: [start, start+total) was checked to lie in the data area, and each
@@ -445,8 +536,8 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<(Vec<Value>, u64)> {
         check(self.size, offset, 0)?;
-        self.l.with_read(timeout, interrupt, |_died| {
-            let mut out = Vec::with_capacity(tags.len());
+        let read = || {
+            let mut out = Vec::with_capacity(tags.len().min(self.size as usize));
             let mut pos = offset;
             for &t in tags {
                 let (v, next) = self.get(pos, t)?;
@@ -454,7 +545,11 @@ impl View {
                 pos = next;
             }
             Ok((out, pos))
-        })?
+        };
+        if let Some(r) = self.optimistic(read) {
+            return r;
+        }
+        self.l.with_read(timeout, interrupt, |_died| read())?
     }
 
     /// Reads one value of type `tag` at `offset` under the read lock; returns it and the
@@ -467,6 +562,9 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<(Value, u64)> {
         check(self.size, offset, 0)?;
+        if let Some(r) = self.optimistic(|| self.get(offset, tag)) {
+            return r;
+        }
         self.l
             .with_read(timeout, interrupt, |_died| self.get(offset, tag))?
     }
@@ -546,7 +644,7 @@ impl View {
 
     /// Zeroes the data area under the write lock.
     pub fn zero(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<()> {
-        self.l.with_write(timeout, interrupt, |_died| {
+        self.locked_write(timeout, interrupt, || {
             // SAFETY: the whole data area, which we hold the write lock on.
             unsafe { std::ptr::write_bytes(self.data, 0, self.size as usize) };
         })
@@ -561,6 +659,9 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<Vec<u8>> {
         check(self.size, offset, len)?;
+        if let Some(r) = self.optimistic(|| self.bytes_at(offset, len)) {
+            return r;
+        }
         self.l
             .with_read(timeout, interrupt, |_died| self.bytes_at(offset, len))?
     }
@@ -737,7 +838,7 @@ mod tests {
             .unwrap();
         v.structured_segment_for_test()
             .write_at(
-                v.l.structured().geometry().data_off + 1,
+                v.l.structured().geometry().data_off + PREFIX + 1,
                 &u32::MAX.to_ne_bytes(),
             )
             .unwrap();
