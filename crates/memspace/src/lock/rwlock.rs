@@ -38,7 +38,7 @@
 //! | 132 | `seq` | u32 (atomic) | eventcount sequence (futex word) |
 //! | 136 | `waiters` | u32 (atomic) | eventcount waiter count |
 //! | 140..192 | reserved | | 0 |
-//! | 192 + 4·i | `readers[i]` | u32 (atomic) | read holds of attachment slot i |
+//! | 192 + 4·i | `readers[i]` | u32 (atomic) | bits 0..20: read holds of attachment slot i; bits 20..32: the slot's claim generation (ABA guard) |
 //!
 //! Untrusted: a reader count that cannot be explained (release finds 0) is reported as
 //! [`Error::CorruptSegment`]; any other value at worst makes a writer wait until its timeout.
@@ -55,6 +55,12 @@ use crate::shm::{Location, Segment};
 use crate::sync::{handshake_fence, AtomicU32, Ordering};
 
 const WRITER: u32 = 1 << 31;
+/// Low bits of a reader word: the slot's read holds. The high bits are the slot's claim
+/// generation, bumped whenever a process claims the slot, so that a writer clearing a dead
+/// reader's count (compare-and-swap on the whole word) can never clear the count of the
+/// process that claimed the slot after it (ABA).
+const COUNT_MASK: u32 = (1 << 20) - 1;
+const GEN_ONE: u32 = 1 << 20;
 /// Set (without `WRITER`) by a writer that replaced a dead holder and then gave up (timeout,
 /// interrupt, or a try-lock that found readers): the next writer reports `owner_died`.
 const DIED: u32 = 1 << 30;
@@ -205,7 +211,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
     pub(crate) fn read_unlock(&self, slot: u32) -> Result<()> {
         let r = self.reader(slot)?;
         let prev = r.fetch_sub(1, Ordering::SeqCst);
-        if prev == 0 {
+        if prev & COUNT_MASK == 0 {
             r.fetch_add(1, Ordering::SeqCst);
             return Err(self.fail.corrupt(format!(
                 "reader count of slot {slot} was 0 at a release by a holder"
@@ -251,7 +257,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
         if self.readers[..limit]
             .iter()
-            .all(|r| r.load(Ordering::SeqCst) == 0)
+            .all(|r| r.load(Ordering::SeqCst) & COUNT_MASK == 0)
         {
             return Ok(died);
         }
@@ -274,7 +280,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
             for i in 0..limit {
                 let r = &self.readers[i as usize];
                 let c = r.load(Ordering::SeqCst);
-                if c == 0 {
+                if c & COUNT_MASK == 0 {
                     continue;
                 }
                 if probe && i != slot {
@@ -286,8 +292,13 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                         }
                     };
                     if !alive
-                        && r.compare_exchange(c, 0, Ordering::SeqCst, Ordering::SeqCst)
-                            .is_ok()
+                        && r.compare_exchange(
+                            c,
+                            c & !COUNT_MASK,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        )
+                        .is_ok()
                     {
                         died = true;
                         continue;
@@ -336,7 +347,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
         self.readers[..limit]
             .iter()
-            .map(|r| u64::from(r.load(Ordering::SeqCst)))
+            .map(|r| u64::from(r.load(Ordering::SeqCst) & COUNT_MASK))
             .sum()
     }
 }
@@ -464,7 +475,17 @@ unsafe fn clear_slot(area: *mut u8, slots: u32, slot: u32) {
             crate::sync::atomic_u32(area.add(WAITERS_OFF)),
         )
     };
-    if r.swap(0, Ordering::SeqCst) != 0 {
+    // A new generation with no holds: any count here belonged to a dead predecessor, and a
+    // writer's pending compare-and-swap on the old word now fails.
+    let mut cur = r.load(Ordering::SeqCst);
+    loop {
+        let next = (cur & !COUNT_MASK).wrapping_add(GEN_ONE);
+        match r.compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break,
+            Err(now) => cur = now,
+        }
+    }
+    if cur & COUNT_MASK != 0 {
         EventCount::new(seq, waiters).notify(&OsFutex);
     }
 }
