@@ -189,12 +189,18 @@ fn offset_arg(offset: Option<i64>) -> PyResult<Option<u64>> {
         .transpose()
 }
 
-fn flatten<'py>(
-    item: &Bound<'py, PyAny>,
-    out: &mut Vec<Bound<'py, PyAny>>,
-    depth: u32,
-) -> PyResult<()> {
-    if item.is_instance_of::<PyList>() || item.is_instance_of::<PyTuple>() {
+/// Flattens nested lists/tuples of values into their owned encodable forms, in order.
+fn flatten<'py>(item: &Bound<'py, PyAny>, out: &mut Vec<Owned<'py>>, depth: u32) -> PyResult<()> {
+    if let Ok(list) = item.cast::<PyList>() {
+        if depth >= 8 {
+            return Err(PyValueError::new_err(
+                "write_mixed: lists nested too deeply",
+            ));
+        }
+        for x in list.iter() {
+            flatten(&x, out, depth + 1)?;
+        }
+    } else if item.is_instance_of::<PyTuple>() {
         if depth >= 8 {
             return Err(PyValueError::new_err(
                 "write_mixed: lists nested too deeply",
@@ -204,7 +210,7 @@ fn flatten<'py>(
             flatten(&x?, out, depth + 1)?;
         }
     } else {
-        out.push(item.clone());
+        out.push(to_owned_value(item, None)?);
     }
     Ok(())
 }
@@ -227,7 +233,10 @@ impl PyView {
         let t = timeout_arg(timeout)?;
         let explicit = offset_arg(offset)?;
         let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
-        let refs = owned.iter().map(as_ref).collect::<PyResult<Vec<_>>>()?;
+        let mut refs = Vec::with_capacity(owned.len());
+        for o in owned {
+            refs.push(as_ref(o)?);
+        }
         let v = &self.inner;
         let end = blocking(py, t, |t, i| v.write_values(start, &refs, t, i))?;
         if explicit.is_none() {
@@ -468,12 +477,8 @@ impl PyView {
         if !(items.is_instance_of::<PyList>() || items.is_instance_of::<PyTuple>()) {
             return Err(bad_type("write_mixed takes a list", items));
         }
-        let mut flat = Vec::new();
-        flatten(items, &mut flat, 0)?;
-        let owned = flat
-            .iter()
-            .map(|v| to_owned_value(v, None))
-            .collect::<PyResult<Vec<_>>>()?;
+        let mut owned = Vec::with_capacity(items.len().unwrap_or(0) * 4);
+        flatten(items, &mut owned, 0)?;
         self.write_many(py, &owned, offset, timeout)
     }
 
@@ -487,8 +492,9 @@ impl PyView {
         offset: Option<i64>,
         timeout: Option<f64>,
     ) -> PyResult<Vec<Py<PyAny>>> {
-        let mut tags = Vec::new();
-        let mut counts = Vec::new();
+        let n = schema.len().unwrap_or(0);
+        let mut tags = Vec::with_capacity(n * 2);
+        let mut counts = Vec::with_capacity(n);
         for entry in schema.try_iter()? {
             let entry = entry?;
             let (tag, count): (Bound<'_, PyAny>, i64) = entry
@@ -514,12 +520,12 @@ impl PyView {
                         .ok_or_else(|| PyValueError::new_err("short read"))?,
                 )?);
             } else {
-                let items = it
-                    .by_ref()
-                    .take(c)
-                    .map(|v| to_py(py, v))
-                    .collect::<PyResult<Vec<_>>>()?;
-                out.push(PyList::new(py, items)?.into_any().unbind());
+                // A plain loop: collecting into PyResult<Vec<_>> costs several times more.
+                let list = PyList::empty(py);
+                for v in it.by_ref().take(c) {
+                    list.append(to_py(py, v)?)?;
+                }
+                out.push(list.into_any().unbind());
             }
         }
         Ok(out)

@@ -577,15 +577,22 @@ impl View {
         Ok(v)
     }
 
+    // Inlined so that the bytes stay in a register: returned through the stack, the
+    // `Result<[u8; N]>` layout made the decoder stall on store forwarding.
+    #[allow(clippy::inline_always)] // measured: see the comment above
+    #[inline(always)]
     fn fixed<const N: usize>(&self, pos: u64) -> Result<[u8; N]> {
         let start = check(self.size, pos, N as u64)?;
-        let mut b = [0u8; N];
-        // SAFETY: as in `bytes_at`.
-        unsafe { std::ptr::copy_nonoverlapping(self.data.add(start), b.as_mut_ptr(), N) };
-        Ok(b)
+        // SAFETY: the N bytes lie in the data area (checked); read_unaligned has no alignment
+        // requirement and any bytes are a valid [u8; N].
+        Ok(unsafe { std::ptr::read_unaligned(self.data.add(start).cast::<[u8; N]>()) })
     }
 
     /// Decodes one value with tag `want` at `pos` (read lock held by the caller).
+    // Inlined for the same reason as `fixed` (the returned enum was read back with
+    // overlapping loads that stalled on store forwarding).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn get(&self, pos: u64, want: Tag) -> Result<(Value, u64)> {
         let [tag] = self.fixed::<1>(pos)?;
         if tag != want as u8 {
