@@ -164,3 +164,17 @@ def test_across_processes_and_file_backed(shm_name: str, tmp_path: Path) -> None
     fv.write("persisted", 0)
     del fv
     assert memspace.View.open(path=path).read(str, 0) == "persisted"
+
+
+def test_write_lock_groups_updates_and_read_lock_groups_reads(shm_name: str) -> None:
+    v = memspace.View.create(shm_name, 64)
+    with v.write_lock(timeout=1):
+        v.write(1, 0)
+        v.write(2, 9)
+        assert v.read(int, 0) == 1
+    with v.read_lock(timeout=1):
+        assert v.read_mixed([("int", 1)], 0) == [1]
+        assert v.read(int, 9) == 2
+        with pytest.raises(memspace.LockError):
+            v.write(3, 0)  # a write inside one's own read hold would deadlock
+    assert v.read(int, 0) == 1

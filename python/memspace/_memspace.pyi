@@ -304,10 +304,10 @@ class View:
         """The cursor position."""
 
     def read_lock(self, timeout: float | None = None) -> LockGuard:
-        """Hold the view's read lock."""
+        """Hold the read lock: this thread's reads inside it are seen together."""
 
     def write_lock(self, timeout: float | None = None) -> LockGuard:
-        """Hold the view's write lock."""
+        """Hold the write lock: this thread's writes inside it are one update for others."""
 
     @property
     def name(self) -> str | None:

@@ -578,7 +578,8 @@ impl PyView {
         self.cursor.load(Ordering::Relaxed)
     }
 
-    /// Holds the view's read lock (for several reads seen together).
+    /// Holds the view's read lock: reads by this thread inside it are seen together (no
+    /// write can come between them).
     #[pyo3(signature = (timeout=None))]
     fn read_lock(
         &self,
@@ -589,8 +590,8 @@ impl PyView {
         read_guard(py, &l, timeout)
     }
 
-    /// Holds the view's write lock (the tagged methods cannot be called while holding it from
-    /// the same thread: that raises `LockError`).
+    /// Holds the view's write lock: writes and reads by this thread inside it form one update
+    /// that other processes see all at once.
     #[pyo3(signature = (timeout=None))]
     fn write_lock(
         &self,

@@ -630,7 +630,9 @@ impl ShmRwLock {
     }
 
     /// Runs `f(owner_died)` under the read lock, released when `f` returns. The hold is
-    /// scoped to this call on this thread, so it needs no entry in the per-thread list.
+    /// scoped to this call on this thread, so it needs no entry in the per-thread list. If
+    /// this thread already holds the lock (read or write, through this handle), `f` runs at
+    /// once under that hold.
     pub fn with_read<T>(
         &self,
         timeout: Option<Duration>,
@@ -638,7 +640,7 @@ impl ShmRwLock {
         f: impl FnOnce(bool) -> T,
     ) -> Result<T> {
         if held_by_me(self.id).is_some() {
-            return Err(self.deadlock());
+            return Ok(f(false));
         }
         let slot = self.slot()?;
         let core = self.core(slot);
@@ -649,15 +651,18 @@ impl ShmRwLock {
     }
 
     /// Runs `f(owner_died)` under the write lock, released when `f` returns (see
-    /// [`ShmRwLock::with_read`]).
+    /// [`ShmRwLock::with_read`]). If this thread holds the write lock already, `f` runs at
+    /// once; if it holds a read lock, [`Error::WouldDeadlock`].
     pub fn with_write<T>(
         &self,
         timeout: Option<Duration>,
         interrupt: Interrupt<'_>,
         f: impl FnOnce(bool) -> T,
     ) -> Result<T> {
-        if held_by_me(self.id).is_some() {
-            return Err(self.deadlock());
+        match held_by_me(self.id) {
+            Some(Held::Write) => return Ok(f(false)),
+            Some(Held::Read) => return Err(self.deadlock()),
+            None => {}
         }
         let slot = self.slot()?;
         let core = self.core(slot);
