@@ -466,3 +466,46 @@ def test_writer_killed_while_draining_is_reported_to_the_next_writer(
     release.set()
     t.join(15)
     assert result == [True]
+
+
+def _group_writer(name: str, stop: Any) -> None:
+    v = memspace.View.open(name)
+    i = 0
+    while not stop.is_set():
+        i += 1
+        with v.write_lock():
+            v.write(i, 0)
+            v.write(i, 9)
+
+
+def _group_reader(name: str, stop: Any, out: Any) -> None:
+    v = memspace.View.open(name)
+    reads = torn = 0
+    deadline = time.monotonic() + 10
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            a, b = v.read_mixed([("int", 2)], 0)[0]
+        except TypeError:
+            continue  # nothing written yet
+        reads += 1
+        torn += a != b
+    out.put((reads, torn))
+
+
+def test_write_lock_group_is_seen_all_at_once(
+    make_name: Callable[[str], str], procs: list[Any]
+) -> None:
+    name = make_name("view")
+    memspace.View.create(name, 256)
+    stop = ctx.Event()
+    out = ctx.Queue()
+    start(procs, _group_writer, name, stop)
+    for _ in range(2):
+        start(procs, _group_reader, name, stop, out)
+    time.sleep(1.0)
+    stop.set()
+    results = [out.get(timeout=10) for _ in range(2)]
+    for p in procs:
+        p.join(10)
+    assert all(reads > 0 for reads, _ in results), results
+    assert sum(torn for _, torn in results) == 0, results

@@ -35,8 +35,9 @@
 //! without any lock: it loads `vseq` (Acquire), decodes into private memory — every length and
 //! offset bounds-checked, so even a torn value cannot make it read outside the area or
 //! allocate more than the area holds — and keeps the result only if `vseq` is unchanged and
-//! even afterwards (Acquire fence, then load). Otherwise (a writer is active, or a few retries
-//! failed) it reads under the read lock. Either way no reader ever returns a torn value, and
+//! even afterwards (Acquire fence, then load). Otherwise (a writer is active or holds the write
+//! lock — as for a group of writes under `write_lock()` — or a few retries failed) it reads
+//! under the read lock. Either way no reader ever returns a torn value, and
 //! an uncontended read writes nothing to shared memory. A writer that dies mid-write leaves
 //! `vseq` odd: reads then take the read lock (which recovers the dead writer) until the next
 //! write makes it even again.
@@ -431,7 +432,10 @@ impl View {
         for _ in 0..OPTIMISTIC_TRIES {
             // SYNC: Acquire pairs with the Release store at the end of `locked_write`.
             let s1 = v.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
+            // A writer in the middle of a write, or holding the write lock for a group of
+            // writes (`write_lock()`), sends us to the read lock; a write that starts after
+            // this check changes `vseq` and fails the validation below.
+            if s1 & 1 == 1 || self.l.is_write_locked() {
                 return None;
             }
             let r = read();
