@@ -297,6 +297,20 @@ const PREFIX: u64 = 64;
 const OPTIMISTIC_TRIES: u32 = 4;
 
 /// A view or record segment: an rwlock in front of a data area.
+///
+/// ```
+/// use memspace::view::{Tag, Value, ValueRef, View};
+/// use memspace::Location;
+/// let loc = Location::Name(format!("/memspace-doc-view-{}", std::process::id()));
+/// let v = View::create(loc.clone(), 256, 0o600)?;
+/// let end = v.write_values(0, &[ValueRef::Str("hi"), ValueRef::I64(7)], None, &mut || false)?;
+/// let (vals, at) = v.read_values(0, &[Tag::Str, Tag::I64], None, &mut || false)?;
+/// assert_eq!(vals, vec![Value::Str("hi".into()), Value::I64(7)]);
+/// assert_eq!(at, end);
+/// assert!(v.read_values(0, &[Tag::F64], None, &mut || false).is_err()); // wrong tag
+/// View::remove(&loc)?;
+/// # Ok::<(), memspace::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct View {
     l: ShmRwLock,
