@@ -178,3 +178,13 @@ def test_write_lock_groups_updates_and_read_lock_groups_reads(shm_name: str) -> 
         with pytest.raises(memspace.LockError):
             v.write(3, 0)  # a write inside one's own read hold would deadlock
     assert v.read(int, 0) == 1
+
+
+def test_pickle_reopens(shm_name: str) -> None:
+    import pickle
+
+    v = memspace.View.create(shm_name, 32)
+    v.write(11, 0)
+    v2 = pickle.loads(pickle.dumps(v))
+    assert isinstance(v2, memspace.View)
+    assert v2.read(int, 0) == 11

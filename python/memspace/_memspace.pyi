@@ -309,6 +309,7 @@ class View:
     def write_lock(self, timeout: float | None = None) -> LockGuard:
         """Hold the write lock: this thread's writes inside it are one update for others."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     @property
     def name(self) -> str | None:
         """The POSIX name, or None."""

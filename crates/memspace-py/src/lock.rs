@@ -85,7 +85,7 @@ fn mode_arg(mode: i64) -> PyResult<u32> {
         .ok_or_else(|| PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}")))
 }
 
-fn reduce<'py>(
+pub(crate) fn reduce<'py>(
     py: Python<'py>,
     cls: &Bound<'py, PyAny>,
     loc: &Location,

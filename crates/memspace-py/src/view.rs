@@ -627,4 +627,15 @@ impl PyView {
             self.inner.size()
         )
     }
+
+    /// Pickling (e.g. passing to a `multiprocessing` child) re-opens the view by location.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        crate::lock::reduce(
+            slf.py(),
+            slf.get_type().as_any(),
+            slf.get().inner.location(),
+        )
+    }
 }
