@@ -7,7 +7,7 @@
 //! # Algorithm
 //!
 //! - **Writer**: takes the robust writer mutex `W` (so writers queue in the kernel and a dead
-//!   writer's `W` passes on with `EOWNERDEAD`), stores `WRITER | slot+1` in `state` — from that
+//!   writer's `W` passes on with `EOWNERDEAD`), swaps `WRITER | slot+1` into `state` — from that
 //!   moment no new reader gets in (writer preference) — and waits until every reader counter
 //!   is zero. Release: store `state = 0`, notify, unlock `W`.
 //! - **Reader**: if `WRITER` is clear, increments its slot's counter, then re-checks `state`
@@ -16,8 +16,12 @@
 //!   Release: decrement, and notify if `WRITER` is set (a writer is draining).
 //! - **Dead reader**: its counter stays up. A draining writer that has waited one slice probes
 //!   the liveness of every slot with a non-zero count (the attachment table's OFD locks); a
-//!   dead slot's count is swapped to zero and the writer is told `owner_died`. A process that
-//!   claims a slot also clears its counter (any count there belongs to a dead predecessor).
+//!   dead slot's count is compare-and-swapped to zero and the writer is told `owner_died`. A
+//!   process that claims a slot clears its counter too (any count there belongs to a dead
+//!   predecessor) and bumps the word's generation, so a writer's stale compare-and-swap can
+//!   never clear the new holder's reads (ABA).
+//! - **A writer that gives up** (timeout, interrupt) after replacing a dead holder leaves
+//!   `DIED` in `state`, and the next writer reports `owner_died`: the news is never lost.
 //! - **Dead writer**: `state` keeps `WRITER`. A waiting reader whose slice elapsed try-locks `W`:
 //!   busy means a writer is alive; acquiring it (with `EOWNERDEAD` if its holder died) proves
 //!   that no live writer set `WRITER`, so the reader clears it, notifies, unlocks, and is told
