@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: help demo test test-rust test-loom test-python lint bench clean
+.PHONY: help demo test test-rust test-loom test-python lint bench bench-locks clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,10 @@ test-python: ## pytest (real processes, crash tests)
 bench: $(PY) ## Run the side-by-side benchmarks (installs the peers)
 	$(PIP) install --quiet ".[demo]" -r benchmarks/requirements.txt
 	$(PY) benchmarks/run.py
+
+bench-locks: $(PY) ## Locks and View vs threading/multiprocessing/membridge (BENCHMARKS_LOCKS.md)
+	$(PIP) install --quiet -e ".[test]" membridge==1.0.0
+	$(PY) benchmarks/bench_locks.py
 
 clean: ## Remove build products and the virtualenv
 	rm -rf target $(VENV) .pytest_cache .mypy_cache .ruff_cache
