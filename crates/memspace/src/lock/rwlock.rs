@@ -1097,6 +1097,40 @@ mod loom_tests {
         });
     }
 
+    /// Two readers (slots 0 and 1) and a writer (slot 1, like a second thread of the second
+    /// reader's process): exclusion holds and every thread finishes.
+    #[test]
+    fn loom_rwlock_two_readers_one_writer() {
+        model(|| {
+            let w = words();
+            let w2 = w.clone();
+            let writer = loom::thread::spawn(move || {
+                let c = core(&w2);
+                c.write(1, None, &mut || false).unwrap();
+                assert_eq!(w2.inside_writers.fetch_add(1, Ordering::SeqCst), 0);
+                w2.a.fetch_add(1, Ordering::SeqCst);
+                w2.b.fetch_add(1, Ordering::SeqCst);
+                w2.inside_writers.fetch_sub(1, Ordering::SeqCst);
+                c.write_unlock().unwrap();
+            });
+            let w3 = w.clone();
+            let reader = loom::thread::spawn(move || {
+                let c = core(&w3);
+                c.read(1, None, &mut || false).unwrap();
+                assert_eq!(w3.inside_writers.load(Ordering::SeqCst), 0);
+                assert_eq!(w3.a.load(Ordering::SeqCst), w3.b.load(Ordering::SeqCst));
+                c.read_unlock(1).unwrap();
+            });
+            let c = core(&w);
+            c.read(0, None, &mut || false).unwrap();
+            assert_eq!(w.inside_writers.load(Ordering::SeqCst), 0);
+            c.read_unlock(0).unwrap();
+            writer.join().unwrap();
+            reader.join().unwrap();
+            assert_eq!(w.state.load(Ordering::SeqCst) & WRITER, 0);
+        });
+    }
+
     /// Two writers: mutual exclusion and no lost wake-up.
     #[test]
     fn loom_rwlock_two_writers() {
