@@ -42,7 +42,7 @@ test-python: ## pytest (real processes, crash tests)
 	$(PY) -m pytest
 
 bench: $(PY) ## Run the side-by-side benchmarks (installs the peers)
-	$(PIP) install --quiet ".[demo]" -r benchmarks/requirements.txt -r benchmarks/requirements-fs.txt
+	$(PIP) install --quiet -e ".[demo]" -r benchmarks/requirements.txt -r benchmarks/requirements-fs.txt
 	$(PY) benchmarks/run.py
 
 check-platforms: ## cargo check the core for macOS and Windows (adds the rustup targets)

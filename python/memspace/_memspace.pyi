@@ -114,7 +114,11 @@ class SharedMemory:
 
 @final
 class LockGuard:
-    """A held lock; a context manager that releases it on exit."""
+    """A held lock; a context manager that releases it on exit.
+
+    Dropping a guard does not release the lock: use ``with``, :meth:`release`, or the
+    lock's own ``release()``.
+    """
 
     @property
     def owner_died(self) -> bool:
@@ -122,7 +126,7 @@ class LockGuard:
 
     @property
     def held(self) -> bool:
-        """True until released."""
+        """True until released through this guard (``with`` exit or :meth:`release`)."""
 
     def release(self) -> None:
         """Release (``LockError`` if already released or held by another thread)."""
@@ -303,11 +307,12 @@ class View:
         """The cursor position."""
 
     def read_lock(self, timeout: float | None = None) -> LockGuard:
-        """Hold the view's read lock."""
+        """Hold the read lock: this thread's reads inside it are seen together."""
 
     def write_lock(self, timeout: float | None = None) -> LockGuard:
-        """Hold the view's write lock."""
+        """Hold the write lock: this thread's writes inside it are one update for others."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     @property
     def name(self) -> str | None:
         """The POSIX name, or None."""

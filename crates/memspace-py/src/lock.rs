@@ -85,7 +85,7 @@ pub(crate) fn mode_arg(mode: i64) -> PyResult<u32> {
         .ok_or_else(|| PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}")))
 }
 
-fn reduce<'py>(
+pub(crate) fn reduce<'py>(
     py: Python<'py>,
     cls: &Bound<'py, PyAny>,
     loc: &Location,
@@ -136,6 +136,11 @@ impl Held {
 }
 
 /// A held lock: a context manager that releases it on exit.
+///
+/// Dropping a guard does not release the lock (so that `mutex.acquire()` ... `mutex.release()`
+/// works as with `threading.Lock`, and so that a guard collected on another thread cannot
+/// release from the wrong thread): release it with `with`, `release()`, or the lock's own
+/// `release()`.
 #[pyclass(module = "memspace", name = "LockGuard", frozen)]
 pub struct PyLockGuard {
     held: Held,
@@ -208,14 +213,6 @@ impl PyLockGuard {
             if self.held() { "True" } else { "False" },
             if self.owner_died { "True" } else { "False" }
         )
-    }
-}
-
-impl Drop for PyLockGuard {
-    fn drop(&mut self) {
-        if *self.holding.get_mut() {
-            let _ = self.held.release();
-        }
     }
 }
 

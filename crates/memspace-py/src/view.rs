@@ -72,7 +72,12 @@ fn tag_arg(tag: &Bound<'_, PyAny>) -> PyResult<Tag> {
     ))
 }
 
-fn int_as<T: TryFrom<i128>>(v: &Bound<'_, PyAny>, tag: Tag) -> PyResult<T> {
+fn int_as<T: TryFrom<i128> + TryFrom<i64>>(v: &Bound<'_, PyAny>, tag: Tag) -> PyResult<T> {
+    // Fast path: most ints fit an i64 (a much cheaper conversion than i128).
+    if let Ok(i) = v.extract::<i64>() {
+        return T::try_from(i)
+            .map_err(|_| PyOverflowError::new_err(format!("{i} does not fit in {}", tag.name())));
+    }
     let i: i128 = v
         .extract()
         .map_err(|_| PyOverflowError::new_err(format!("int too large for {}", tag.name())))?;
@@ -184,12 +189,18 @@ fn offset_arg(offset: Option<i64>) -> PyResult<Option<u64>> {
         .transpose()
 }
 
-fn flatten<'py>(
-    item: &Bound<'py, PyAny>,
-    out: &mut Vec<Bound<'py, PyAny>>,
-    depth: u32,
-) -> PyResult<()> {
-    if item.is_instance_of::<PyList>() || item.is_instance_of::<PyTuple>() {
+/// Flattens nested lists/tuples of values into their owned encodable forms, in order.
+fn flatten<'py>(item: &Bound<'py, PyAny>, out: &mut Vec<Owned<'py>>, depth: u32) -> PyResult<()> {
+    if let Ok(list) = item.cast::<PyList>() {
+        if depth >= 8 {
+            return Err(PyValueError::new_err(
+                "write_mixed: lists nested too deeply",
+            ));
+        }
+        for x in list.iter() {
+            flatten(&x, out, depth + 1)?;
+        }
+    } else if item.is_instance_of::<PyTuple>() {
         if depth >= 8 {
             return Err(PyValueError::new_err(
                 "write_mixed: lists nested too deeply",
@@ -199,7 +210,7 @@ fn flatten<'py>(
             flatten(&x?, out, depth + 1)?;
         }
     } else {
-        out.push(item.clone());
+        out.push(to_owned_value(item, None)?);
     }
     Ok(())
 }
@@ -222,7 +233,10 @@ impl PyView {
         let t = timeout_arg(timeout)?;
         let explicit = offset_arg(offset)?;
         let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
-        let refs = owned.iter().map(as_ref).collect::<PyResult<Vec<_>>>()?;
+        let mut refs = Vec::with_capacity(owned.len());
+        for o in owned {
+            refs.push(as_ref(o)?);
+        }
         let v = &self.inner;
         let end = blocking(py, t, |t, i| v.write_values(start, &refs, t, i))?;
         if explicit.is_none() {
@@ -414,8 +428,19 @@ impl PyView {
         timeout: Option<f64>,
     ) -> PyResult<u64> {
         let tag = tag.map(tag_arg).transpose()?;
-        let owned = [to_owned_value(value, tag)?];
-        self.write_many(py, &owned, offset, timeout)
+        let owned = to_owned_value(value, tag)?;
+        let r = as_ref(&owned)?;
+        let t = timeout_arg(timeout)?;
+        let explicit = offset_arg(offset)?;
+        let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
+        let v = &self.inner;
+        let end = blocking(py, t, |t, i| {
+            v.write_values(start, std::slice::from_ref(&r), t, i)
+        })?;
+        if explicit.is_none() {
+            self.cursor.store(end, Ordering::Relaxed);
+        }
+        Ok(end)
     }
 
     /// Reads one value of type `tag` (at `offset`, or at the cursor, which then advances)
@@ -429,12 +454,15 @@ impl PyView {
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let tag = tag_arg(tag)?;
-        let mut v = self.read_many(py, &[tag], offset, timeout)?;
-        to_py(
-            py,
-            v.pop()
-                .ok_or_else(|| PyValueError::new_err("nothing read"))?,
-        )
+        let t = timeout_arg(timeout)?;
+        let explicit = offset_arg(offset)?;
+        let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
+        let v = &self.inner;
+        let (value, end) = blocking(py, t, |t, i| v.read_value(start, tag, t, i))?;
+        if explicit.is_none() {
+            self.cursor.store(end, Ordering::Relaxed);
+        }
+        to_py(py, value)
     }
 
     /// Writes a list of values (nested lists are flattened in order) under one write lock.
@@ -449,12 +477,8 @@ impl PyView {
         if !(items.is_instance_of::<PyList>() || items.is_instance_of::<PyTuple>()) {
             return Err(bad_type("write_mixed takes a list", items));
         }
-        let mut flat = Vec::new();
-        flatten(items, &mut flat, 0)?;
-        let owned = flat
-            .iter()
-            .map(|v| to_owned_value(v, None))
-            .collect::<PyResult<Vec<_>>>()?;
+        let mut owned = Vec::with_capacity(items.len().unwrap_or(0) * 4);
+        flatten(items, &mut owned, 0)?;
         self.write_many(py, &owned, offset, timeout)
     }
 
@@ -468,8 +492,9 @@ impl PyView {
         offset: Option<i64>,
         timeout: Option<f64>,
     ) -> PyResult<Vec<Py<PyAny>>> {
-        let mut tags = Vec::new();
-        let mut counts = Vec::new();
+        let n = schema.len().unwrap_or(0);
+        let mut tags = Vec::with_capacity(n * 2);
+        let mut counts = Vec::with_capacity(n);
         for entry in schema.try_iter()? {
             let entry = entry?;
             let (tag, count): (Bound<'_, PyAny>, i64) = entry
@@ -495,12 +520,12 @@ impl PyView {
                         .ok_or_else(|| PyValueError::new_err("short read"))?,
                 )?);
             } else {
-                let items = it
-                    .by_ref()
-                    .take(c)
-                    .map(|v| to_py(py, v))
-                    .collect::<PyResult<Vec<_>>>()?;
-                out.push(PyList::new(py, items)?.into_any().unbind());
+                // A plain loop: collecting into PyResult<Vec<_>> costs several times more.
+                let list = PyList::empty(py);
+                for v in it.by_ref().take(c) {
+                    list.append(to_py(py, v)?)?;
+                }
+                out.push(list.into_any().unbind());
             }
         }
         Ok(out)
@@ -553,7 +578,8 @@ impl PyView {
         self.cursor.load(Ordering::Relaxed)
     }
 
-    /// Holds the view's read lock (for several reads seen together).
+    /// Holds the view's read lock: reads by this thread inside it are seen together (no
+    /// write can come between them).
     #[pyo3(signature = (timeout=None))]
     fn read_lock(
         &self,
@@ -564,8 +590,8 @@ impl PyView {
         read_guard(py, &l, timeout)
     }
 
-    /// Holds the view's write lock (the tagged methods cannot be called while holding it from
-    /// the same thread: that raises `LockError`).
+    /// Holds the view's write lock: writes and reads by this thread inside it form one update
+    /// that other processes see all at once.
     #[pyo3(signature = (timeout=None))]
     fn write_lock(
         &self,
@@ -599,6 +625,17 @@ impl PyView {
             "View({}, size={})",
             self.inner.location(),
             self.inner.size()
+        )
+    }
+
+    /// Pickling (e.g. passing to a `multiprocessing` child) re-opens the view by location.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        crate::lock::reduce(
+            slf.py(),
+            slf.get_type().as_any(),
+            slf.get().inner.location(),
         )
     }
 }

@@ -188,3 +188,20 @@ pub(crate) fn next_unique_id() -> u64 {
     // SYNC: Relaxed: only uniqueness matters, no other memory is published through it.
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
+
+/// The ordering point of a Dekker-style handshake: a `SeqCst` fence under loom, nothing in
+/// production.
+///
+/// memspace's handshakes (eventcount prepare/notify, rwlock reader/writer) have each side do a
+/// `SeqCst` store or read-modify-write of its own word and then a `SeqCst` load of the other
+/// side's word. In the Rust (C++20) memory model all `SeqCst` operations form one total order
+/// consistent with program order, which is exactly what such a handshake needs, and on x86-64
+/// the `SeqCst` store or RMW is a locked instruction, itself a full barrier: a fence here would
+/// only cost time. loom, however, models `SeqCst` *accesses* as acquire/release only (so it
+/// reports executions the model forbids) while it models `SeqCst` *fences* exactly; under loom
+/// the fence makes the checked program state the same ordering explicitly.
+#[inline(always)]
+pub(crate) fn handshake_fence() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
+}

@@ -8,17 +8,17 @@
 //!
 //! ```text
 //! waiter                                  notifier
-//!   key = prepare()   // waiters += 1;      change the condition (SeqCst)
-//!                     // key = seq          seq += 1            (SeqCst)
-//!   if condition { cancel(); done }        if waiters != 0 { futex_wake(seq, all) }
+//!   key = prepare()   // waiters += 1;      change the condition
+//!                     // key = seq
+//!   if condition { cancel(); done }        if waiters != 0 { seq += 1; futex_wake(seq, all) }
 //!   wait(key)         // futex_wait(seq, key); waiters -= 1
 //! ```
 //!
-//! No lost wake-up: all four accesses are `SeqCst`, so either the notifier's `waiters` load sees
-//! the waiter's increment (and wakes it; a waiter not yet asleep then finds `seq != key` and
-//! `futex_wait` returns at once), or the waiter's increment and everything after it — the
-//! `seq` load and the condition check — come after the notifier's change, so the waiter sees
-//! the new condition or a `seq` that differs from its key. The loom test below checks this.
+//! No lost wake-up: every access above is `SeqCst`, so they fall in one total order. If the
+//! waiter's increment comes before the notifier's `waiters` load, the notifier bumps `seq` and
+//! wakes (a waiter not yet asleep then finds `seq != key` and `futex_wait` returns at once).
+//! Otherwise the waiter's condition check comes after the notifier's change and sees it. The
+//! loom tests below check this (see `sync::handshake_fence` for how loom is told).
 //!
 //! # Encoding (8 bytes, 4-aligned)
 //!
@@ -33,7 +33,7 @@
 
 use std::time::Duration;
 
-use crate::sync::{fence, spin_loop, AtomicU32, Ordering};
+use crate::sync::{handshake_fence, spin_loop, AtomicU32, Ordering};
 
 /// Spins on `seq` this many times before sleeping (a wake round trip through the kernel costs
 /// tens of microseconds; a cross-core cache-line round trip about 130 ns).
@@ -105,10 +105,9 @@ impl<'a> EventCount<'a> {
     /// [`EventCount::cancel`] or [`EventCount::wait`].
     pub(crate) fn prepare(&self) -> u32 {
         self.waiters.fetch_add(1, Ordering::SeqCst);
-        // The fence orders the increment before every later load (the key here and the
-        // caller's condition check), pairing with the fence in `notify`. SeqCst RMWs alone
-        // would do in the C++ model, but loom models only fences fully.
-        fence(Ordering::SeqCst);
+        // The SeqCst increment is ordered before every later SeqCst load (the key here and
+        // the caller's condition check); pairs with the handshake in `notify`.
+        handshake_fence();
         self.seq.load(Ordering::SeqCst)
     }
 
@@ -132,12 +131,15 @@ impl<'a> EventCount<'a> {
         timed_out && self.seq.load(Ordering::SeqCst) == key
     }
 
-    /// Wakes every waiter. No syscall when nobody waits.
+    /// Wakes every waiter. The caller's change of the condition must be a `SeqCst` store or
+    /// RMW. When nobody waits this is one load: no write to the shared line, no syscall.
     pub(crate) fn notify<F: Futex>(&self, futex: &F) {
-        self.seq.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the fence in `prepare` (see there).
-        fence(Ordering::SeqCst);
+        // Pairs with `prepare`: in the single order of SeqCst operations, either that
+        // waiter's increment comes before this load (and we bump `seq` and wake it), or its
+        // key and condition loads come after our caller's change (and it does not sleep).
+        handshake_fence();
         if self.waiters.load(Ordering::SeqCst) != 0 {
+            self.seq.fetch_add(1, Ordering::SeqCst);
             futex.wake_all(self.seq);
         }
     }

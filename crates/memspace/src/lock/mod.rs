@@ -9,6 +9,23 @@
 //!
 //! All waits use the monotonic clock and are cut into slices of [`mutex::WAIT_SLICE`], with a
 //! caller-supplied interrupt check between slices.
+//!
+//! # Limits (known and deliberate)
+//!
+//! - A read hold belongs to the *process* (reader counts are per attachment slot): a thread
+//!   that exits while holding a read lock leaves it held until its process exits. A write
+//!   hold (and a mutex) belongs to the *thread*: the kernel releases it, with `owner_died`,
+//!   when that thread exits.
+//! - Reentrancy is detected per handle and thread; a thread holding a lock through one handle
+//!   and asking through a second handle of the same segment is not detected (its timeout
+//!   still applies).
+//! - All processes must share a pid namespace: robust futexes identify holders by thread id.
+//! - After `fork`, a handle used in the child claims a fresh attachment slot (the parent's OFD
+//!   locks are shared with the child); locks the parent held are not held by the child.
+//! - A process that dies while waiting leaves the eventcount's waiter count high: later
+//!   wakes make a (harmless) syscall.
+//! - The `pthread_mutex_t` bytes are validated (type field, our magic) before every lock but
+//!   are glibc's to interpret; see [`mutex`] for what a hostile writer can still do.
 
 pub(crate) mod eventcount;
 pub mod mutex;

@@ -1,5 +1,5 @@
 //! The robust, process-shared mutex, in its own segment ([`Mutex`]) or embedded in another
-//! kind's lock area ([`RobustMutex`], e.g. as an rwlock's writer lock).
+//! kind's lock area (the crate-private `RobustMutex`, e.g. as an rwlock's writer lock).
 //!
 //! This module owns a 128-byte mutex area. The mutex is glibc's `pthread_mutex_t` with
 //! `PTHREAD_PROCESS_SHARED | PTHREAD_MUTEX_ROBUST` and type `PTHREAD_MUTEX_ERRORCHECK`:
@@ -96,26 +96,18 @@ impl RobustMutex {
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         // SAFETY: inside the area; a plain read of bytes another process may be writing is a
         // copy of whatever is there (validated below, never trusted).
-        let mut m = [0u8; 4];
-        // SAFETY: as above; byte-wise volatile reads have no alignment requirement.
-        unsafe {
-            for (i, b) in m.iter_mut().enumerate() {
-                *b = std::ptr::read_volatile(self.ptr.add(MAGIC_OFF + i));
-            }
-        }
-        let magic = u32::from_ne_bytes(m);
+        // SAFETY: inside the area; read_unaligned has no alignment requirement. A plain read
+        // of bytes another process may be writing is a copy of whatever is there, validated
+        // below and never trusted.
+        let magic = unsafe { std::ptr::read_unaligned(self.ptr.add(MAGIC_OFF).cast::<u32>()) };
         if magic != MAGIC {
             return Err(format!("mutex magic {magic:#x}, expected {MAGIC:#x}"));
         }
         if let Some(t) = os::robust_mutex_template() {
             let r = os::PTHREAD_KIND_RANGE;
-            let mut kind = [0u8; 4];
             // SAFETY: the kind field lies inside the 64 pthread bytes of the area.
-            unsafe {
-                for (i, k) in kind.iter_mut().enumerate() {
-                    *k = std::ptr::read_volatile(self.ptr.add(r.start + i));
-                }
-            }
+            let kind: [u8; 4] =
+                unsafe { std::ptr::read_unaligned(self.ptr.add(r.start).cast::<[u8; 4]>()) };
             if kind[..] != t[r.clone()] {
                 return Err(format!(
                     "mutex type field {kind:02x?} is not the robust shared error-checking type {:02x?}",
@@ -230,8 +222,10 @@ impl RobustMutex {
     /// Unlocks; [`Error::NotHeld`] if the calling thread does not hold it.
     pub(crate) fn unlock(&self, loc: &Location, what: &'static str) -> Result<()> {
         // SYNC: Relaxed: informational. Cleared before the unlock so that it never names a
-        // holder after the fact (a later holder overwrites it after acquiring).
-        let prev = self.owner_slot().swap(0, Ordering::Relaxed);
+        // holder after the fact (a later holder overwrites it after acquiring). Load + store,
+        // not swap: only the holder writes it, and an RMW costs more on the fast path.
+        let prev = self.owner_slot().load(Ordering::Relaxed);
+        self.owner_slot().store(0, Ordering::Relaxed);
         // SAFETY: the area is valid (see `at`).
         match unsafe { os::robust_mutex_unlock(self.ptr) } {
             Ok(()) => Ok(()),

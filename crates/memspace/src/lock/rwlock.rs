@@ -7,7 +7,7 @@
 //! # Algorithm
 //!
 //! - **Writer**: takes the robust writer mutex `W` (so writers queue in the kernel and a dead
-//!   writer's `W` passes on with `EOWNERDEAD`), stores `WRITER | slot+1` in `state` — from that
+//!   writer's `W` passes on with `EOWNERDEAD`), swaps `WRITER | slot+1` into `state` — from that
 //!   moment no new reader gets in (writer preference) — and waits until every reader counter
 //!   is zero. Release: store `state = 0`, notify, unlock `W`.
 //! - **Reader**: if `WRITER` is clear, increments its slot's counter, then re-checks `state`
@@ -16,8 +16,12 @@
 //!   Release: decrement, and notify if `WRITER` is set (a writer is draining).
 //! - **Dead reader**: its counter stays up. A draining writer that has waited one slice probes
 //!   the liveness of every slot with a non-zero count (the attachment table's OFD locks); a
-//!   dead slot's count is swapped to zero and the writer is told `owner_died`. A process that
-//!   claims a slot also clears its counter (any count there belongs to a dead predecessor).
+//!   dead slot's count is compare-and-swapped to zero and the writer is told `owner_died`. A
+//!   process that claims a slot clears its counter too (any count there belongs to a dead
+//!   predecessor) and bumps the word's generation, so a writer's stale compare-and-swap can
+//!   never clear the new holder's reads (ABA).
+//! - **A writer that gives up** (timeout, interrupt) after replacing a dead holder leaves
+//!   `DIED` in `state`, and the next writer reports `owner_died`: the news is never lost.
 //! - **Dead writer**: `state` keeps `WRITER`. A waiting reader whose slice elapsed try-locks `W`:
 //!   busy means a writer is alive; acquiring it (with `EOWNERDEAD` if its holder died) proves
 //!   that no live writer set `WRITER`, so the reader clears it, notifies, unlocks, and is told
@@ -34,11 +38,11 @@
 //! | offset | field | type | meaning |
 //! |---:|---|---|---|
 //! | 0 | writer mutex | 128 bytes | see `lock::mutex` |
-//! | 128 | `state` | u32 (atomic) | bit 31 `WRITER`; bits 0..31 the writer's slot + 1 (informational) |
+//! | 128 | `state` | u32 (atomic) | bit 31 `WRITER`; bit 30 `DIED` (a dead holder's news for the next writer); bits 0..30 the writer's slot + 1 (informational) |
 //! | 132 | `seq` | u32 (atomic) | eventcount sequence (futex word) |
 //! | 136 | `waiters` | u32 (atomic) | eventcount waiter count |
 //! | 140..192 | reserved | | 0 |
-//! | 192 + 4·i | `readers[i]` | u32 (atomic) | read holds of attachment slot i |
+//! | 192 + 4·i | `readers[i]` | u32 (atomic) | bits 0..20: read holds of attachment slot i; bits 20..32: the slot's claim generation (ABA guard) |
 //!
 //! Untrusted: a reader count that cannot be explained (release finds 0) is reported as
 //! [`Error::CorruptSegment`]; any other value at worst makes a writer wait until its timeout.
@@ -48,13 +52,25 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::lock::eventcount::{EventCount, Futex, OsFutex};
-use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA, WAIT_SLICE};
+use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA};
 use crate::shm::header::{Kind, LayoutRequest};
 use crate::shm::structured::Structured;
 use crate::shm::{Location, Segment};
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::sync::{handshake_fence, AtomicU32, Ordering};
 
 const WRITER: u32 = 1 << 31;
+/// Low bits of a reader word: the slot's read holds. The high bits are the slot's claim
+/// generation, bumped whenever a process claims the slot, so that a writer clearing a dead
+/// reader's count (compare-and-swap on the whole word) can never clear the count of the
+/// process that claimed the slot after it (ABA).
+const COUNT_MASK: u32 = (1 << 20) - 1;
+const GEN_ONE: u32 = 1 << 20;
+/// Set (without `WRITER`) by a writer that replaced a dead holder and then gave up (timeout,
+/// interrupt, or a try-lock that found readers): the next writer reports `owner_died`.
+const DIED: u32 = 1 << 30;
+/// Wait slice of rwlock waits: after each, a reader probes for a dead writer and a writer for
+/// dead readers, so a dead holder is recognised within about this long.
+const PROBE_SLICE: Duration = Duration::from_millis(20);
 const _: () = assert!(MUTEX_AREA as usize <= STATE_OFF);
 const STATE_OFF: usize = 128;
 const SEQ_OFF: usize = 132;
@@ -125,9 +141,8 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         }
         let r = self.reader(slot)?;
         r.fetch_add(1, Ordering::SeqCst);
-        // Dekker handshake with the writer's store of WRITER and its scan: pairs with the
-        // fence in `write` (loom models SeqCst fences, not SeqCst accesses, fully).
-        fence(Ordering::SeqCst);
+        // Dekker handshake with the writer's SeqCst store of WRITER and its SeqCst scan.
+        handshake_fence();
         if self.state.load(Ordering::SeqCst) & WRITER == 0 {
             return Ok(true);
         }
@@ -182,8 +197,8 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                     self.ec.cancel();
                     return Err(self.fail.timeout(timeout.unwrap_or_default()));
                 }
-                Some(d) => d.saturating_sub(t).min(WAIT_SLICE),
-                None => WAIT_SLICE,
+                Some(d) => d.saturating_sub(t).min(PROBE_SLICE),
+                None => PROBE_SLICE,
             };
             if self.ec.wait(&self.futex, key, Some(slice)) {
                 if self.state.load(Ordering::SeqCst) & WRITER != 0 {
@@ -200,15 +215,15 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
     pub(crate) fn read_unlock(&self, slot: u32) -> Result<()> {
         let r = self.reader(slot)?;
         let prev = r.fetch_sub(1, Ordering::SeqCst);
-        if prev == 0 {
+        if prev & COUNT_MASK == 0 {
             r.fetch_add(1, Ordering::SeqCst);
             return Err(self.fail.corrupt(format!(
                 "reader count of slot {slot} was 0 at a release by a holder"
             )));
         }
-        // Pairs with the fence in `write`: either we see WRITER and wake the writer, or the
-        // writer's scan sees our decrement.
-        fence(Ordering::SeqCst);
+        // Handshake with `write`: either we see WRITER and wake the writer, or the writer's
+        // scan sees our decrement.
+        handshake_fence();
         if self.state.load(Ordering::SeqCst) & WRITER != 0 {
             self.ec.notify(&self.futex);
         }
@@ -222,22 +237,42 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         timeout: Option<Duration>,
         interrupt: Interrupt<'_>,
     ) -> Result<bool> {
-        let start = now();
-        let mut died = if timeout == Some(Duration::ZERO) {
-            match self.w.try_lock()? {
-                Some(d) => d,
-                None => return Err(self.fail.timeout(Duration::ZERO)),
+        // The clock is read only when a wait is needed (a vDSO call costs as much as the
+        // whole uncontended path).
+        let mut start = None;
+        let mut died = match self.w.try_lock()? {
+            Some(d) => d,
+            None if timeout == Some(Duration::ZERO) => {
+                return Err(self.fail.timeout(Duration::ZERO))
             }
-        } else {
-            self.w.lock(timeout, interrupt)?
+            None => {
+                let t0 = now();
+                start = Some(t0);
+                self.w.lock(timeout, interrupt)?
+            }
         };
-        self.state.store(WRITER | (slot + 1), Ordering::SeqCst);
-        // Pairs with the fences in `try_read` and `read_unlock`.
-        fence(Ordering::SeqCst);
+        // Dekker handshake with `try_read` / `read_unlock` (all SeqCst). A swap, to collect
+        // the news of a dead holder left by a writer that gave up (see `abort` below).
+        if self.state.swap(WRITER | (slot + 1), Ordering::SeqCst) & DIED != 0 {
+            died = true;
+        }
+        handshake_fence();
+        // Fast path: no reader at all (no eventcount traffic).
+        let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
+        if self.readers[..limit]
+            .iter()
+            .all(|r| r.load(Ordering::SeqCst) & COUNT_MASK == 0)
+        {
+            return Ok(died);
+        }
+        let start = start.unwrap_or_else(now);
         let deadline = timeout.map(|t| start.saturating_add(t));
         let mut probe = false;
-        let abort = |e: Error| -> Result<bool> {
-            self.state.store(0, Ordering::SeqCst);
+        // Giving up after having replaced a dead holder must not lose that news: it is left
+        // in `state` for the next writer.
+        let abort = |e: Error, died: bool| -> Result<bool> {
+            self.state
+                .store(if died { DIED } else { 0 }, Ordering::SeqCst);
             self.ec.notify(&self.futex);
             self.w.unlock()?;
             Err(e)
@@ -249,7 +284,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
             for i in 0..limit {
                 let r = &self.readers[i as usize];
                 let c = r.load(Ordering::SeqCst);
-                if c == 0 {
+                if c & COUNT_MASK == 0 {
                     continue;
                 }
                 if probe && i != slot {
@@ -257,12 +292,17 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
                         Ok(a) => a,
                         Err(e) => {
                             self.ec.cancel();
-                            return abort(e);
+                            return abort(e, died);
                         }
                     };
                     if !alive
-                        && r.compare_exchange(c, 0, Ordering::SeqCst, Ordering::SeqCst)
-                            .is_ok()
+                        && r.compare_exchange(
+                            c,
+                            c & !COUNT_MASK,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        )
+                        .is_ok()
                     {
                         died = true;
                         continue;
@@ -278,15 +318,15 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
             let slice = match deadline {
                 Some(d) if t >= d => {
                     self.ec.cancel();
-                    return abort(self.fail.timeout(timeout.unwrap_or_default()));
+                    return abort(self.fail.timeout(timeout.unwrap_or_default()), died);
                 }
-                Some(d) => d.saturating_sub(t).min(WAIT_SLICE),
-                None => WAIT_SLICE,
+                Some(d) => d.saturating_sub(t).min(PROBE_SLICE),
+                None => PROBE_SLICE,
             };
             if self.ec.wait(&self.futex, key, Some(slice)) {
                 probe = true;
                 if interrupt() {
-                    return abort(Error::Interrupted);
+                    return abort(Error::Interrupted, died);
                 }
             }
         }
@@ -294,6 +334,8 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
 
     /// Releases the write lock.
     pub(crate) fn write_unlock(&self) -> Result<()> {
+        // SeqCst: a reader that sees 0 sees everything written under the write lock, and
+        // `notify` needs the change to be SeqCst.
         self.state.store(0, Ordering::SeqCst);
         self.ec.notify(&self.futex);
         self.w.unlock()
@@ -309,7 +351,7 @@ impl<W: WriterLock, F: Futex, L: Liveness, X: Failures> RwCore<'_, W, F, L, X> {
         let limit = self.live.scan_limit().min(self.readers.len() as u32) as usize;
         self.readers[..limit]
             .iter()
-            .map(|r| u64::from(r.load(Ordering::SeqCst)))
+            .map(|r| u64::from(r.load(Ordering::SeqCst) & COUNT_MASK))
             .sum()
     }
 }
@@ -437,7 +479,17 @@ unsafe fn clear_slot(area: *mut u8, slots: u32, slot: u32) {
             crate::sync::atomic_u32(area.add(WAITERS_OFF)),
         )
     };
-    if r.swap(0, Ordering::SeqCst) != 0 {
+    // A new generation with no holds: any count here belonged to a dead predecessor, and a
+    // writer's pending compare-and-swap on the old word now fails.
+    let mut cur = r.load(Ordering::SeqCst);
+    loop {
+        let next = (cur & !COUNT_MASK).wrapping_add(GEN_ONE);
+        match r.compare_exchange(cur, next, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break,
+            Err(now) => cur = now,
+        }
+    }
+    if cur & COUNT_MASK != 0 {
         EventCount::new(seq, waiters).notify(&OsFutex);
     }
 }
@@ -579,6 +631,49 @@ impl ShmRwLock {
             what: "rwlock",
             location: self.location().clone(),
         }
+    }
+
+    /// Runs `f(owner_died)` under the read lock, released when `f` returns. The hold is
+    /// scoped to this call on this thread, so it needs no entry in the per-thread list. If
+    /// this thread already holds the lock (read or write, through this handle), `f` runs at
+    /// once under that hold.
+    pub fn with_read<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+        f: impl FnOnce(bool) -> T,
+    ) -> Result<T> {
+        if held_by_me(self.id).is_some() {
+            return Ok(f(false));
+        }
+        let slot = self.slot()?;
+        let core = self.core(slot);
+        let died = core.read(slot, timeout, interrupt)?;
+        let out = f(died);
+        core.read_unlock(slot)?;
+        Ok(out)
+    }
+
+    /// Runs `f(owner_died)` under the write lock, released when `f` returns (see
+    /// [`ShmRwLock::with_read`]). If this thread holds the write lock already, `f` runs at
+    /// once; if it holds a read lock, [`Error::WouldDeadlock`].
+    pub fn with_write<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+        f: impl FnOnce(bool) -> T,
+    ) -> Result<T> {
+        match held_by_me(self.id) {
+            Some(Held::Write) => return Ok(f(false)),
+            Some(Held::Read) => return Err(self.deadlock()),
+            None => {}
+        }
+        let slot = self.slot()?;
+        let core = self.core(slot);
+        let died = core.write(slot, timeout, interrupt)?;
+        let out = f(died);
+        core.write_unlock()?;
+        Ok(out)
     }
 
     /// Read-locks without a guard (pair with [`ShmRwLock::raw_read_unlock`] on this thread).
@@ -999,6 +1094,40 @@ mod loom_tests {
             t.join().unwrap();
             assert_eq!(w.state.load(Ordering::SeqCst), 0);
             assert_eq!(w.readers[0].load(Ordering::SeqCst), 0);
+        });
+    }
+
+    /// Two readers (slots 0 and 1) and a writer (slot 1, like a second thread of the second
+    /// reader's process): exclusion holds and every thread finishes.
+    #[test]
+    fn loom_rwlock_two_readers_one_writer() {
+        model(|| {
+            let w = words();
+            let w2 = w.clone();
+            let writer = loom::thread::spawn(move || {
+                let c = core(&w2);
+                c.write(1, None, &mut || false).unwrap();
+                assert_eq!(w2.inside_writers.fetch_add(1, Ordering::SeqCst), 0);
+                w2.a.fetch_add(1, Ordering::SeqCst);
+                w2.b.fetch_add(1, Ordering::SeqCst);
+                w2.inside_writers.fetch_sub(1, Ordering::SeqCst);
+                c.write_unlock().unwrap();
+            });
+            let w3 = w.clone();
+            let reader = loom::thread::spawn(move || {
+                let c = core(&w3);
+                c.read(1, None, &mut || false).unwrap();
+                assert_eq!(w3.inside_writers.load(Ordering::SeqCst), 0);
+                assert_eq!(w3.a.load(Ordering::SeqCst), w3.b.load(Ordering::SeqCst));
+                c.read_unlock(1).unwrap();
+            });
+            let c = core(&w);
+            c.read(0, None, &mut || false).unwrap();
+            assert_eq!(w.inside_writers.load(Ordering::SeqCst), 0);
+            c.read_unlock(0).unwrap();
+            writer.join().unwrap();
+            reader.join().unwrap();
+            assert_eq!(w.state.load(Ordering::SeqCst) & WRITER, 0);
         });
     }
 

@@ -31,6 +31,7 @@ pub(crate) fn shm_open(name: &str, create: bool, mode: u32) -> io::Result<File> 
     if create {
         flags |= libc::O_CREAT | libc::O_EXCL;
     }
+    // `c_uint`: on macOS shm_open is variadic (mode_t is u16 there and would not promote).
     // SAFETY: `cname` is a valid NUL-terminated string that outlives the call; the flags and
     // mode are plain integers.
     let fd = unsafe { libc::shm_open(cname.as_ptr(), flags, mode as libc::c_uint) };

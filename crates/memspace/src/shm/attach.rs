@@ -93,9 +93,11 @@ unsafe impl Sync for Attachment {}
 
 impl std::fmt::Debug for Attachment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SYNC: Relaxed: a debugging snapshot, pairs with nothing.
+        let slot = self.slot.load(Ordering::Relaxed);
         f.debug_struct("Attachment")
             .field("location", &self.location)
-            .field("slot", &self.slot.load(Ordering::Relaxed))
+            .field("slot", &slot)
             .finish_non_exhaustive()
     }
 }

@@ -104,6 +104,7 @@ impl Structured {
     ) -> Result<Structured> {
         let seg = SegmentOptions::at(location.clone()).open()?;
         let geo = validate(&seg, ready_timeout)?;
+        check_owner(&seg, &geo)?;
         if geo.kind != kind {
             return Err(Error::WrongKind {
                 location,
@@ -175,6 +176,33 @@ impl Structured {
             reason,
         }
     }
+}
+
+/// The file's owner must be the uid the header names as creator: a segment planted under a
+/// name by another user (with a copied header) is refused.
+fn check_owner(seg: &Segment, geo: &Geometry) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = seg.file().metadata().map_err(|e| Error::Os {
+            op: "fstat",
+            location: seg.location().clone(),
+            source: e,
+        })?;
+        if meta.uid() != geo.creator_uid {
+            return Err(Error::IncompatibleLayout {
+                location: seg.location().clone(),
+                reason: format!(
+                    "it is owned by uid {} but its header names uid {} as its creator",
+                    meta.uid(),
+                    geo.creator_uid
+                ),
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (seg, geo);
+    Ok(())
 }
 
 /// Waits (bounded) for READY and validates the header; never writes.

@@ -26,6 +26,22 @@
 //! Reading with another tag than the one stored is [`Error::TagMismatch`] (Python
 //! `TypeError`); a zeroed area holds no values (tag 0).
 //!
+//! # Reads: optimistic, validated, with the read lock as fallback
+//!
+//! The data area starts with a 64-byte prefix holding `vseq` (u32, atomic), a sequence
+//! counter in the style of a seqlock (Lameter; Boehm, "Can seqlocks get along with
+//! programming language memory models?", 2012). Every write, under the write lock, makes
+//! `vseq` odd before touching the data and even (one higher) after. A tagged read first tries
+//! without any lock: it loads `vseq` (Acquire), decodes into private memory — every length and
+//! offset bounds-checked, so even a torn value cannot make it read outside the area or
+//! allocate more than the area holds — and keeps the result only if `vseq` is unchanged and
+//! even afterwards (Acquire fence, then load). Otherwise (a writer is active or holds the write
+//! lock — as for a group of writes under `write_lock()` — or a few retries failed) it reads
+//! under the read lock. Either way no reader ever returns a torn value, and
+//! an uncontended read writes nothing to shared memory. A writer that dies mid-write leaves
+//! `vseq` odd: reads then take the read lock (which recovers the dead writer) until the next
+//! write makes it even again.
+//!
 //! # Records
 //!
 //! A record segment (kind `record`) has the same rwlock and a data area laid out like a C
@@ -277,10 +293,30 @@ pub enum PrimValue {
     Float(f64),
 }
 
+/// Bytes before the user's data in a view's data area (holding `vseq`).
+const PREFIX: u64 = 64;
+/// Optimistic read attempts before falling back to the read lock.
+const OPTIMISTIC_TRIES: u32 = 4;
+
 /// A view or record segment: an rwlock in front of a data area.
+///
+/// ```
+/// use memspace::view::{Tag, Value, ValueRef, View};
+/// use memspace::Location;
+/// let loc = Location::Name(format!("/memspace-doc-view-{}", std::process::id()));
+/// let v = View::create(loc.clone(), 256, 0o600)?;
+/// let end = v.write_values(0, &[ValueRef::Str("hi"), ValueRef::I64(7)], None, &mut || false)?;
+/// let (vals, at) = v.read_values(0, &[Tag::Str, Tag::I64], None, &mut || false)?;
+/// assert_eq!(vals, vec![Value::Str("hi".into()), Value::I64(7)]);
+/// assert_eq!(at, end);
+/// assert!(v.read_values(0, &[Tag::F64], None, &mut || false).is_err()); // wrong tag
+/// View::remove(&loc)?;
+/// # Ok::<(), memspace::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct View {
     l: ShmRwLock,
+    vseq: *mut u8,
     data: *mut u8,
     size: u64,
 }
@@ -326,24 +362,29 @@ impl View {
                 "a view needs a data size of at least 1 byte".into(),
             ));
         }
-        let l = ShmRwLock::create(location, mode, kind, DEFAULT_SLOTS, size, param, &|_, _| {
-            Ok(())
-        })?;
-        Ok(Self::wrap(l))
+        let total = size
+            .checked_add(PREFIX)
+            .ok_or_else(|| Error::InvalidArgument(format!("view size {size} is too large")))?;
+        let l = ShmRwLock::create(
+            location,
+            mode,
+            kind,
+            DEFAULT_SLOTS,
+            total,
+            param,
+            &|_, _| Ok(()),
+        )?;
+        Self::wrap(l)
     }
 
     /// Opens a view segment.
     pub fn open(location: Location) -> Result<View> {
-        Ok(Self::wrap(ShmRwLock::open(location, Kind::View, None)?))
+        Self::wrap(ShmRwLock::open(location, Kind::View, None)?)
     }
 
     /// Opens a record segment whose layout fingerprint must be `fingerprint`.
     pub fn open_record(location: Location, fingerprint: u64) -> Result<View> {
-        Ok(Self::wrap(ShmRwLock::open(
-            location,
-            Kind::Record,
-            Some(fingerprint),
-        )?))
+        Self::wrap(ShmRwLock::open(location, Kind::Record, Some(fingerprint))?)
     }
 
     /// Removes the segment.
@@ -351,10 +392,78 @@ impl View {
         Segment::unlink(location)
     }
 
-    fn wrap(l: ShmRwLock) -> View {
-        let data = l.structured().data_ptr();
-        let size = l.structured().geometry().data_size;
-        View { l, data, size }
+    fn wrap(l: ShmRwLock) -> Result<View> {
+        let base = l.structured().data_ptr();
+        let area = l.structured().geometry().data_size;
+        if area <= PREFIX {
+            return Err(Error::IncompatibleLayout {
+                location: l.location().clone(),
+                reason: format!("data area of {area} bytes is too small for a view"),
+            });
+        }
+        // SAFETY: the data area (validated geometry) has more than PREFIX bytes.
+        let data = unsafe { base.add(PREFIX as usize) };
+        Ok(View {
+            l,
+            vseq: base,
+            data,
+            size: area - PREFIX,
+        })
+    }
+
+    fn vseq(&self) -> &crate::sync::AtomicU32 {
+        // SAFETY: the data area starts 64-aligned inside the mapping, which lives as long as
+        // `self`; the prefix holds nothing else.
+        unsafe { crate::sync::atomic_u32(self.vseq) }
+    }
+
+    /// Runs `write` under the write lock, with `vseq` odd while it runs.
+    fn locked_write<T>(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+        write: impl FnOnce() -> T,
+    ) -> Result<T> {
+        self.l.with_write(timeout, interrupt, |_died| {
+            let v = self.vseq();
+            // SYNC: Relaxed: only writers store `vseq`, and we hold the write lock.
+            let odd = v.load(Ordering::Relaxed) | 1;
+            // SYNC: Relaxed store then Release fence: the odd value is ordered before the data
+            // writes below; pairs with the Acquire fence in `optimistic`.
+            v.store(odd, Ordering::Relaxed);
+            crate::sync::fence(Ordering::Release);
+            let out = write();
+            // SYNC: Release pairs with the Acquire load at the start of `optimistic`: a reader
+            // that sees this value sees all the data written above.
+            v.store(odd.wrapping_add(1), Ordering::Release);
+            out
+        })
+    }
+
+    /// Runs the decoding `read` without a lock if no writer interferes (see the module docs);
+    /// `None` if it must be done under the read lock. `read` must be safe on torn data (it
+    /// only copies bounds-checked ranges into private memory).
+    fn optimistic<T>(&self, read: impl Fn() -> Result<T>) -> Option<Result<T>> {
+        let v = self.vseq();
+        for _ in 0..OPTIMISTIC_TRIES {
+            // SYNC: Acquire pairs with the Release store at the end of `locked_write`.
+            let s1 = v.load(Ordering::Acquire);
+            // A writer in the middle of a write, or holding the write lock for a group of
+            // writes (`write_lock()`), sends us to the read lock; a write that starts after
+            // this check changes `vseq` and fails the validation below.
+            if s1 & 1 == 1 || self.l.is_write_locked() {
+                return None;
+            }
+            let r = read();
+            // SYNC: the Acquire fence orders the data reads above before the re-check below;
+            // pairs with the Release fence in `locked_write`.
+            crate::sync::fence(Ordering::Acquire);
+            // SYNC: Relaxed: ordered by the fence above.
+            if v.load(Ordering::Relaxed) == s1 {
+                return Some(r);
+            }
+        }
+        None
     }
 
     /// The rwlock in front of the data.
@@ -389,15 +498,15 @@ impl View {
             total = total.saturating_add(n);
         }
         let start = check(self.size, offset, total)?;
-        let died = self.l.raw_write(timeout, interrupt)?;
-        let _ = died; // the data is overwritten anyway
-        let mut pos = start;
-        for v in values {
-            // SAFETY: [start, start+total) was checked to lie in the data area, and each
-            // value writes exactly its encoded_len within it; we hold the write lock.
-            unsafe { pos = self.put(pos, v) };
-        }
-        self.l.raw_write_unlock()?;
+        // `owner_died` is not reported: the values written replace what a dead writer left.
+        self.locked_write(timeout, interrupt, || {
+            let mut pos = start;
+            for v in values {
+                // SAFETY: [start, start+total) was checked to lie in the data area, and each
+                // value writes exactly its encoded_len within it; we hold the write lock.
+                unsafe { pos = self.put(pos, v) };
+            }
+        })?;
         Ok(offset + total)
     }
 
@@ -447,19 +556,37 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<(Vec<Value>, u64)> {
         check(self.size, offset, 0)?;
-        self.l.raw_read(timeout, interrupt)?;
-        let mut out = Vec::with_capacity(tags.len());
-        let mut pos = offset;
-        let r = (|| {
+        let read = || {
+            let mut out = Vec::with_capacity(tags.len().min(self.size as usize));
+            let mut pos = offset;
             for &t in tags {
                 let (v, next) = self.get(pos, t)?;
                 out.push(v);
                 pos = next;
             }
-            Ok(())
-        })();
-        self.l.raw_read_unlock()?;
-        r.map(|()| (out, pos))
+            Ok((out, pos))
+        };
+        if let Some(r) = self.optimistic(read) {
+            return r;
+        }
+        self.l.with_read(timeout, interrupt, |_died| read())?
+    }
+
+    /// Reads one value of type `tag` at `offset` under the read lock; returns it and the
+    /// offset after it.
+    pub fn read_value(
+        &self,
+        offset: u64,
+        tag: Tag,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<(Value, u64)> {
+        check(self.size, offset, 0)?;
+        if let Some(r) = self.optimistic(|| self.get(offset, tag)) {
+            return r;
+        }
+        self.l
+            .with_read(timeout, interrupt, |_died| self.get(offset, tag))?
     }
 
     fn bytes_at(&self, pos: u64, len: u64) -> Result<Vec<u8>> {
@@ -470,15 +597,22 @@ impl View {
         Ok(v)
     }
 
+    // Inlined so that the bytes stay in a register: returned through the stack, the
+    // `Result<[u8; N]>` layout made the decoder stall on store forwarding.
+    #[allow(clippy::inline_always)] // measured: see the comment above
+    #[inline(always)]
     fn fixed<const N: usize>(&self, pos: u64) -> Result<[u8; N]> {
         let start = check(self.size, pos, N as u64)?;
-        let mut b = [0u8; N];
-        // SAFETY: as in `bytes_at`.
-        unsafe { std::ptr::copy_nonoverlapping(self.data.add(start), b.as_mut_ptr(), N) };
-        Ok(b)
+        // SAFETY: the N bytes lie in the data area (checked); read_unaligned has no alignment
+        // requirement and any bytes are a valid [u8; N].
+        Ok(unsafe { std::ptr::read_unaligned(self.data.add(start).cast::<[u8; N]>()) })
     }
 
     /// Decodes one value with tag `want` at `pos` (read lock held by the caller).
+    // Inlined for the same reason as `fixed` (the returned enum was read back with
+    // overlapping loads that stalled on store forwarding).
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
     fn get(&self, pos: u64, want: Tag) -> Result<(Value, u64)> {
         let [tag] = self.fixed::<1>(pos)?;
         if tag != want as u8 {
@@ -537,10 +671,10 @@ impl View {
 
     /// Zeroes the data area under the write lock.
     pub fn zero(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<()> {
-        self.l.raw_write(timeout, interrupt)?;
-        // SAFETY: the whole data area, which we hold the write lock on.
-        unsafe { std::ptr::write_bytes(self.data, 0, self.size as usize) };
-        self.l.raw_write_unlock()
+        self.locked_write(timeout, interrupt, || {
+            // SAFETY: the whole data area, which we hold the write lock on.
+            unsafe { std::ptr::write_bytes(self.data, 0, self.size as usize) };
+        })
     }
 
     /// Copies `len` bytes at `offset` under the read lock.
@@ -552,10 +686,11 @@ impl View {
         interrupt: Interrupt<'_>,
     ) -> Result<Vec<u8>> {
         check(self.size, offset, len)?;
-        self.l.raw_read(timeout, interrupt)?;
-        let r = self.bytes_at(offset, len);
-        self.l.raw_read_unlock()?;
-        r
+        if let Some(r) = self.optimistic(|| self.bytes_at(offset, len)) {
+            return r;
+        }
+        self.l
+            .with_read(timeout, interrupt, |_died| self.bytes_at(offset, len))?
     }
 
     /// Atomically loads the record field of type `prim` at `offset` (which must be aligned
@@ -730,7 +865,7 @@ mod tests {
             .unwrap();
         v.structured_segment_for_test()
             .write_at(
-                v.l.structured().geometry().data_off + 1,
+                v.l.structured().geometry().data_off + PREFIX + 1,
                 &u32::MAX.to_ne_bytes(),
             )
             .unwrap();

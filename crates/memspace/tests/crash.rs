@@ -1,0 +1,141 @@
+//! Multi-process crash tests of the Rust API: a child process (this test binary re-run with
+//! `MEMSPACE_CRASH_CHILD` set) takes a lock, reports it, and is killed with SIGKILL; the
+//! parent must get the lock at once and be told `owner_died`.
+
+#![cfg(target_os = "linux")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use memspace::{Location, Mutex, RwLock};
+
+const CHILD_ENV: &str = "MEMSPACE_CRASH_CHILD";
+
+fn name(tag: &str) -> String {
+    format!("/memspace-crash-{tag}-{}", std::process::id())
+}
+
+/// In the child: take the lock named in the environment as asked, say so, and wait to die.
+#[test]
+fn child_entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return; // not a child: nothing to do
+    };
+    let (what, name) = spec.split_once(':').expect("what:name");
+    let loc = Location::Name(name.to_owned());
+    match what {
+        "mutex" => {
+            let m = Mutex::open(loc).unwrap();
+            let g = m.lock().unwrap();
+            println!("MEMSPACE-CHILD-HOLDS");
+            std::thread::sleep(Duration::from_secs(3600));
+            drop(g);
+        }
+        "read" | "write" => {
+            let l = RwLock::open(loc).unwrap();
+            if what == "read" {
+                let g = l.read().unwrap();
+                println!("MEMSPACE-CHILD-HOLDS");
+                std::thread::sleep(Duration::from_secs(3600));
+                drop(g);
+            } else {
+                let g = l.write().unwrap();
+                println!("MEMSPACE-CHILD-HOLDS");
+                std::thread::sleep(Duration::from_secs(3600));
+                drop(g);
+            }
+        }
+        other => panic!("unknown child role {other}"),
+    }
+}
+
+/// A child that is killed (`SIGKILL`) and reaped when dropped, so that a failing test leaves no
+/// process behind.
+struct Holder(Option<Child>);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn_holder(what: &str, name: &str) -> Holder {
+    let mut child: Child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, format!("{what}:{name}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child exited early");
+        if line.contains("MEMSPACE-CHILD-HOLDS") {
+            break;
+        }
+    }
+    Holder(Some(child))
+}
+
+fn kill(mut holder: Holder) -> Instant {
+    let mut child = holder.0.take().unwrap();
+    let t = Instant::now();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    t
+}
+
+#[test]
+fn killed_mutex_holder_is_replaced_with_owner_died() {
+    let n = name("mutex");
+    let m = Mutex::create_named(&n).unwrap();
+    for _ in 0..3 {
+        let child = spawn_holder("mutex", &n);
+        assert!(matches!(
+            m.lock_timeout(Duration::from_millis(50)),
+            Err(memspace::Error::Timeout { .. })
+        ));
+        let killed = kill(child);
+        let g = m.lock_timeout(Duration::from_secs(5)).unwrap();
+        assert!(killed.elapsed() < Duration::from_millis(100));
+        assert!(g.owner_died());
+    }
+    Mutex::remove(&Location::Name(n)).unwrap();
+}
+
+#[test]
+fn killed_writer_lets_readers_in_and_killed_reader_lets_writer_in() {
+    let n = name("rw");
+    let l = RwLock::create_named(&n).unwrap();
+
+    let child = spawn_holder("write", &n);
+    assert!(l
+        .read_with(Some(Duration::from_millis(50)), &mut || false)
+        .is_err());
+    let killed = kill(child);
+    let r = l
+        .read_with(Some(Duration::from_secs(5)), &mut || false)
+        .unwrap();
+    assert!(killed.elapsed() < Duration::from_millis(100));
+    assert!(r.owner_died());
+    drop(r);
+
+    let child = spawn_holder("read", &n);
+    assert!(l
+        .write_with(Some(Duration::from_millis(50)), &mut || false)
+        .is_err());
+    let killed = kill(child);
+    let w = l
+        .write_with(Some(Duration::from_secs(5)), &mut || false)
+        .unwrap();
+    assert!(killed.elapsed() < Duration::from_millis(100));
+    assert!(w.owner_died());
+    drop(w);
+    RwLock::remove(&Location::Name(n)).unwrap();
+}
