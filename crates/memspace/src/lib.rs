@@ -53,5 +53,6 @@ pub use error::{Error, Result};
 pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use shm::header::Kind;
 pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
+#[cfg(not(loom))]
 pub use spsc::{Ring, RingOptions};
 pub use view::View;

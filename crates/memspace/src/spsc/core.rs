@@ -122,10 +122,12 @@ impl Geometry {
         .then_some(Geometry { cap, max_len })
     }
 
+    #[cfg_attr(loom, allow(dead_code))] // used by the segment-backed ring
     pub(crate) fn capacity(self) -> u64 {
         self.cap
     }
 
+    #[cfg_attr(loom, allow(dead_code))] // used by the segment-backed ring
     pub(crate) fn max_len(self) -> u64 {
         self.max_len
     }
