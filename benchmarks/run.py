@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import os
 import re
 import sys
 from pathlib import Path
@@ -25,13 +26,19 @@ OUT = HERE.parent / "BENCHMARKS.md"
 PEERS = ["numpy", "d-memfs", "fsspec", "membridge", "faster-fifo", "posix_ipc", "iceoryx2"]
 
 
+def _load(avg: tuple[float, float, float]) -> str:
+    return ", ".join(f"{x:.2f}" for x in avg)
+
+
 def main(argv: list[str]) -> int:
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     text = OUT.read_text() if OUT.exists() else "# Benchmarks\n"
     for name in names:
         module = importlib.import_module(f"bench_{name}")
         print(f"running bench_{name} ...", file=sys.stderr, flush=True)
+        load_before = os.getloadavg()
         body = module.main()
+        load_after = os.getloadavg()
         versions = ", ".join(
             f"{p} {version_of(p)}" for p in PEERS if version_of(p) != "not installed"
         )
@@ -41,7 +48,9 @@ def main(argv: list[str]) -> int:
             f"Command: `python benchmarks/run.py {name}` (or `make bench`), "
             f"{datetime.date.today().isoformat()}, "
             f"memspace {version_of('memspace')} at {git_revision()}.  \n"
-            f"Machine: {machine()}.  \nPeers: {versions}.\n\n{body}\n<!-- /bench:{name} -->"
+            f"Machine: {machine()}.  \nPeers: {versions}.  \n"
+            f"Load average (1, 5, 15 min) before: {_load(load_before)}; after: {_load(load_after)}."
+            f"\n\n{body}\n<!-- /bench:{name} -->"
         )
         pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
         if pattern.search(text):
