@@ -2,7 +2,8 @@
 
 Every transport is driven the same way (benchmarks/channels.py): the consumer (this process)
 releases a spawned producer, then times the arrival of N messages of one size and checks each
-length. Batched transports move lists of 256 messages per call. The ping-pong table times 64 B
+length. Batched transports move lists of up to 256 messages per call (at most a quarter of
+the channel's bytes). The ping-pong table times 64 B
 round trips through two channels (one each way). The limit row is a plain in-process copy of
 the same bytes (memcpy through Python, one call per message).
 
@@ -29,6 +30,14 @@ REPS = 1 if QUICK else 5
 ROUND_TRIPS = 200 if QUICK else 20_000
 
 
+def batch_for(size: int) -> int:
+    """Messages per batch: 256, but never more than a quarter of the channel's bytes (a batch
+    that cannot fit wedges faster-fifo's put_many and serialises every transport)."""
+    from channels import RING_BYTES
+
+    return max(1, min(BATCH, RING_BYTES // 4 // (size + 64)))
+
+
 def count_for(size: int) -> int:
     """Messages per repetition: about 0.1-1 s for the slower peers."""
     n = {64: 200_000, 1024: 100_000, 64 << 10: 8_000, 1 << 20: 500}[size]
@@ -53,11 +62,12 @@ def _producer(name: str, handle: object, size: int, n: int, ctl: Connection) -> 
     ctl.send("ready")
     ctl.recv()
     if t.batched:
-        batch = [data] * BATCH
+        per = batch_for(size)
+        batch = [data] * per
         sent = 0
         while sent < n:
-            k = min(BATCH, n - sent)
-            ep.send_many(batch if k == BATCH else batch[:k])
+            k = min(per, n - sent)
+            ep.send_many(batch if k == per else batch[:k])
             sent += k
     else:
         send = ep.send
@@ -75,8 +85,9 @@ def _consumer(name: str, handle: object, size: int, n: int, ctl: Connection) -> 
     t0 = time.perf_counter()
     got = 0
     if t.batched:
+        per = batch_for(size)
         while got < n:
-            for m in ep.recv_many(min(BATCH, n - got)):
+            for m in ep.recv_many(min(per, n - got)):
                 if len(m) != size:
                     raise AssertionError("wrong length")
                 got += 1
