@@ -1,9 +1,9 @@
 """One producer process, one consumer process: messages per second and 64 B round trips.
 
-Every transport is driven the same way (benchmarks/channels.py): the consumer (this process)
-releases a spawned producer, then times the arrival of N messages of one size and checks each
-length. Batched transports move lists of up to 256 messages per call (at most a quarter of
-the channel's bytes). The ping-pong table times 64 B
+Every transport is driven the same way (benchmarks/channels.py): both ends run in freshly
+spawned processes; the consumer times the arrival of N messages of one size from the moment
+both are released, and checks each length. Batched transports move lists of up to 256
+messages per call (at most a quarter of the channel's bytes). The ping-pong table times 64 B
 round trips through two channels (one each way). The limit row is a plain in-process copy of
 the same bytes (memcpy through Python, one call per message).
 
