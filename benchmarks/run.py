@@ -43,8 +43,13 @@ def main(argv: list[str]) -> int:
             f"{p} {version_of(p)}" for p in PEERS if version_of(p) != "not installed"
         )
         doc = (module.__doc__ or "").strip().splitlines()[0]
+        # A module whose report starts with its own heading keeps it.
+        if body.lstrip().startswith("## "):
+            title, _, body = body.lstrip().partition("\n")
+        else:
+            title = f"## {doc}"
         section = (
-            f"<!-- bench:{name} -->\n## {doc}\n\n"
+            f"<!-- bench:{name} -->\n{title}\n\n"
             f"Command: `python benchmarks/run.py {name}` (or `make bench`), "
             f"{datetime.date.today().isoformat()}, "
             f"memspace {version_of('memspace')} at {git_revision()}.  \n"
