@@ -6,7 +6,8 @@ and sizes are those of D-MemFS's `benchmarks/compare_backends.py` (re-implemente
 time of one whole case in milliseconds, median and min..max over the repetitions, and each
 peer's time divided by memspace's (above 1: memspace is faster).
 
-Usage: python benchmarks/bench_fs.py [--reps N] [--quick] [--out FILE] (normally run through benchmarks/run.py fs)
+Usage: python benchmarks/bench_fs.py [--reps N] [--quick] [--out FILE]
+(normally through `python benchmarks/run.py fs`, which writes BENCHMARKS.md)
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ SIZES = [64, 1024, 64 << 10, 1 << 20]
 BATCH = 256
 REPS = 1 if QUICK else 5
 ROUND_TRIPS = 200 if QUICK else 20_000
+# A measurement that takes this long has wedged (a healthy one takes a few seconds).
+STALL_SECONDS = 60
 
 
 def batch_for(size: int) -> int:
@@ -143,7 +145,7 @@ def throughput(t: type[Transport], size: int) -> float:
         )
         cons.send("go")
         prod.send("go")
-        if not cons.poll(300):
+        if not cons.poll(STALL_SECONDS):
             raise TimeoutError(f"{t.label}: {size} B stalled")
         elapsed: float = cons.recv()
         prod.send("done")
@@ -190,7 +192,7 @@ def ping_pong(t: type[Transport]) -> list[float]:
             t, [(_ping, (h_there, h_back, ROUND_TRIPS)), (_echo, (h_there, h_back, ROUND_TRIPS))]
         )
         ping.send("go")
-        if not ping.poll(300):
+        if not ping.poll(STALL_SECONDS):
             raise TimeoutError(f"{t.label}: ping-pong stalled")
         out: list[float] = ping.recv()
         echo.send("done")
