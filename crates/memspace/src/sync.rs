@@ -26,6 +26,7 @@ pub(crate) use std::sync::atomic::{
 /// `p` must be 8-byte aligned and valid for reads of 8 bytes, and every concurrent access to
 /// those bytes must be atomic too (true of memory that memspace shares only through these
 /// functions).
+#[cfg(not(loom))]
 #[allow(clippy::cast_ptr_alignment)] // alignment is the caller's documented precondition
 pub(crate) unsafe fn load_u64_acquire(p: *const u8) -> u64 {
     // SAFETY: alignment and validity are guaranteed by the caller.
@@ -40,6 +41,7 @@ pub(crate) unsafe fn load_u64_acquire(p: *const u8) -> u64 {
 ///
 /// # Safety
 /// As for [`load_u64_acquire`], with validity for writes.
+#[cfg(not(loom))]
 #[allow(clippy::cast_ptr_alignment)] // alignment is the caller's documented precondition
 pub(crate) unsafe fn store_u64_release(p: *mut u8, v: u64) {
     // SAFETY: alignment and validity are guaranteed by the caller.

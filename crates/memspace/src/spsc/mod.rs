@@ -7,7 +7,7 @@
 //!   validation), written against any byte region so that loom and proptest check it on the heap.
 
 pub(crate) mod core;
-mod ring;
+pub(crate) mod ring;
 
 pub use ring::{
     never_interrupted, Consumer, Message, Producer, Reservation, Ring, RingOptions, Role,
