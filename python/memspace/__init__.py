@@ -7,6 +7,8 @@
   (``g.owner_died`` tells the next holder), with timeouts and Ctrl-C between wait slices.
 - :class:`View`: typed, tagged values in shared memory behind an rwlock (no torn reads).
 - :class:`Record`: a fixed C-struct-like layout in shared memory, ``Record.define(...)``.
+- :class:`Queue`: a crash-safe multi-producer/multi-consumer queue between processes
+  (``queue.Queue`` semantics; a killed worker never wedges it).
 - :class:`Ring`: the fastest single-producer/single-consumer channel between processes, with
   blocking waits that do not poll, batches and zero-copy views.
 
@@ -15,7 +17,16 @@ The core is written in Rust; nothing here requires knowing that.
 
 from __future__ import annotations
 
-from memspace._memspace import LockGuard, Mutex, Ring, RwLock, SharedMemory, View, __version__
+from memspace._memspace import (
+    LockGuard,
+    Mutex,
+    Queue,
+    Ring,
+    RwLock,
+    SharedMemory,
+    View,
+    __version__,
+)
 from memspace._record import Record
 from memspace._segments import SegmentInfo, segments
 from memspace.errors import (
@@ -33,6 +44,7 @@ __all__ = [
     "LockGuard",
     "MemspaceError",
     "Mutex",
+    "Queue",
     "Record",
     "Ring",
     "RoleTakenError",
