@@ -1,0 +1,35 @@
+"""memspace.Queue against the peers, one producer process and one consumer process.
+
+Reuses the two-process driver of bench_ring.py (benchmarks/channels.py transports): the
+consumer times the arrival of N messages of one size. Batched transports move lists of 256.
+One run, REPS repetitions each: median, min..max, and the ratio to faster-fifo.
+
+Run: python benchmarks/bench_queue.py   (MEMSPACE_BENCH_QUICK=1 for a smoke run)
+"""
+
+from __future__ import annotations
+
+import sys
+
+from _harness import Result, measure, table
+from bench_ring import REPS, SIZES, throughput
+from channels import QUEUES, FasterFifo, FasterFifoBatched, MemspaceRing, MpQueue, PosixMq
+
+
+def main() -> str:
+    sections = []
+    for size in SIZES:
+        rows: list[Result] = []
+        for t in [*QUEUES, FasterFifo, FasterFifoBatched, MpQueue, PosixMq, MemspaceRing]:
+            if t.max_size is not None and size > t.max_size:
+                continue
+            print(f"  {t.label} {size} B", file=sys.stderr, flush=True)
+            rows.append(measure(t.label, lambda t=t, s=size: throughput(t, s), REPS, warmup=0))
+        ref = next(r for r in rows if r.label == FasterFifo.label)
+        label = f"{size} B" if size < 1024 else f"{size >> 10} KiB" if size < 1 << 20 else "1 MiB"
+        sections.append(table(f"{label} messages, 1P/1C", "msg/s", rows, ref, "faster-fifo"))
+    return "\n\n".join(sections)
+
+
+if __name__ == "__main__":
+    print(main())
