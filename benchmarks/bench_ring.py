@@ -20,7 +20,7 @@ import time
 from multiprocessing.connection import Connection
 
 from _harness import Result, measure, table
-from channels import PEERS, RINGS, Transport
+from channels import PEERS, QUEUES, RINGS, Transport
 
 # MEMSPACE_BENCH_QUICK=1 shrinks every count (a smoke run that checks the drivers work).
 QUICK = os.environ.get("MEMSPACE_BENCH_QUICK") == "1"
@@ -51,7 +51,7 @@ def transports() -> list[type[Transport]]:
 
 
 def _find(name: str) -> type[Transport]:
-    for t in transports():
+    for t in [*transports(), *QUEUES]:
         if t.__name__ == name:
             return t
     raise KeyError(name)

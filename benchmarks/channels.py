@@ -444,6 +444,58 @@ class MemspaceRingView(MemspaceRing):
 
 RINGS: list[type[Transport]] = [MemspaceRing, MemspaceRingBatched, MemspaceRingView]
 
+
+class _QueueEnd(Endpoint):
+    def __init__(self, name: str) -> None:
+        import memspace
+
+        self.q = memspace.Queue.open(name)
+        self.send = self.q.put  # type: ignore[method-assign]
+        self.recv = self.q.get  # type: ignore[method-assign]
+
+    def send_many(self, items: list[bytes]) -> None:
+        self.q.put_many(items)
+
+    def recv_many(self, n: int) -> list[bytes]:
+        return self.q.get_many(n)
+
+    def close(self) -> None:
+        self.q.close()
+
+
+class MemspaceQueue(Transport):
+    label = "memspace.Queue put/get"
+
+    @staticmethod
+    def setup() -> Any:
+        import memspace
+
+        name = f"/ms-bench-q-{os.getpid()}-{os.urandom(3).hex()}"
+        memspace.Queue.create(name, RING_BYTES).close()
+        return name
+
+    @staticmethod
+    def producer(handle: Any) -> Endpoint:
+        return _QueueEnd(handle)
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        return _QueueEnd(handle)
+
+    @staticmethod
+    def teardown(handle: Any) -> None:
+        import memspace
+
+        memspace.Queue.remove(handle)
+
+
+class MemspaceQueueBatched(MemspaceQueue):
+    label = "memspace.Queue put_many/get_many"
+    batched = True
+
+
+QUEUES: list[type[Transport]] = [MemspaceQueue, MemspaceQueueBatched]
+
 PEERS: list[type[Transport]] = [
     Membridge,
     FasterFifo,

@@ -9,6 +9,8 @@
   (``g.owner_died`` tells the next holder), with timeouts and Ctrl-C between wait slices.
 - :class:`View`: typed, tagged values in shared memory behind an rwlock (no torn reads).
 - :class:`Record`: a fixed C-struct-like layout in shared memory, ``Record.define(...)``.
+- :class:`Queue`: a crash-safe multi-producer/multi-consumer queue between processes
+  (``queue.Queue`` semantics; a killed worker never wedges it).
 - :class:`Ring`: the fastest single-producer/single-consumer channel between processes, with
   blocking waits that do not poll, batches and zero-copy views.
 
@@ -19,7 +21,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from memspace._memspace import LockGuard, Mutex, Ring, RwLock, SharedMemory, View, __version__
+from memspace._memspace import (
+    LockGuard,
+    Mutex,
+    Queue,
+    Ring,
+    RwLock,
+    SharedMemory,
+    View,
+    __version__,
+)
 from memspace._record import Record
 from memspace._segments import SegmentInfo, segments
 from memspace.errors import (
@@ -59,6 +70,7 @@ __all__ = [
     "MemoryFileSystem",
     "MemspaceError",
     "Mutex",
+    "Queue",
     "Record",
     "Ring",
     "RoleTakenError",

@@ -129,7 +129,7 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 def _inspectable() -> dict[str, Any]:
     """Kinds with a detailed `inspect()`, by the name `memspace ls` shows."""
-    return {"ring": memspace.Ring}
+    return {"ring": memspace.Ring, "queue": memspace.Queue}
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:

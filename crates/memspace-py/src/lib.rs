@@ -8,6 +8,7 @@
 mod error;
 mod fs;
 mod lock;
+mod queue;
 mod ring;
 mod shm;
 mod view;
@@ -28,6 +29,7 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lock::PyRwLock>()?;
     m.add_class::<lock::PyLockGuard>()?;
     m.add_class::<view::PyView>()?;
+    m.add_class::<queue::PyQueue>()?;
     m.add_class::<ring::PyRing>()?;
     m.add_class::<ring::PyRingView>()?;
     m.add_class::<ring::PyRingReservation>()?;

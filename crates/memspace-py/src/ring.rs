@@ -28,7 +28,7 @@ use crate::error::IntoPyResult;
 use crate::lock::{mode_arg, timeout_arg};
 use crate::shm::location;
 
-fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
+pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
     static EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     let cell = if which == "Empty" { &EMPTY } else { &FULL };
@@ -40,7 +40,7 @@ fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
 
 /// Runs `op` with the GIL released, running Python's signal handlers between wait slices; a
 /// handler's exception (e.g. `KeyboardInterrupt`) abandons the wait and is raised.
-fn detached<T: Send>(
+pub(crate) fn detached<T: Send>(
     py: Python<'_>,
     op: impl FnOnce(Interrupt<'_>) -> memspace::Result<T> + Send,
 ) -> PyResult<T> {
@@ -80,13 +80,13 @@ fn lock_role<'a, T: Send>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> 
 }
 
 /// A bytes-like argument: `bytes` borrowed directly, anything else through the buffer protocol.
-enum Data<'py> {
+pub(crate) enum Data<'py> {
     Bytes(Bound<'py, PyBytes>),
     Buffer(PyUntypedBuffer),
 }
 
 impl Data<'_> {
-    fn from<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
+    pub(crate) fn from<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
         if let Ok(b) = obj.cast::<PyBytes>() {
             return Ok(Data::Bytes(b.clone()));
         }
@@ -106,7 +106,7 @@ impl Data<'_> {
         Ok(Data::Buffer(buf))
     }
 
-    fn as_slice(&self) -> &[u8] {
+    pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Data::Bytes(b) => b.as_bytes(),
             // SAFETY: the exporter keeps `len_bytes` contiguous bytes at `buf_ptr` while the
@@ -119,7 +119,7 @@ impl Data<'_> {
 }
 
 /// A new `bytes` copied from `len` bytes at `ptr`.
-fn bytes_at(py: Python<'_>, ptr: *const u8, len: usize) -> PyResult<Bound<'_, PyBytes>> {
+pub(crate) fn bytes_at(py: Python<'_>, ptr: *const u8, len: usize) -> PyResult<Bound<'_, PyBytes>> {
     // SAFETY: `ptr` is valid for `len` bytes (a validated message the producer does not touch
     // until it is released); PyBytes_FromStringAndSize copies them into a new object.
     unsafe {

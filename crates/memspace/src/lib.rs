@@ -39,6 +39,7 @@
 mod error;
 pub mod fs;
 pub mod lock;
+pub mod mpmc;
 #[cfg_attr(loom, allow(dead_code))]
 mod os;
 #[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
@@ -51,8 +52,8 @@ pub mod view;
 
 pub use error::{Error, Result};
 pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
+pub use mpmc::{Queue, QueueOptions};
 pub use shm::header::Kind;
 pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
-#[cfg(not(loom))]
 pub use spsc::{Ring, RingOptions};
 pub use view::View;

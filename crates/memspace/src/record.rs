@@ -21,6 +21,8 @@
 //! (under `--cfg loom`) a heap region whose every byte is a loom cell, so that the model checker
 //! sees data races on payloads, not only on the atomics.
 
+use crate::sync::AtomicU64;
+
 /// Size of a record header.
 pub(crate) const HEADER: u64 = 8;
 /// A message record.
@@ -79,6 +81,9 @@ pub(crate) trait Region: Send + Sync {
     fn read(&self, off: usize, dst: &mut [u8]);
     /// Start of the bytes, for zero-copy access; `None` where the region is not plain memory.
     fn as_ptr(&self) -> Option<*mut u8>;
+    /// The 8-aligned record header at `off` as an atomic word (the queue's state word).
+    /// Panics if `off` is misaligned or outside the region.
+    fn word(&self, off: usize) -> &AtomicU64;
 }
 
 /// Panics unless `off..off+n` lies within `len`: the last line of defence behind the channel's
@@ -135,6 +140,14 @@ impl Region for MapRegion {
     fn as_ptr(&self) -> Option<*mut u8> {
         Some(self.ptr)
     }
+
+    fn word(&self, off: usize) -> &AtomicU64 {
+        check(off, 8, self.len);
+        assert!(off % 8 == 0, "misaligned record header at {off}");
+        // SAFETY: inside the region (checked), 8-aligned (the region starts 64-aligned and
+        // `off` is a multiple of 8), and header words are only ever accessed atomically.
+        unsafe { crate::sync::atomic_u64(self.ptr.add(off)) }
+    }
 }
 
 /// A heap [`Region`] for tests: plain bytes behind a lock-free `UnsafeCell` per byte under loom
@@ -145,6 +158,9 @@ pub(crate) struct HeapRegion {
     cells: Vec<loom::cell::UnsafeCell<u8>>,
     #[cfg(not(loom))]
     bytes: Box<[std::cell::UnsafeCell<u8>]>,
+    /// Header words, one per 8 bytes (kept apart from the payload cells: the protocol accesses
+    /// a header only atomically and a payload only by copies).
+    words: Box<[AtomicU64]>,
 }
 
 #[cfg(test)]
@@ -163,6 +179,7 @@ impl HeapRegion {
             cells: (0..len).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
             #[cfg(not(loom))]
             bytes: (0..len).map(|_| std::cell::UnsafeCell::new(0)).collect(),
+            words: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -213,6 +230,12 @@ impl Region for HeapRegion {
 
     fn as_ptr(&self) -> Option<*mut u8> {
         None
+    }
+
+    fn word(&self, off: usize) -> &AtomicU64 {
+        check(off, 8, self.len());
+        assert!(off % 8 == 0, "misaligned record header at {off}");
+        &self.words[off / 8]
     }
 }
 

@@ -47,7 +47,7 @@ pub(crate) struct Line {
 
 impl Line {
     #[cfg(test)]
-    fn new() -> Line {
+    pub(crate) fn new() -> Line {
         Line {
             pos: AtomicU64::new(0),
             count: AtomicU64::new(0),
@@ -89,7 +89,6 @@ impl Control {
     /// # Safety
     /// `ptr` must be 64-byte aligned, valid for reads and writes of 256 bytes for `'a`, and
     /// accessed by everyone only through atomics (as this module does).
-    #[cfg(not(loom))]
     #[allow(clippy::cast_ptr_alignment)] // alignment is the caller's documented precondition
     pub(crate) unsafe fn from_ptr<'a>(ptr: *mut u8) -> &'a Control {
         // SAFETY: guaranteed by the caller; `Control` consists of `AtomicU64`s only (same
@@ -132,7 +131,7 @@ impl Geometry {
         self.max_len
     }
 
-    fn offset(self, pos: u64) -> u64 {
+    pub(crate) fn offset(self, pos: u64) -> u64 {
         pos & (self.cap - 1)
     }
 }

@@ -7,11 +7,8 @@
 //!   validation), written against any byte region so that loom and proptest check it on the heap.
 
 pub(crate) mod core;
-// The segment-backed ring runs on real mappings and futexes; loom models the core protocol.
-#[cfg(not(loom))]
-mod ring;
+pub(crate) mod ring;
 
-#[cfg(not(loom))]
 pub use ring::{
     never_interrupted, Consumer, Message, Producer, Reservation, Ring, RingOptions, Role,
     DEFAULT_SLOTS, MAX_CAPACITY, MIN_CAPACITY,

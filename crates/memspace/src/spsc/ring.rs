@@ -416,7 +416,7 @@ impl Drop for RoleLock {
 }
 
 /// Waits for `check` to produce a value: spin, then sleep on `ev` in slices until `deadline`.
-fn wait_for<T>(
+pub(crate) fn wait_for<T>(
     ev: EventCount<'_>,
     deadline: Option<Instant>,
     interrupt: Interrupt<'_>,
@@ -465,7 +465,7 @@ fn wait_for<T>(
     }
 }
 
-fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future))
 }
 
@@ -473,7 +473,7 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-fn no_interrupt() -> bool {
+pub(crate) fn no_interrupt() -> bool {
     false
 }
 

@@ -1,0 +1,1039 @@
+//! The segment-backed queue: locks, owners, blocking waits and inspection over the
+//! [`core`](super::core) protocol.
+//!
+//! This module owns the layout of a queue segment's lock area, the identity of a process in a
+//! record (attachment slot + generation), and the wait/wake protocol. It never interprets
+//! payloads.
+//!
+//! # Layout (kind [`Kind::Queue`]; offsets from the lock area, native-endian)
+//!
+//! | offset | field | type | meaning |
+//! |---:|---|---|---|
+//! | 0 | `head` | u64 (atomic) | end of the space claimed by producers |
+//! | 8 | `puts` | u64 (atomic) | messages claimed (advisory, for `len`) |
+//! | 128 | `cpos` | u64 (atomic) | the next record to hand to a consumer |
+//! | 136 | `gets` | u64 (atomic) | messages taken (advisory) |
+//! | 256 | `tail` | u64 (atomic) | end of the space handed back to producers |
+//! | 384 | `not_empty` | eventcount (2 × u32) | consumers sleep here; a commit wakes them |
+//! | 448 | `not_full` | eventcount (2 × u32) | producers sleep here; reclaiming wakes them |
+//! | 512 | P-lock | robust mutex (128 bytes, see [`crate::lock`]) | serialises claims |
+//! | 640 | C-lock | robust mutex (128 bytes) | serialises takes |
+//! | 768 | `gens[slots]` | u32 (atomic) each | claim generation of each attachment slot |
+//!
+//! The data area is the byte ring (`capacity` bytes, a power of two); the header's
+//! `kind_param` is `max_message_size`. A process that attaches takes an attachment slot, then
+//! increments that slot's generation: records that name the slot with an older generation
+//! belong to a dead predecessor (see [`core`](super::core) for the record encoding).
+//!
+//! # Waiting
+//!
+//! A producer that finds no room (after reclaiming) and a consumer that finds nothing
+//! committed unlock, spin briefly, then sleep on their eventcount in slices of
+//! [`WAIT_SLICE`], re-checking (including the liveness of the owners of stuck records) and
+//! running the caller's interrupt check between slices. No lock is held while waiting.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::core::{self as qcore, Claim, Control, Corrupt, Geometry, Owner, Take, Taken};
+use crate::error::{Error, Result};
+use crate::lock::eventcount::{EventCount, OsFutex};
+use crate::lock::mutex::{self, Interrupt, RobustMutex};
+use crate::record::{record_size, MapRegion, Region};
+use crate::shm::attach::SlotInfo;
+use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::structured::Structured;
+use crate::shm::{Location, Segment};
+use crate::spsc::ring::{deadline, no_interrupt, wait_for};
+use crate::sync::{AtomicU32, Ordering};
+
+const NOT_EMPTY_OFF: usize = 384;
+const NOT_FULL_OFF: usize = 448;
+const P_LOCK_OFF: u64 = 512;
+const C_LOCK_OFF: u64 = 640;
+const GENS_OFF: u64 = 768;
+
+/// Smallest queue memspace creates (bytes).
+pub const MIN_CAPACITY: u64 = 64;
+/// Largest queue memspace creates (bytes): 2^40 = 1 TiB.
+pub const MAX_CAPACITY: u64 = 1 << 40;
+/// Default number of attachment slots (processes attached at once).
+pub const DEFAULT_SLOTS: u32 = 128;
+/// How long a non-blocking call waits for the other side's (short) critical section.
+const TRY_LOCK_GRACE: Duration = Duration::from_millis(20);
+
+fn lock_area(slots: u32) -> u64 {
+    (GENS_OFF + 4 * u64::from(slots)).next_multiple_of(64)
+}
+
+/// Builder for a new [`Queue`].
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    location: Location,
+    capacity: u64,
+    max_message_size: Option<u64>,
+    mode: u32,
+    slots: u32,
+}
+
+impl QueueOptions {
+    /// A queue of at least `capacity` bytes (rounded up to a power of two) at `location`.
+    pub fn new(location: Location, capacity: u64) -> QueueOptions {
+        QueueOptions {
+            location,
+            capacity,
+            max_message_size: None,
+            mode: 0o600,
+            slots: DEFAULT_SLOTS,
+        }
+    }
+
+    /// The largest message (default and maximum: `capacity / 2 - 8`).
+    #[must_use]
+    pub fn max_message_size(mut self, n: u64) -> QueueOptions {
+        self.max_message_size = Some(n);
+        self
+    }
+
+    /// Permission bits (default `0o600`).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> QueueOptions {
+        self.mode = mode;
+        self
+    }
+
+    /// How many processes may be attached at once (default [`DEFAULT_SLOTS`], at most 4096).
+    #[must_use]
+    pub fn slots(mut self, slots: u32) -> QueueOptions {
+        self.slots = slots;
+        self
+    }
+
+    /// Creates the queue (exclusively).
+    pub fn create(self) -> Result<Queue> {
+        let cap = self
+            .capacity
+            .checked_next_power_of_two()
+            .filter(|c| (1..=MAX_CAPACITY).contains(c) && self.capacity > 0)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "queue capacity must be between 1 and {MAX_CAPACITY} bytes, not {}",
+                    self.capacity
+                ))
+            })?
+            .max(MIN_CAPACITY);
+        if self.slots == 0 || self.slots > qcore::MAX_SLOTS {
+            return Err(Error::InvalidArgument(format!(
+                "a queue has between 1 and {} attachment slots, not {}",
+                qcore::MAX_SLOTS,
+                self.slots
+            )));
+        }
+        let limit = Geometry::max_len_for(cap).min(u64::from(u32::MAX) - 1);
+        let max_len = self.max_message_size.unwrap_or(limit);
+        if max_len > limit {
+            return Err(Error::InvalidArgument(format!(
+                "max_message_size {max_len} is too large for a queue of {cap} bytes (at most {limit})"
+            )));
+        }
+        let g = Geometry::new(cap, max_len).expect("validated above");
+        let req = LayoutRequest {
+            kind: Kind::Queue,
+            attach_slots: self.slots,
+            lock_size: lock_area(self.slots),
+            data_size: cap,
+            kind_param: max_len,
+        };
+        // Zero-filled: positions, counters, eventcounts and generations start at 0; only the
+        // two mutexes need initialising.
+        let init = |seg: &Segment, geo: &crate::shm::header::Geometry| {
+            mutex::init_area(seg, geo.lock_off + P_LOCK_OFF)?;
+            mutex::init_area(seg, geo.lock_off + C_LOCK_OFF)
+        };
+        let st = Structured::create(self.location, self.mode, &req, &init, &|_| {})?;
+        Queue::from_structured(st, g)
+    }
+}
+
+struct Shared {
+    st: Structured,
+    g: Geometry,
+    region: MapRegion,
+    p_lock: RobustMutex,
+    c_lock: RobustMutex,
+}
+
+// SAFETY: the raw pointers inside point into the mapping that `st` keeps alive; every access
+// through them is atomic or a copy into space the protocol gives the caller exclusively.
+unsafe impl Send for Shared {}
+// SAFETY: as above.
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    fn lock_word32(&self, off: usize) -> &AtomicU32 {
+        // SAFETY: `off + 4` lies inside the lock area (the constants above and `lock_area`,
+        // validated at attach), which is 64-aligned inside the live mapping.
+        unsafe { crate::sync::atomic_u32(self.st.lock_ptr().add(off)) }
+    }
+
+    fn control(&self) -> &Control {
+        // SAFETY: the lock area starts 64-aligned with at least 384 bytes for the control
+        // block, accessed by everyone through atomics only.
+        unsafe { Control::from_ptr(self.st.lock_ptr()) }
+    }
+
+    fn q(&self) -> qcore::Queue<'_, MapRegion> {
+        qcore::Queue {
+            g: self.g,
+            ctl: self.control(),
+            region: &self.region,
+        }
+    }
+
+    fn event(&self, off: usize) -> EventCount<'_> {
+        EventCount::new(self.lock_word32(off), self.lock_word32(off + 4))
+    }
+
+    fn gen_word(&self, slot: u32) -> Option<&AtomicU32> {
+        (slot < self.st.geometry().attach_slots)
+            .then(|| self.lock_word32((GENS_OFF + 4 * u64::from(slot)) as usize))
+    }
+
+    fn bump_gen(&self, slot: u32) {
+        if let Some(w) = self.gen_word(slot) {
+            // SYNC: Release pairs with the Acquire load in `is_dead`: a process that sees the
+            // new generation knows the slot changed hands.
+            w.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    fn owner(&self) -> Result<Owner> {
+        let slot = self.st.attachment().slot(&|s| self.bump_gen(s))?;
+        let w = self.gen_word(slot).ok_or_else(|| {
+            self.st
+                .corrupt(format!("attachment slot {slot} outside the table"))
+        })?;
+        Ok(Owner {
+            slot,
+            // SYNC: Relaxed: our own slot's word, which only we change while we hold it.
+            gen: w.load(Ordering::Relaxed) as u16,
+        })
+    }
+
+    /// Whether the process that wrote `o` into a record is gone: its slot is unheld, or held
+    /// by a later process (another generation). A stopped process is alive.
+    fn is_dead(&self, o: Owner, check_os: bool) -> bool {
+        let Some(w) = self.gen_word(o.slot) else {
+            return true;
+        };
+        // SYNC: Acquire pairs with the Release increment in `bump_gen`.
+        if w.load(Ordering::Acquire) as u16 != o.gen {
+            return true;
+        }
+        check_os && !self.st.attachment().is_alive(o.slot).unwrap_or(true)
+    }
+
+    fn corrupt(&self, c: Corrupt) -> Error {
+        self.st.corrupt(c.0)
+    }
+
+    fn location(&self) -> &Location {
+        self.st.location()
+    }
+
+    /// Locks `m` within `deadline` (a short grace if `None` is not allowed to block).
+    fn lock(
+        &self,
+        m: RobustMutex,
+        slot: u32,
+        until: Option<Instant>,
+        interrupt: Interrupt<'_>,
+        what: &'static str,
+    ) -> Result<Option<()>> {
+        if m.try_lock(slot, self.location(), what)?.is_some() {
+            // owner_died needs no repair: every prefix of a critical section is consistent
+            // (see the core's docs), so the flag is only informative.
+            return Ok(Some(()));
+        }
+        let timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
+        match m.lock(slot, timeout, interrupt, self.location(), what) {
+            Ok(_) => Ok(Some(())),
+            Err(Error::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn unlock(&self, m: RobustMutex, what: &'static str) -> Result<()> {
+        m.unlock(self.location(), what)
+    }
+}
+
+/// A multi-producer/multi-consumer queue of byte messages in a named or file-backed segment,
+/// usable from any number of processes and threads.
+///
+/// ```
+/// use memspace::mpmc::{Queue, QueueOptions};
+/// use memspace::Location;
+///
+/// let loc = Location::Name(format!("/memspace-doc-queue-{}", std::process::id()));
+/// let q = QueueOptions::new(loc.clone(), 4096).create()?;
+/// assert!(q.try_push(b"hello")?);
+/// let other = Queue::open(loc.clone())?;
+/// assert_eq!(other.try_pop()?.as_deref(), Some(&b"hello"[..]));
+/// Queue::remove(&loc)?;
+/// # Ok::<(), memspace::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Queue {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("location", self.shared.location())
+            .field("capacity", &self.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Room claimed by [`Queue::claim`] for a message written in place.
+#[derive(Debug)]
+pub struct Reservation {
+    c: Claim,
+}
+
+impl Reservation {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.c.len as usize
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.c.len == 0
+    }
+}
+
+/// A message taken by [`Queue::take`]: readable in place until [`Queue::release`].
+#[derive(Debug)]
+pub struct Message {
+    t: Taken,
+}
+
+impl Message {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.t.len as usize
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.t.len == 0
+    }
+}
+
+/// A snapshot for inspection.
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    /// Messages claimed and not yet taken (advisory).
+    pub len: u64,
+    /// Bytes in use (claimed and not yet reclaimed), with headers and padding.
+    pub used_bytes: u64,
+    /// Capacity in bytes.
+    pub capacity: u64,
+    /// Largest message.
+    pub max_message_size: u64,
+    /// The byte positions (head, consumer position, tail).
+    pub positions: (u64, u64, u64),
+    /// Attached processes and their liveness.
+    pub attached: Vec<SlotInfo>,
+}
+
+impl Queue {
+    fn from_structured(st: Structured, g: Geometry) -> Result<Queue> {
+        // SAFETY: the data area is `data_size` bytes inside the mapping, which `st` keeps
+        // alive as long as the region is used (both live in `Shared`).
+        let region = unsafe { MapRegion::new(st.data_ptr(), st.geometry().data_size as usize) };
+        // SAFETY: both mutex areas lie inside the validated lock area (offsets above,
+        // `lock_area` checked at attach), 64-aligned, and live as long as `st`.
+        let (p_lock, c_lock) = unsafe {
+            (
+                RobustMutex::at(st.lock_ptr().add(P_LOCK_OFF as usize)),
+                RobustMutex::at(st.lock_ptr().add(C_LOCK_OFF as usize)),
+            )
+        };
+        let shared = Shared {
+            st,
+            g,
+            region,
+            p_lock,
+            c_lock,
+        };
+        let slot = shared.st.attachment().slot(&|_| {})?;
+        shared.bump_gen(slot);
+        shared.q().validate().map_err(|c| shared.corrupt(c))?;
+        for m in [p_lock, c_lock] {
+            m.validate().map_err(|r| shared.st.corrupt(r))?;
+        }
+        Ok(Queue {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Opens an existing queue; refuses another kind or an inconsistent geometry.
+    pub fn open(location: Location) -> Result<Queue> {
+        let st = Structured::open(location, Kind::Queue, None, &|_| {})?;
+        let geo = *st.geometry();
+        let g = Geometry::new(geo.data_size, geo.kind_param)
+            .filter(|_| {
+                geo.attach_slots <= qcore::MAX_SLOTS && geo.lock_size >= lock_area(geo.attach_slots)
+            })
+            .ok_or_else(|| Error::IncompatibleLayout {
+                location: st.location().clone(),
+                reason: format!(
+                    "a queue of {} bytes with max_message_size {}, {} slots and a {}-byte lock \
+                     area is not a valid queue geometry",
+                    geo.data_size, geo.kind_param, geo.attach_slots, geo.lock_size
+                ),
+            })?;
+        Queue::from_structured(st, g)
+    }
+
+    /// Removes the queue's segment.
+    pub fn remove(location: &Location) -> Result<()> {
+        Segment::unlink(location)
+    }
+
+    /// Where it lives.
+    pub fn location(&self) -> &Location {
+        self.shared.location()
+    }
+
+    /// Capacity in bytes (a power of two).
+    pub fn capacity(&self) -> u64 {
+        self.shared.g.capacity()
+    }
+
+    /// Largest message in bytes.
+    pub fn max_message_size(&self) -> u64 {
+        self.shared.g.max_len()
+    }
+
+    /// Messages claimed and not yet taken (exact when nobody is mid-operation).
+    pub fn len(&self) -> u64 {
+        self.shared.q().len()
+    }
+
+    /// True if nothing is claimed beyond what consumers have taken.
+    pub fn is_empty(&self) -> bool {
+        self.shared.q().is_empty()
+    }
+
+    /// Bytes in use (including record headers and padding).
+    pub fn used_bytes(&self) -> u64 {
+        self.shared.q().used_bytes()
+    }
+
+    /// Whether a message of `len` bytes would not fit now (ignoring reclaimable space).
+    pub fn is_full_for(&self, len: usize) -> bool {
+        let need = record_size(len as u64);
+        self.capacity() - self.used_bytes() < need
+    }
+
+    /// A snapshot for inspection.
+    pub fn info(&self) -> Result<QueueInfo> {
+        let c = self.shared.control();
+        // SYNC: Acquire loads; advisory snapshot.
+        let positions = (
+            c.head.pos.load(Ordering::Acquire),
+            c.cons.pos.load(Ordering::Acquire),
+            c.tail.pos.load(Ordering::Acquire),
+        );
+        Ok(QueueInfo {
+            len: self.len(),
+            used_bytes: self.used_bytes(),
+            capacity: self.capacity(),
+            max_message_size: self.max_message_size(),
+            positions,
+            attached: self.shared.st.attachment().snapshot()?,
+        })
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        let max = self.max_message_size();
+        if len as u64 > max {
+            return Err(Error::InvalidArgument(format!(
+                "a message of {len} bytes exceeds the queue's max_message_size of {max} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    fn timeout_error(&self, what: &'static str, timeout: Option<Duration>) -> Error {
+        Error::Timeout {
+            what,
+            location: self.location().clone(),
+            timeout: timeout.unwrap_or_default(),
+        }
+    }
+
+    /// One attempt at claiming `lens` (in order, as many as fit) under one hold of the P-lock.
+    /// `deep`: also release records held by dead consumers.
+    fn try_claim_many(
+        &self,
+        lens: &mut dyn Iterator<Item = u64>,
+        max: usize,
+        out: &mut Vec<Claim>,
+        until: Option<Instant>,
+        deep: bool,
+    ) -> Result<()> {
+        let s = &*self.shared;
+        let owner = s.owner()?;
+        if s.lock(
+            s.p_lock,
+            owner.slot,
+            until,
+            &mut no_interrupt,
+            "queue producer lock",
+        )?
+        .is_none()
+        {
+            return Ok(());
+        }
+        let r = (|| -> Result<()> {
+            let q = s.q();
+            if deep {
+                q.reclaim(Some(&mut |o| s.is_dead(o, true)))
+                    .map_err(|c| s.corrupt(c))?;
+            }
+            for len in lens.take(max) {
+                match q.claim(len, owner).map_err(|c| s.corrupt(c))? {
+                    Some(c) => out.push(c),
+                    None => break,
+                }
+            }
+            Ok(())
+        })();
+        s.unlock(s.p_lock, "queue producer lock")?;
+        r
+    }
+
+    /// Claims room for a message of `len` bytes written in place, waiting at most `timeout`
+    /// (`None`: forever). Write through [`Queue::reservation_ptr`], then [`Queue::commit`]
+    /// (or [`Queue::abandon`]). A producer that dies in between loses only this message.
+    pub fn claim(
+        &self,
+        len: usize,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Reservation> {
+        self.check_len(len)?;
+        let until = deadline(timeout);
+        let mut out = Vec::with_capacity(1);
+        let mut calls = 0u32;
+        let found = self.wait_room(until, interrupt, || {
+            calls += 1;
+            self.try_claim_many(
+                &mut std::iter::once(len as u64),
+                1,
+                &mut out,
+                until.or_else(|| deadline(Some(Duration::from_secs(3600)))),
+                calls % 64 == 0,
+            )?;
+            Ok(out.pop())
+        })?;
+        found
+            .map(|c| Reservation { c })
+            .ok_or_else(|| self.timeout_error("room in the queue", timeout))
+    }
+
+    fn wait_room<T>(
+        &self,
+        until: Option<Instant>,
+        interrupt: Interrupt<'_>,
+        mut attempt: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        if let Some(v) = attempt()? {
+            return Ok(Some(v));
+        }
+        let shared = self.shared.clone();
+        wait_for(shared.event(NOT_FULL_OFF), until, interrupt, attempt)
+    }
+
+    /// Where a reservation's payload goes (`r.len()` bytes, ours alone until committed).
+    pub fn reservation_ptr(&self, r: &Reservation) -> *mut u8 {
+        let base = self.shared.region.as_ptr().expect("mapped region");
+        // SAFETY: the core placed the payload inside the region (offset + len <= capacity).
+        unsafe { base.add(r.c.offset) }
+    }
+
+    /// Writes `data` into a reservation (at most its length).
+    pub fn write(&self, r: &Reservation, at: usize, data: &[u8]) {
+        assert!(at + data.len() <= r.len(), "write past the reservation");
+        self.shared.region.write(r.c.offset + at, data);
+    }
+
+    /// Commits a reservation (the message becomes visible) and wakes waiting consumers.
+    #[allow(clippy::needless_pass_by_value)] // taken by value so it cannot be used twice
+    pub fn commit(&self, r: Reservation) -> Result<()> {
+        let s = &*self.shared;
+        s.q().commit(r.c).map_err(|c| s.corrupt(c))?;
+        s.event(NOT_EMPTY_OFF).notify(&OsFutex);
+        Ok(())
+    }
+
+    /// Gives a reservation up: consumers skip it, nothing is delivered.
+    #[allow(clippy::needless_pass_by_value)] // taken by value so it cannot be used twice
+    pub fn abandon(&self, r: Reservation) -> Result<()> {
+        let s = &*self.shared;
+        s.q().abandon(r.c).map_err(|c| s.corrupt(c))?;
+        s.event(NOT_EMPTY_OFF).notify(&OsFutex);
+        Ok(())
+    }
+
+    /// Sends one message if there is room now (waiting only briefly for other producers'
+    /// claims); `Ok(false)` if the queue is full.
+    pub fn try_push(&self, data: &[u8]) -> Result<bool> {
+        self.check_len(data.len())?;
+        let mut out = Vec::with_capacity(1);
+        self.try_claim_many(
+            &mut std::iter::once(data.len() as u64),
+            1,
+            &mut out,
+            deadline(Some(TRY_LOCK_GRACE)),
+            false,
+        )?;
+        let Some(c) = out.pop() else {
+            return Ok(false);
+        };
+        let r = Reservation { c };
+        self.write(&r, 0, data);
+        self.commit(r)?;
+        Ok(true)
+    }
+
+    /// Sends one message, waiting at most `timeout` for room; [`Error::Timeout`] then.
+    pub fn push(
+        &self,
+        data: &[u8],
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<()> {
+        let r = self.claim(data.len(), timeout, interrupt)?;
+        self.write(&r, 0, data);
+        self.commit(r)
+    }
+
+    /// Sends every message of `items` in order, claiming as many as fit under one lock hold
+    /// and waiting for room as needed (all waits bounded by `timeout` in total). Returns how
+    /// many were sent; [`Error::Timeout`] only if none was.
+    pub fn push_many(
+        &self,
+        items: &[&[u8]],
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<usize> {
+        for it in items {
+            self.check_len(it.len())?;
+        }
+        let until = deadline(timeout);
+        let mut sent = 0;
+        let mut claims = Vec::new();
+        while sent < items.len() {
+            claims.clear();
+            let mut lens = items[sent..].iter().map(|d| d.len() as u64);
+            self.try_claim_many(&mut lens, usize::MAX, &mut claims, until, false)?;
+            if claims.is_empty() {
+                let mut calls = 0u32;
+                let got = self.wait_room(until, &mut *interrupt, || {
+                    calls += 1;
+                    let mut lens = items[sent..].iter().map(|d| d.len() as u64);
+                    self.try_claim_many(
+                        &mut lens,
+                        usize::MAX,
+                        &mut claims,
+                        until,
+                        calls % 64 == 0,
+                    )?;
+                    Ok((!claims.is_empty()).then_some(()))
+                });
+                match got {
+                    Ok(Some(())) => {}
+                    Ok(None) if sent > 0 => return Ok(sent),
+                    Ok(None) => return Err(self.timeout_error("room in the queue", timeout)),
+                    Err(e) => return Err(e),
+                }
+            }
+            let s = &*self.shared;
+            for c in claims.drain(..) {
+                let data = items[sent];
+                self.shared.region.write(c.offset, data);
+                s.q().commit(c).map_err(|c| s.corrupt(c))?;
+                sent += 1;
+            }
+            s.event(NOT_EMPTY_OFF).notify(&OsFutex);
+        }
+        Ok(sent)
+    }
+
+    /// One attempt at taking up to `max` messages under one hold of the C-lock.
+    fn try_take_many(
+        &self,
+        max: usize,
+        out: &mut Vec<Taken>,
+        until: Option<Instant>,
+        check_os: bool,
+    ) -> Result<()> {
+        let s = &*self.shared;
+        let owner = s.owner()?;
+        if s.lock(
+            s.c_lock,
+            owner.slot,
+            until,
+            &mut no_interrupt,
+            "queue consumer lock",
+        )?
+        .is_none()
+        {
+            return Ok(());
+        }
+        let r = (|| -> Result<()> {
+            let q = s.q();
+            while out.len() < max {
+                match q
+                    .take(owner, &mut |o| s.is_dead(o, check_os))
+                    .map_err(|c| s.corrupt(c))?
+                {
+                    Take::Got(t) => out.push(t),
+                    Take::Empty | Take::Pending => break,
+                }
+            }
+            Ok(())
+        })();
+        s.unlock(s.c_lock, "queue consumer lock")?;
+        r
+    }
+
+    /// Takes up to `max` messages, waiting at most `timeout` for the first. They stay
+    /// readable in place (and their space stays in use) until [`Queue::release`]d.
+    pub fn take_many(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
+        let until = deadline(timeout);
+        let mut got = Vec::new();
+        self.try_take_many(
+            max,
+            &mut got,
+            until.or_else(|| deadline(Some(TRY_LOCK_GRACE))),
+            false,
+        )?;
+        if got.is_empty() && timeout != Some(Duration::ZERO) {
+            let mut calls = 0u32;
+            let shared = self.shared.clone();
+            wait_for(shared.event(NOT_EMPTY_OFF), until, interrupt, || {
+                calls += 1;
+                self.try_take_many(max, &mut got, until, calls % 32 == 0)?;
+                Ok((!got.is_empty()).then_some(()))
+            })?;
+        }
+        out.extend(got.into_iter().map(|t| Message { t }));
+        Ok(())
+    }
+
+    /// Takes one message, waiting at most `timeout` (`Some(ZERO)`: do not wait); `Ok(None)`
+    /// if there is none by then.
+    pub fn take(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<Message>> {
+        let mut v = Vec::with_capacity(1);
+        self.take_many(1, timeout, interrupt, &mut v)?;
+        Ok(v.pop())
+    }
+
+    /// Start of a taken message's payload (`m.len()` bytes, stable until released).
+    pub fn message_ptr(&self, m: &Message) -> *const u8 {
+        let base = self.shared.region.as_ptr().expect("mapped region");
+        // SAFETY: the core validated offset + len against the region.
+        unsafe { base.add(m.t.offset) }
+    }
+
+    /// Copies a taken message out.
+    pub fn read(&self, m: &Message, out: &mut [u8]) {
+        self.shared.region.read(m.t.offset, &mut out[..m.len()]);
+    }
+
+    /// Hands a taken message's space back (wakes producers waiting for room).
+    #[allow(clippy::needless_pass_by_value)] // taken by value so it cannot be used twice
+    pub fn release(&self, m: Message) -> Result<()> {
+        let s = &*self.shared;
+        if s.q().release(m.t).map_err(|c| s.corrupt(c))? {
+            s.event(NOT_FULL_OFF).notify(&OsFutex);
+        }
+        Ok(())
+    }
+
+    /// Takes one message now (`Ok(None)` if none is committed).
+    pub fn try_pop(&self) -> Result<Option<Vec<u8>>> {
+        self.pop(Some(Duration::ZERO), &mut no_interrupt)
+    }
+
+    /// Takes one message, waiting at most `timeout`; `Ok(None)` on timeout.
+    pub fn pop(
+        &self,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(m) = self.take(timeout, interrupt)? else {
+            return Ok(None);
+        };
+        let mut out = vec![0u8; m.len()];
+        self.read(&m, &mut out);
+        self.release(m)?;
+        Ok(Some(out))
+    }
+
+    /// Takes up to `max` messages, waiting at most `timeout` for the first.
+    pub fn pop_many(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut ms = Vec::new();
+        self.take_many(max, timeout, interrupt, &mut ms)?;
+        let mut out = Vec::with_capacity(ms.len());
+        for m in ms {
+            let mut v = vec![0u8; m.len()];
+            self.read(&m, &mut v);
+            self.release(m)?;
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// Drops every committed message (as if taken and released); returns how many.
+    pub fn clear(&self) -> Result<usize> {
+        let mut n = 0;
+        loop {
+            let mut ms = Vec::new();
+            self.take_many(1024, Some(Duration::ZERO), &mut no_interrupt, &mut ms)?;
+            if ms.is_empty() {
+                return Ok(n);
+            }
+            n += ms.len();
+            for m in ms {
+                self.release(m)?;
+            }
+        }
+    }
+
+    /// Offsets of the control block and the data area in the segment (inspection, tests).
+    pub fn offsets(&self) -> (u64, u64) {
+        let g = self.shared.st.geometry();
+        (g.lock_off, g.data_off)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn loc(tag: &str) -> Location {
+        use std::sync::atomic::{AtomicU32 as StdU32, Ordering as O};
+        static N: StdU32 = StdU32::new(0);
+        Location::Name(format!(
+            "/memspace-queue-unit-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, O::Relaxed)
+        ))
+    }
+
+    #[test]
+    fn create_open_push_pop() {
+        let l = loc("basic");
+        let q = QueueOptions::new(l.clone(), 1000).create().unwrap();
+        assert_eq!(q.capacity(), 1024);
+        assert_eq!(q.max_message_size(), 504);
+        let other = Queue::open(l.clone()).unwrap();
+        assert!(q.try_push(b"one").unwrap());
+        assert!(q.try_push(b"two").unwrap());
+        assert_eq!(q.len(), 2);
+        assert_eq!(other.try_pop().unwrap().unwrap(), b"one");
+        assert_eq!(
+            other.pop_many(10, None, &mut no_interrupt).unwrap(),
+            [b"two"]
+        );
+        assert!(other.try_pop().unwrap().is_none());
+        assert!(matches!(
+            q.try_push(&[0; 505]),
+            Err(Error::InvalidArgument(_))
+        ));
+        Queue::remove(&l).unwrap();
+    }
+
+    #[test]
+    fn blocking_and_timeouts() {
+        let l = loc("block");
+        let q = QueueOptions::new(l.clone(), 256).create().unwrap();
+        let t0 = Instant::now();
+        assert!(q
+            .pop(Some(Duration::from_millis(30)), &mut no_interrupt)
+            .unwrap()
+            .is_none());
+        assert!(t0.elapsed() >= Duration::from_millis(30));
+        while q.try_push(&[1; 100]).unwrap() {}
+        assert!(matches!(
+            q.push(
+                &[1; 100],
+                Some(Duration::from_millis(20)),
+                &mut no_interrupt
+            ),
+            Err(Error::Timeout { .. })
+        ));
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            q2.pop(None, &mut no_interrupt).unwrap().unwrap()
+        });
+        q.push(&[2; 100], Some(Duration::from_secs(10)), &mut no_interrupt)
+            .unwrap();
+        t.join().unwrap();
+        assert!(q.clear().unwrap() >= 1);
+        assert!(q.is_empty());
+        Queue::remove(&l).unwrap();
+    }
+
+    #[test]
+    fn threads_mpmc_exact_accounting() {
+        let name = loc("mpmc");
+        let q = QueueOptions::new(name.clone(), 1024).create().unwrap();
+        let n = 20_000u32;
+        let producers: Vec<_> = (0..3u8)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    for i in 0..n {
+                        let mut m = vec![p];
+                        m.extend_from_slice(&i.to_le_bytes());
+                        m.resize(5 + (i % 40) as usize, p);
+                        q.push(&m, None, &mut no_interrupt).unwrap();
+                    }
+                })
+            })
+            .collect();
+        let consumers: Vec<_> = (0..3)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let mut got = Vec::new();
+                    let mut last = [None::<u32>; 3];
+                    while let Some(m) = q
+                        .pop(Some(Duration::from_millis(500)), &mut no_interrupt)
+                        .unwrap()
+                    {
+                        let p = m[0] as usize;
+                        let i = u32::from_le_bytes(m[1..5].try_into().unwrap());
+                        assert_eq!(m.len(), 5 + (i % 40) as usize);
+                        if let Some(l) = last[p] {
+                            assert!(i > l, "per-producer order");
+                        }
+                        last[p] = Some(i);
+                        got.push((p, i));
+                    }
+                    got
+                })
+            })
+            .collect();
+        for p in producers {
+            p.join().unwrap();
+        }
+        let mut all: Vec<(usize, u32)> = consumers
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        all.sort_unstable();
+        let want: Vec<(usize, u32)> = (0..3).flat_map(|p| (0..n).map(move |i| (p, i))).collect();
+        assert_eq!(all, want);
+        Queue::remove(&name).unwrap();
+    }
+
+    #[test]
+    fn corrupt_positions_poison() {
+        let l = loc("corrupt");
+        let q = QueueOptions::new(l.clone(), 256).create().unwrap();
+        q.shared.control().head.pos.store(4096, Ordering::Relaxed);
+        assert!(matches!(q.try_pop(), Err(Error::CorruptSegment { .. })));
+        assert!(matches!(
+            Queue::open(l.clone()),
+            Err(Error::CorruptSegment { .. })
+        ));
+        Queue::remove(&l).unwrap();
+    }
+}
+#[cfg(all(test, not(loom)))]
+mod batch_tests {
+    use super::*;
+
+    /// Four producer and four consumer threads through a small queue with `push_many` and
+    /// `pop_many`: every message arrives.
+    #[test]
+    fn threads_batches_through_a_small_queue() {
+        let name = Location::Name(format!("/memspace-queue-batches-{}", std::process::id()));
+        let q = QueueOptions::new(name.clone(), 4096).create().unwrap();
+        let n = 200_000u32;
+        let ps: Vec<_> = (0..4u8)
+            .map(|p| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while i < n {
+                        let msgs: Vec<Vec<u8>> = (i..i + 32)
+                            .map(|k| {
+                                let mut m = vec![p];
+                                m.extend_from_slice(&k.to_le_bytes());
+                                m.resize(5 + (k % 40) as usize, 0);
+                                m
+                            })
+                            .collect();
+                        let items: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+                        let mut d = 0;
+                        while d < 32 {
+                            d += q.push_many(&items[d..], None, &mut no_interrupt).unwrap();
+                        }
+                        i += 32;
+                    }
+                })
+            })
+            .collect();
+        let cs: Vec<_> = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                std::thread::spawn(move || {
+                    let mut c = 0;
+                    loop {
+                        let ms = q
+                            .pop_many(64, Some(Duration::from_millis(300)), &mut no_interrupt)
+                            .unwrap();
+                        if ms.is_empty() {
+                            return c;
+                        }
+                        c += ms.len();
+                    }
+                })
+            })
+            .collect();
+        for p in ps {
+            p.join().unwrap();
+        }
+        let total: usize = cs.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(total, 4 * n as usize);
+        Queue::remove(&name).unwrap();
+    }
+}
