@@ -42,10 +42,18 @@ pub(crate) fn blocking<T: Send>(
         Err(memspace::Error::Timeout { .. }) if timeout != Some(Duration::ZERO) => {}
         r => return r.py_err(),
     }
+    detached(py, |interrupt| op(timeout, interrupt))
+}
+
+/// Runs `op` with the GIL released, running Python's signal handlers between the core's wait
+/// slices; a handler's exception (e.g. `KeyboardInterrupt`) abandons the wait and is raised.
+pub(crate) fn detached<T: Send>(
+    py: Python<'_>,
+    op: impl FnOnce(Interrupt<'_>) -> memspace::Result<T> + Send,
+) -> PyResult<T> {
     let mut pending: Option<PyErr> = None;
     let r = py.detach(|| {
         op(
-            timeout,
             #[allow(clippy::redundant_closure_for_method_calls)] // the lifetime needs the closure
             &mut || match Python::attach(|py| py.check_signals()) {
                 Ok(()) => false,

@@ -12,8 +12,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::error::IntoPyResult;
-use crate::lock::{mode_arg, timeout_arg};
-use crate::ring::{bytes_at, detached, queue_exc, Data};
+use crate::lock::{detached, mode_arg, timeout_arg};
+use crate::ring::{bytes_at, queue_exc, Data};
 use crate::shm::location;
 
 /// A multi-producer/multi-consumer queue between processes.

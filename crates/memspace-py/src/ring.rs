@@ -12,20 +12,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use memspace::lock::Interrupt;
 use memspace::spsc::{Consumer, Message, Producer, Reservation, Role};
 use memspace::{Location, Ring, RingOptions};
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{
-    PyBufferError, PyKeyboardInterrupt, PyRuntimeError, PyTypeError, PyValueError,
-};
+use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyTuple, PyType};
 
 use crate::error::IntoPyResult;
-use crate::lock::{mode_arg, timeout_arg};
+use crate::lock::{detached, mode_arg, timeout_arg};
 use crate::shm::location;
 
 pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
@@ -35,33 +32,6 @@ pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
     match cell.import(py, "queue", which) {
         Ok(t) => PyErr::from_type(t.clone(), ()),
         Err(e) => e,
-    }
-}
-
-/// Runs `op` with the GIL released, running Python's signal handlers between wait slices; a
-/// handler's exception (e.g. `KeyboardInterrupt`) abandons the wait and is raised.
-pub(crate) fn detached<T: Send>(
-    py: Python<'_>,
-    op: impl FnOnce(Interrupt<'_>) -> memspace::Result<T> + Send,
-) -> PyResult<T> {
-    let mut pending: Option<PyErr> = None;
-    let r = py.detach(|| {
-        op(
-            #[allow(clippy::redundant_closure_for_method_calls)] // the lifetime needs the closure
-            &mut || match Python::attach(|py| py.check_signals()) {
-                Ok(()) => false,
-                Err(e) => {
-                    pending = Some(e);
-                    true
-                }
-            },
-        )
-    });
-    match r {
-        Err(memspace::Error::Interrupted) => {
-            Err(pending.unwrap_or_else(|| PyKeyboardInterrupt::new_err("interrupted")))
-        }
-        r => r.py_err(),
     }
 }
 
