@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use memspace::mpmc::{Queue, QueueOptions};
 use memspace::Location;
-use pyo3::exceptions::{PyTimeoutError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::error::IntoPyResult;
 use crate::lock::{detached, mode_arg, timeout_arg};
-use crate::ring::{bytes_at, queue_exc, Data};
+use crate::ring::{bytes_at, channel_sizes, queue_exc, Data};
 use crate::shm::location;
 
 /// A multi-producer/multi-consumer queue between processes.
@@ -85,20 +85,9 @@ impl PyQueue {
         mode: i64,
     ) -> PyResult<Self> {
         let loc = location(name, path)?;
-        let Some(capacity) = capacity else {
-            return Err(PyTypeError::new_err("create() needs a capacity in bytes"));
-        };
-        let cap = u64::try_from(capacity)
-            .ok()
-            .filter(|c| *c > 0)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("capacity must be > 0, not {capacity}"))
-            })?;
+        let (cap, max_len) = channel_sizes(capacity, max_message_size)?;
         let mut opts = QueueOptions::new(loc, cap).mode(mode_arg(mode)?);
-        if let Some(m) = max_message_size {
-            let m = u64::try_from(m).map_err(|_| {
-                PyValueError::new_err(format!("max_message_size must be >= 0, not {m}"))
-            })?;
+        if let Some(m) = max_len {
             opts = opts.max_message_size(m);
         }
         let q = py.detach(|| opts.create()).py_err()?;

@@ -49,6 +49,28 @@ fn lock_role<'a, T: Send>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> 
     }
 }
 
+/// Checks the `capacity` and `max_message_size` arguments of a channel's `create()`.
+pub(crate) fn channel_sizes(
+    capacity: Option<i64>,
+    max_message_size: Option<i64>,
+) -> PyResult<(u64, Option<u64>)> {
+    let Some(capacity) = capacity else {
+        return Err(PyTypeError::new_err("create() needs a capacity in bytes"));
+    };
+    let cap = u64::try_from(capacity)
+        .ok()
+        .filter(|c| *c > 0)
+        .ok_or_else(|| PyValueError::new_err(format!("capacity must be > 0, not {capacity}")))?;
+    let max_len = max_message_size
+        .map(|m| {
+            u64::try_from(m).map_err(|_| {
+                PyValueError::new_err(format!("max_message_size must be >= 0, not {m}"))
+            })
+        })
+        .transpose()?;
+    Ok((cap, max_len))
+}
+
 /// A bytes-like argument: `bytes` borrowed directly, anything else through the buffer protocol.
 pub(crate) enum Data<'py> {
     Bytes(Bound<'py, PyBytes>),
@@ -204,20 +226,9 @@ impl PyRing {
         mode: i64,
     ) -> PyResult<Self> {
         let loc = location(name, path)?;
-        let Some(capacity) = capacity else {
-            return Err(PyTypeError::new_err("create() needs a capacity in bytes"));
-        };
-        let cap = u64::try_from(capacity)
-            .ok()
-            .filter(|c| *c > 0)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("capacity must be > 0, not {capacity}"))
-            })?;
+        let (cap, max_len) = channel_sizes(capacity, max_message_size)?;
         let mut opts = RingOptions::new(loc, cap).mode(mode_arg(mode)?);
-        if let Some(m) = max_message_size {
-            let m = u64::try_from(m).map_err(|_| {
-                PyValueError::new_err(format!("max_message_size must be >= 0, not {m}"))
-            })?;
+        if let Some(m) = max_len {
             opts = opts.max_message_size(m);
         }
         let ring = py.detach(|| opts.create()).py_err()?;
