@@ -351,6 +351,29 @@ class Queue:
     def get_nowait(self) -> bytes: ...
     def try_get(self) -> bytes | None: ...
     def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]: ...
+    def get_view(self, timeout: float | None = None) -> QueueView:
+        """Context manager: a read-only memoryview of the next message, in place.
+
+        The message is taken on entry; leaving the block hands its space back. A view still
+        exported when the block ends (e.g. a numpy array) is a ``BufferError``; the space then
+        returns when the last view is dropped.
+        """
+
+    def put_object(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
+        """Send any picklable object (pickle protocol 5).
+
+        Out-of-band buffers (numpy arrays, ``pickle.PickleBuffer``) are copied straight into
+        the message, not pickled. A pickling error or an oversize object raises before
+        anything is sent.
+        """
+
+    def get_object(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Take the next message sent by :meth:`put_object` and unpickle it.
+
+        Out-of-band buffers come back as writable, 64-byte aligned memory (one copy). A
+        message not sent by ``put_object`` is a ``ValueError`` (and is consumed).
+        """
+
     def qsize(self) -> int: ...
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
@@ -501,8 +524,17 @@ class RingReservation:
     ) -> bool: ...
 
 @final
+class QueueView:
+    """Returned by :meth:`Queue.get_view`."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self, _exc_type: type[BaseException] | None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+
+@final
 class RingBytes:
-    """Bytes of a ring exported through the buffer protocol (internal)."""
+    """Bytes of a ring or queue message exported through the buffer protocol (internal)."""
 
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...

@@ -30,6 +30,7 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<lock::PyLockGuard>()?;
     m.add_class::<view::PyView>()?;
     m.add_class::<queue::PyQueue>()?;
+    m.add_class::<queue::PyQueueView>()?;
     m.add_class::<ring::PyRing>()?;
     m.add_class::<ring::PyRingView>()?;
     m.add_class::<ring::PyRingReservation>()?;

@@ -3,18 +3,42 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use memspace::mpmc::{Queue, QueueOptions};
+use memspace::mpmc::parts::{self, PartsLayout};
+use memspace::mpmc::{Message, Queue, QueueOptions, Reservation};
 use memspace::Location;
-use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyTimeoutError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyByteArray, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
 
 use crate::error::IntoPyResult;
 use crate::lock::{detached, mode_arg, timeout_arg};
-use crate::ring::{bytes_at, channel_sizes, queue_exc, Data};
+use crate::ring::{
+    bytes_at, channel_sizes, exported_view, queue_exc, release_view, Data, Exported, Keep,
+};
 use crate::shm::location;
+
+/// Copies above this size release the GIL (below it, releasing costs more than it frees).
+const DETACH_COPY: usize = 256 << 10;
+
+fn pickle_fn<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyAny>> {
+    static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let cell = if name == "dumps" { &DUMPS } else { &LOADS };
+    cell.import(py, "pickle", name).cloned()
+}
+
+/// Maps the core's timeout while waiting for room to `queue.Full`.
+fn full_on_timeout<T>(py: Python<'_>, r: PyResult<T>) -> PyResult<T> {
+    match r {
+        Err(e) if e.is_instance_of::<PyTimeoutError>(py) => Err(queue_exc(py, "Full")),
+        r => r,
+    }
+}
 
 /// A multi-producer/multi-consumer queue between processes.
 #[pyclass(module = "memspace", name = "Queue", frozen)]
@@ -36,12 +60,14 @@ impl PyQueue {
         Ok(if block { t } else { Some(Duration::ZERO) })
     }
 
-    fn take_into<'py>(
+    /// Takes up to `max` messages: first without waiting (GIL held), then, unless `timeout`
+    /// is zero, waiting with the GIL released.
+    fn take_messages(
         &self,
-        py: Python<'py>,
+        py: Python<'_>,
         max: usize,
         timeout: Option<Duration>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    ) -> PyResult<Vec<Message>> {
         let q = &self.q;
         let mut ms = Vec::new();
         q.take_many(max, Some(Duration::ZERO), &mut || false, &mut ms)
@@ -53,6 +79,76 @@ impl PyQueue {
                 Ok(v)
             })?;
         }
+        Ok(ms)
+    }
+
+    /// Claims `len` bytes: first without waiting (GIL held), then, unless `timeout` is zero,
+    /// waiting with the GIL released; `queue.Full` if there is no room in time.
+    fn claim(
+        &self,
+        py: Python<'_>,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Reservation> {
+        if let Some(r) = self.q.try_claim(len).py_err()? {
+            return Ok(r);
+        }
+        if timeout == Some(Duration::ZERO) {
+            return Err(queue_exc(py, "Full"));
+        }
+        let q = &self.q;
+        full_on_timeout(
+            py,
+            detached(py, |interrupt| q.claim(len, timeout, interrupt)),
+        )
+    }
+
+    /// A new bytearray holding a taken message at a 64-byte aligned address (one copy; the
+    /// GIL is released for a large one). Returns it and where the message starts in it.
+    fn copy_out<'py>(
+        &self,
+        py: Python<'py>,
+        m: &Message,
+    ) -> PyResult<(Bound<'py, PyByteArray>, usize)> {
+        let len = m.len();
+        let room = len + parts::ALIGN - 1;
+        // SAFETY: a NULL source makes CPython allocate `room` uninitialised bytes; the message
+        // is written into them below before anyone else can see the object, and the few
+        // bytes around it (alignment) are zeroed.
+        let ba = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyByteArray_FromStringAndSize(std::ptr::null(), room as ffi::Py_ssize_t),
+            )?
+            .cast_into_unchecked::<PyByteArray>()
+        };
+        let base = ba.data() as usize;
+        let pad = base.next_multiple_of(parts::ALIGN) - base;
+        let src = self.q.message_ptr(m) as usize;
+        // SAFETY: `src` is a taken message of `len` bytes, stable until released (after this
+        // call); `base..base + room` is the new bytearray, which only this function can reach,
+        // and `pad + len <= room`.
+        let copy = move || unsafe {
+            std::ptr::write_bytes(base as *mut u8, 0, pad);
+            std::ptr::copy_nonoverlapping(src as *const u8, (base + pad) as *mut u8, len);
+            std::ptr::write_bytes((base + pad + len) as *mut u8, 0, room - pad - len);
+        };
+        if len >= DETACH_COPY {
+            py.detach(copy);
+        } else {
+            copy();
+        }
+        Ok((ba, pad))
+    }
+
+    fn take_into<'py>(
+        &self,
+        py: Python<'py>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let q = &self.q;
+        let ms = self.take_messages(py, max, timeout)?;
         let out = PyList::empty(py);
         let mut err = None;
         for m in ms {
@@ -144,10 +240,7 @@ impl PyQueue {
             let bytes = unsafe { std::slice::from_raw_parts(bytes_ptr as *const u8, len) };
             q.push(bytes, timeout, interrupt)
         });
-        match r {
-            Err(e) if e.is_instance_of::<PyTimeoutError>(py) => Err(queue_exc(py, "Full")),
-            r => r,
-        }
+        full_on_timeout(py, r)
     }
 
     /// `put(data, block=False)`.
@@ -200,10 +293,7 @@ impl PyQueue {
                 .collect();
             q.push_many(&items, timeout, interrupt)
         });
-        match r {
-            Err(e) if e.is_instance_of::<PyTimeoutError>(py) => Err(queue_exc(py, "Full")),
-            r => r,
-        }
+        full_on_timeout(py, r)
     }
 
     /// Takes one message; waits unless `block` is false or `timeout` elapses (then
@@ -261,6 +351,127 @@ impl PyQueue {
             return Err(queue_exc(py, "Empty"));
         }
         Ok(l)
+    }
+
+    /// A context manager whose `__enter__` takes the next message (waiting at most
+    /// `timeout`, then `queue.Empty`) and returns a read-only memoryview of it in place. The
+    /// message is taken on entry: leaving the block, normally or by an exception, hands its
+    /// space back. A view of it still exported at the end of the block (e.g. a numpy array)
+    /// is a `BufferError`; the space then comes back when the last view is dropped.
+    #[pyo3(signature = (timeout=None))]
+    fn get_view(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<PyQueueView> {
+        let timeout = timeout_arg(timeout)?;
+        slf.get().check_open()?;
+        Ok(PyQueueView {
+            queue: slf.clone().unbind(),
+            timeout,
+            state: Mutex::new(None),
+        })
+    }
+
+    /// Sends any picklable object (pickle protocol 5). Out-of-band buffers (numpy arrays,
+    /// `pickle.PickleBuffer`) are copied straight into the message, not pickled. A pickling
+    /// error or an oversize object raises before anything is sent.
+    #[pyo3(signature = (obj, block=true, timeout=None))]
+    fn put_object(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        self.check_open()?;
+        let timeout = Self::effective_timeout(block, timeout)?;
+        let buffers = PyList::empty(py);
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("protocol", 5)?;
+        kwargs.set_item("buffer_callback", buffers.getattr("append")?)?;
+        let pickled = pickle_fn(py, "dumps")?.call((obj,), Some(&kwargs))?;
+        let mut datas = vec![Data::from(&pickled)?];
+        for b in buffers.iter() {
+            // `raw()` is a contiguous 1-D view of the buffer's bytes (C or Fortran order).
+            datas.push(Data::from(&b.call_method0("raw")?)?);
+        }
+        let lens: Vec<usize> = datas.iter().map(|d| d.as_slice().len()).collect();
+        let layout = PartsLayout::new(&lens).py_err()?;
+        let max = self.q.max_message_size();
+        if layout.total() as u64 > max {
+            return Err(PyValueError::new_err(format!(
+                "the object needs a message of {} bytes (pickle {} bytes, {} out-of-band \
+                 buffers), more than the queue's max_message_size of {max} bytes",
+                layout.total(),
+                lens[0],
+                lens.len() - 1
+            )));
+        }
+        let r = self.claim(py, layout.total(), timeout)?;
+        let q = &self.q;
+        let write = || {
+            let slices: Vec<&[u8]> = datas.iter().map(Data::as_slice).collect();
+            q.write_parts(&r, &layout, &slices);
+        };
+        if layout.total() >= DETACH_COPY {
+            let ptrs: Vec<(usize, usize)> = datas
+                .iter()
+                .map(|d| (d.as_slice().as_ptr() as usize, d.as_slice().len()))
+                .collect();
+            let (r, layout) = (&r, &layout);
+            py.detach(|| {
+                // SAFETY: `datas` (which owns or pins these bytes) outlives this call.
+                let slices: Vec<&[u8]> = ptrs
+                    .iter()
+                    .map(|&(p, n)| unsafe { std::slice::from_raw_parts(p as *const u8, n) })
+                    .collect();
+                q.write_parts(r, layout, &slices);
+            });
+        } else {
+            write();
+        }
+        q.commit(r).py_err()
+    }
+
+    /// Takes the next message sent by `put_object` and unpickles it; its out-of-band buffers
+    /// come back as writable memory (one copy out of the queue, no unpickling of their
+    /// bytes). `queue.Empty` as for `get`. A message not sent by `put_object` is a
+    /// `ValueError` (it is consumed).
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get_object(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        self.check_open()?;
+        let timeout = Self::effective_timeout(block, timeout)?;
+        let Some(m) = self.take_messages(py, 1, timeout)?.pop() else {
+            return Err(queue_exc(py, "Empty"));
+        };
+        let copied = self.copy_out(py, &m);
+        let len = m.len();
+        self.q.release(m).py_err()?;
+        let (ba, pad) = copied?;
+        // The copy is ours alone: it is validated and sliced without trusting the queue.
+        // SAFETY: the bytearray is alive and not resized while we read it under the GIL.
+        let msg = unsafe { &ba.as_bytes()[pad..pad + len] };
+        let not_object = |why: String| {
+            PyValueError::new_err(format!(
+                "get_object(): the message ({len} bytes) was not sent by put_object ({why}); \
+                 it has been consumed"
+            ))
+        };
+        let ranges = parts::decode(msg).map_err(|e| not_object(e.to_string()))?;
+        let Some((first, rest)) = ranges.split_first() else {
+            return Err(not_object("it has no pickle part".into()));
+        };
+        let mv = PyMemoryView::from(ba.as_any())?;
+        let slice = |r: &std::ops::Range<usize>| -> PyResult<Bound<'_, PyAny>> {
+            let (a, b) = (pad + r.start, pad + r.end);
+            mv.get_item(PySlice::new(py, a as isize, b as isize, 1))
+        };
+        let buffers = PyList::empty(py);
+        for r in rest {
+            buffers.append(slice(r)?)?;
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("buffers", buffers)?;
+        Ok(pickle_fn(py, "loads")?
+            .call((slice(first)?,), Some(&kwargs))?
+            .unbind())
     }
 
     /// Messages waiting (approximate while others are active).
@@ -355,6 +566,14 @@ impl PyQueue {
         false
     }
 
+    /// Pickles as a reference: unpickling opens the same queue by name or path (so a
+    /// handle can be passed to a spawned process); the closed state is not carried over.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        crate::lock::reduce(slf.py(), slf.get_type().as_any(), slf.get().q.location())
+    }
+
     fn __repr__(&self) -> String {
         let loc = match self.q.location() {
             Location::Name(n) => format!("name={n:?}"),
@@ -362,5 +581,70 @@ impl PyQueue {
         };
         let state = if self.closed() { ", closed" } else { "" };
         format!("Queue({loc}, capacity={}{state})", self.q.capacity())
+    }
+}
+
+/// The context manager returned by `Queue.get_view()`.
+#[pyclass(module = "memspace._memspace", name = "QueueView", frozen)]
+pub struct PyQueueView {
+    queue: Py<PyQueue>,
+    timeout: Option<Duration>,
+    state: Mutex<Option<Exported>>,
+}
+
+#[pymethods]
+impl PyQueueView {
+    fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
+        let queue = self.queue.get();
+        queue.check_open()?;
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.is_some() {
+            return Err(PyValueError::new_err(
+                "this get_view() block is already open (call get_view() again for another)",
+            ));
+        }
+        let Some(m) = queue.take_messages(py, 1, self.timeout)?.pop() else {
+            return Err(queue_exc(py, "Empty"));
+        };
+        let (ptr, len) = (queue.q.message_ptr(&m), m.len());
+        let keep = Keep::QueueMessage {
+            q: queue.q.clone(),
+            m: Mutex::new(Some(m)),
+            pid: std::process::id(),
+        };
+        // On failure the exporter (or `keep`) is dropped, which releases the message.
+        let (exported, mv) = exported_view(py, keep, ptr, len, true)?;
+        *state = Some(exported);
+        Ok(mv)
+    }
+
+    #[pyo3(signature = (_exc_type, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let Some(exported) = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        else {
+            return Ok(false);
+        };
+        if release_view(py, &exported)? {
+            exported.0.get().release_message().py_err()?;
+            return Ok(false);
+        }
+        Err(PyBufferError::new_err(
+            "a view of the message is still exported (e.g. a numpy array) at the end of the \
+             get_view() block: its space returns to the queue only when the last view is \
+             dropped; drop every view (or copy the data) before leaving the block",
+        ))
     }
 }

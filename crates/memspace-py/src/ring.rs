@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use memspace::mpmc::{Message as QueueMessage, Queue};
 use memspace::spsc::{Consumer, Message, Producer, Reservation, Role};
 use memspace::{Location, Ring, RingOptions};
 use pyo3::buffer::PyUntypedBuffer;
@@ -622,6 +623,14 @@ impl PyRing {
         false
     }
 
+    /// Pickles as a reference: unpickling opens the same ring by name or path (so a
+    /// handle can be passed to a spawned process); the closed state is not carried over.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        crate::lock::reduce(slf.py(), slf.get_type().as_any(), slf.get().ring.location())
+    }
+
     fn __repr__(&self) -> String {
         let loc = match self.ring.location() {
             Location::Name(n) => format!("name={n:?}"),
@@ -638,8 +647,21 @@ fn is_full(py: Python<'_>, e: &PyErr) -> bool {
         .is_ok_and(|t| e.is_instance(py, t))
 }
 
+/// What keeps exported bytes valid: the mapping, and for a queue message the message itself
+/// (its space is handed back when the exporter goes, so it is never reused under a view).
+pub(crate) enum Keep {
+    /// Held only to keep the mapping alive.
+    Ring(#[allow(dead_code)] Ring),
+    QueueMessage {
+        q: Queue,
+        m: Mutex<Option<QueueMessage>>,
+        /// The process that took the message: a forked child's copy never releases it.
+        pid: u32,
+    },
+}
+
 /// Bytes exported to Python as a buffer: a message or reservation in place. Keeps the ring
-/// mapped while any view of it exists.
+/// or queue mapped while any view of it exists.
 #[pyclass(module = "memspace._memspace", frozen)]
 pub struct RingBytes {
     ptr: usize,
@@ -648,7 +670,31 @@ pub struct RingBytes {
     /// Buffers exported and not yet released (memoryviews made from other memoryviews share
     /// one export, so this is the only reliable "is anyone still looking?").
     exports: std::sync::atomic::AtomicUsize,
-    _keep: Ring,
+    keep: Keep,
+}
+
+impl RingBytes {
+    /// Hands a queue message's space back now (at most once; later calls do nothing).
+    pub(crate) fn release_message(&self) -> memspace::Result<()> {
+        if let Keep::QueueMessage { q, m, pid } = &self.keep {
+            let taken = m
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            if let Some(msg) = taken.filter(|_| *pid == std::process::id()) {
+                return q.release(msg);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RingBytes {
+    fn drop(&mut self) {
+        // Nobody can look at the bytes any more (every view holds this object). An error here
+        // is a corrupt segment, which the next operation on the queue reports.
+        let _ = self.release_message();
+    }
 }
 
 #[pymethods]
@@ -661,8 +707,9 @@ impl RingBytes {
         flags: c_int,
     ) -> PyResult<()> {
         let this = slf.get();
-        // SAFETY: `view` comes from CPython; ptr/len describe bytes inside the ring's mapping,
-        // which `_keep` keeps mapped for as long as this object (and so the view) lives.
+        // SAFETY: `view` comes from CPython; ptr/len describe bytes inside the ring's or
+        // queue's mapping, which `keep` keeps mapped (and, for a queue message, unreleased)
+        // for as long as this object (and so the view) lives.
         unsafe {
             if ffi::PyBuffer_FillInfo(
                 view,
@@ -688,15 +735,15 @@ impl RingBytes {
 }
 
 /// A memoryview over bytes in the ring, and the exporter that counts who still looks at them.
-type Exported = (Py<RingBytes>, Py<PyMemoryView>);
+pub(crate) type Exported = (Py<RingBytes>, Py<PyMemoryView>);
 
-fn exported_view<'py>(
-    py: Python<'py>,
-    ring: &Ring,
+pub(crate) fn exported_view(
+    py: Python<'_>,
+    keep: Keep,
     ptr: *const u8,
     len: usize,
     readonly: bool,
-) -> PyResult<(Exported, Bound<'py, PyMemoryView>)> {
+) -> PyResult<(Exported, Bound<'_, PyMemoryView>)> {
     let bytes = Bound::new(
         py,
         RingBytes {
@@ -704,11 +751,21 @@ fn exported_view<'py>(
             len,
             readonly,
             exports: std::sync::atomic::AtomicUsize::new(0),
-            _keep: ring.clone(),
+            keep,
         },
     )?;
     let mv = PyMemoryView::from(bytes.as_any())?;
     Ok(((bytes.unbind(), mv.clone().unbind()), mv))
+}
+
+/// Releases the memoryview a with-block handed out; returns whether nothing else still views
+/// the memory.
+pub(crate) fn release_view(py: Python<'_>, (bytes, mv): &Exported) -> PyResult<bool> {
+    match mv.bind(py).call_method0("release") {
+        Ok(_) => Ok(bytes.get().exports.load(Ordering::Acquire) == 0),
+        Err(e) if e.is_instance_of::<PyBufferError>(py) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Ends a zero-copy with-block: releases the memoryview it handed out and clears `busy`.
@@ -716,16 +773,12 @@ fn exported_view<'py>(
 /// view of the memory is still exported (then nothing is completed: `outcome` says what).
 fn end_block(
     py: Python<'_>,
-    (bytes, mv): &Exported,
+    exported: &Exported,
     busy: &AtomicBool,
     exc_type: Option<&Bound<'_, PyAny>>,
     outcome: &str,
 ) -> PyResult<bool> {
-    let released = match mv.bind(py).call_method0("release") {
-        Ok(_) => bytes.get().exports.load(Ordering::Acquire) == 0,
-        Err(e) if e.is_instance_of::<PyBufferError>(py) => false,
-        Err(e) => return Err(e),
-    };
+    let released = release_view(py, exported)?;
     busy.store(false, Ordering::Release);
     if !released {
         return Err(PyBufferError::new_err(format!(
@@ -753,7 +806,13 @@ impl PyRingView {
         let Some(m) = PyRing::next_message(py, rx, self.timeout)? else {
             return Err(queue_exc(py, "Empty"));
         };
-        let (exported, mv) = exported_view(py, &ring.ring, rx.message_ptr(&m), m.len(), true)?;
+        let (exported, mv) = exported_view(
+            py,
+            Keep::Ring(ring.ring.clone()),
+            rx.message_ptr(&m),
+            m.len(),
+            true,
+        )?;
         ring.viewing.store(true, Ordering::Release);
         *self
             .state
@@ -813,7 +872,13 @@ impl PyRingReservation {
                 e
             }
         })?;
-        let (exported, mv) = exported_view(py, &ring.ring, tx.reservation_ptr(&r), r.len(), false)?;
+        let (exported, mv) = exported_view(
+            py,
+            Keep::Ring(ring.ring.clone()),
+            tx.reservation_ptr(&r),
+            r.len(),
+            false,
+        )?;
         ring.reserving.store(true, Ordering::Release);
         *self
             .state

@@ -4,10 +4,14 @@
 //!   number of processes and threads, with blocking waits that do not poll, FIFO per
 //!   producer, and crash safety (a killed producer or consumer loses at most what it held and
 //!   never wedges the queue).
+//! - [`parts`]: one message made of several aligned parts (the frame of Python's
+//!   `Queue.put_object`), written in place with [`Queue::write_parts`] and read with
+//!   [`parts::decode`].
 //! - `core` (crate-internal): the claim/commit/take/release protocol over any byte region,
 //!   checked with loom and proptest on the heap.
 
 pub(crate) mod core;
+pub mod parts;
 mod queue;
 
 pub use queue::{

@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{self as qcore, Claim, Control, Corrupt, Geometry, Owner, Take, Taken};
+use super::parts::PartsLayout;
 use crate::error::{Error, Result};
 use crate::lock::eventcount::{EventCount, OsFutex};
 use crate::lock::mutex::{self, Interrupt, RobustMutex};
@@ -574,6 +575,41 @@ impl Queue {
         self.shared.region.write(r.c.offset + at, data);
     }
 
+    /// Writes a [`parts`](super::parts) message into a reservation of `layout.total()` bytes:
+    /// the frame, then each of `parts` (one per entry of the layout, of its length).
+    pub fn write_parts(&self, r: &Reservation, layout: &PartsLayout, parts: &[&[u8]]) {
+        assert_eq!(
+            r.len(),
+            layout.total(),
+            "the reservation must fit the layout"
+        );
+        assert_eq!(parts.len(), layout.parts().len(), "one slice per part");
+        layout.each_frame_piece(|at, bytes| self.write(r, at, bytes));
+        for (range, data) in layout.parts().iter().zip(parts) {
+            assert_eq!(
+                range.len(),
+                data.len(),
+                "part length differs from the layout"
+            );
+            self.write(r, range.start, data);
+        }
+    }
+
+    /// Sends one message made of `parts` (see [`parts`](super::parts)), each readable in place
+    /// at a 64-byte aligned offset, without joining them first; waits at most `timeout`.
+    pub fn push_parts(
+        &self,
+        parts: &[&[u8]],
+        timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<()> {
+        let lens: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        let layout = PartsLayout::new(&lens)?;
+        let r = self.claim(layout.total(), timeout, interrupt)?;
+        self.write_parts(&r, &layout, parts);
+        self.commit(r)
+    }
+
     /// Commits a reservation (the message becomes visible) and wakes waiting consumers.
     #[allow(clippy::needless_pass_by_value)] // taken by value so it cannot be used twice
     pub fn commit(&self, r: Reservation) -> Result<()> {
@@ -592,22 +628,28 @@ impl Queue {
         Ok(())
     }
 
-    /// Sends one message if there is room now (waiting only briefly for other producers'
-    /// claims); `Ok(false)` if the queue is full.
-    pub fn try_push(&self, data: &[u8]) -> Result<bool> {
-        self.check_len(data.len())?;
+    /// Claims room for a message of `len` bytes if there is room now (waiting only briefly
+    /// for other producers' claims); `Ok(None)` if the queue is full. Complete it as for
+    /// [`Queue::claim`].
+    pub fn try_claim(&self, len: usize) -> Result<Option<Reservation>> {
+        self.check_len(len)?;
         let mut out = Vec::with_capacity(1);
         self.try_claim_many(
-            &mut std::iter::once(data.len() as u64),
+            &mut std::iter::once(len as u64),
             1,
             &mut out,
             deadline(Some(TRY_LOCK_GRACE)),
             false,
         )?;
-        let Some(c) = out.pop() else {
+        Ok(out.pop().map(|c| Reservation { c }))
+    }
+
+    /// Sends one message if there is room now (waiting only briefly for other producers'
+    /// claims); `Ok(false)` if the queue is full.
+    pub fn try_push(&self, data: &[u8]) -> Result<bool> {
+        let Some(r) = self.try_claim(data.len())? else {
             return Ok(false);
         };
-        let r = Reservation { c };
         self.write(&r, 0, data);
         self.commit(r)?;
         Ok(true)
@@ -962,6 +1004,28 @@ mod tests {
         let want: Vec<(usize, u32)> = (0..3).flat_map(|p| (0..n).map(move |i| (p, i))).collect();
         assert_eq!(all, want);
         Queue::remove(&name).unwrap();
+    }
+
+    #[test]
+    fn parts_messages_round_trip() {
+        let l = loc("parts");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        let big = vec![9u8; 1000];
+        q.push_parts(&[b"pickle", &big, b""], None, &mut no_interrupt)
+            .unwrap();
+        let m = q.try_pop().unwrap().unwrap();
+        let parts = super::super::parts::decode(&m).unwrap();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(&m[parts[0].clone()], b"pickle");
+        assert_eq!(&m[parts[1].clone()], &big[..]);
+        assert!(parts[2].is_empty());
+        let too_big = vec![0u8; q.max_message_size() as usize];
+        assert!(matches!(
+            q.push_parts(&[&too_big], None, &mut no_interrupt),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(q.is_empty());
+        Queue::remove(&l).unwrap();
     }
 
     #[test]
