@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use memspace::mpmc::parts::{self, PartsLayout};
-use memspace::mpmc::{Message, Queue, QueueOptions, Reservation};
+use memspace::mpmc::{Attempt, Message, Queue, QueueOptions, Reservation};
 use memspace::Location;
 use pyo3::exceptions::{PyBufferError, PyTimeoutError, PyValueError};
 use pyo3::ffi;
@@ -30,6 +30,12 @@ fn pickle_fn<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, Py
     static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let cell = if name == "dumps" { &DUMPS } else { &LOADS };
     cell.import(py, "pickle", name).cloned()
+}
+
+fn is_full(py: Python<'_>, e: &PyErr) -> bool {
+    static FULL: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
+    FULL.import(py, "queue", "Full")
+        .is_ok_and(|t| e.is_instance(py, t))
 }
 
 /// Maps the core's timeout while waiting for room to `queue.Full`.
@@ -69,38 +75,57 @@ impl PyQueue {
         timeout: Option<Duration>,
     ) -> PyResult<Vec<Message>> {
         let q = &self.q;
-        let mut ms = Vec::new();
-        q.take_many(max, Some(Duration::ZERO), &mut || false, &mut ms)
-            .py_err()?;
-        if ms.is_empty() && timeout != Some(Duration::ZERO) {
-            ms = detached(py, |interrupt| {
-                let mut v = Vec::new();
-                q.take_many(max, timeout, interrupt, &mut v)?;
-                Ok(v)
-            })?;
+        match q.take_now(max).py_err()? {
+            Attempt::Done(ms) => return Ok(ms),
+            Attempt::Nothing if timeout == Some(Duration::ZERO) => return Ok(Vec::new()),
+            // Busy with a zero timeout: wait out the other consumer's take (briefly, GIL
+            // released), so that "empty" always means empty.
+            Attempt::Nothing | Attempt::Busy => {}
         }
-        Ok(ms)
+        detached(py, |interrupt| {
+            let mut v = Vec::new();
+            q.take_many(max, timeout, interrupt, &mut v)?;
+            Ok(v)
+        })
     }
 
-    /// Claims `len` bytes: first without waiting (GIL held), then, unless `timeout` is zero,
-    /// waiting with the GIL released; `queue.Full` if there is no room in time.
+    /// Claims `len` bytes: first without waiting (GIL held), then waiting with the GIL
+    /// released; `queue.Full` if there is no room in time. A zero timeout still waits out
+    /// another producer's claim (briefly, GIL released), so `queue.Full` always means "no
+    /// room", never "someone else was claiming".
     fn claim(
         &self,
         py: Python<'_>,
         len: usize,
         timeout: Option<Duration>,
     ) -> PyResult<Reservation> {
-        if let Some(r) = self.q.try_claim(len).py_err()? {
-            return Ok(r);
-        }
-        if timeout == Some(Duration::ZERO) {
-            return Err(queue_exc(py, "Full"));
+        match self.q.claim_now(len).py_err()? {
+            Attempt::Done(r) => return Ok(r),
+            Attempt::Nothing if timeout == Some(Duration::ZERO) => {
+                return Err(queue_exc(py, "Full"));
+            }
+            Attempt::Nothing | Attempt::Busy => {}
         }
         let q = &self.q;
         full_on_timeout(
             py,
             detached(py, |interrupt| q.claim(len, timeout, interrupt)),
         )
+    }
+
+    /// Writes a reservation's payload with `write`, releasing the GIL for a large one (the
+    /// caller keeps the sources pinned: they outlive this call).
+    fn fill(
+        &self,
+        py: Python<'_>,
+        r: &Reservation,
+        write: impl FnOnce(&Queue, &Reservation) + Send,
+    ) {
+        if r.len() >= DETACH_COPY {
+            py.detach(|| write(&self.q, r));
+        } else {
+            write(&self.q, r);
+        }
     }
 
     /// A new bytearray holding a taken message at a 64-byte aligned address (one copy; the
@@ -226,21 +251,9 @@ impl PyQueue {
         let timeout = Self::effective_timeout(block, timeout)?;
         let data = Data::from(data)?;
         let bytes = data.as_slice();
-        if self.q.try_push(bytes).py_err()? {
-            return Ok(());
-        }
-        if timeout == Some(Duration::ZERO) {
-            return Err(queue_exc(py, "Full"));
-        }
-        let q = &self.q;
-        let bytes_ptr = bytes.as_ptr() as usize;
-        let len = bytes.len();
-        let r = detached(py, |interrupt| {
-            // SAFETY: `data` (which owns or pins these bytes) outlives this call.
-            let bytes = unsafe { std::slice::from_raw_parts(bytes_ptr as *const u8, len) };
-            q.push(bytes, timeout, interrupt)
-        });
-        full_on_timeout(py, r)
+        let r = self.claim(py, bytes.len(), timeout)?;
+        self.fill(py, &r, |q, r| q.write(r, 0, bytes));
+        self.q.commit(r).py_err()
     }
 
     /// `put(data, block=False)`.
@@ -249,10 +262,19 @@ impl PyQueue {
     }
 
     /// Sends one message if there is room now; returns whether it was sent.
-    fn try_put(&self, data: &Bound<'_, PyAny>) -> PyResult<bool> {
+    fn try_put(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         self.check_open()?;
         let data = Data::from(data)?;
-        self.q.try_push(data.as_slice()).py_err()
+        let bytes = data.as_slice();
+        match self.claim(py, bytes.len(), Some(Duration::ZERO)) {
+            Ok(r) => {
+                self.fill(py, &r, |q, r| q.write(r, 0, bytes));
+                self.q.commit(r).py_err()?;
+                Ok(true)
+            }
+            Err(e) if is_full(py, &e) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends every message of `items` in order, waiting for room as needed (at most
@@ -405,29 +427,9 @@ impl PyQueue {
             )));
         }
         let r = self.claim(py, layout.total(), timeout)?;
-        let q = &self.q;
-        let write = || {
-            let slices: Vec<&[u8]> = datas.iter().map(Data::as_slice).collect();
-            q.write_parts(&r, &layout, &slices);
-        };
-        if layout.total() >= DETACH_COPY {
-            let ptrs: Vec<(usize, usize)> = datas
-                .iter()
-                .map(|d| (d.as_slice().as_ptr() as usize, d.as_slice().len()))
-                .collect();
-            let (r, layout) = (&r, &layout);
-            py.detach(|| {
-                // SAFETY: `datas` (which owns or pins these bytes) outlives this call.
-                let slices: Vec<&[u8]> = ptrs
-                    .iter()
-                    .map(|&(p, n)| unsafe { std::slice::from_raw_parts(p as *const u8, n) })
-                    .collect();
-                q.write_parts(r, layout, &slices);
-            });
-        } else {
-            write();
-        }
-        q.commit(r).py_err()
+        let slices: Vec<&[u8]> = datas.iter().map(Data::as_slice).collect();
+        self.fill(py, &r, |q, r| q.write_parts(r, &layout, &slices));
+        self.q.commit(r).py_err()
     }
 
     /// Takes the next message sent by `put_object` and unpickles it; its out-of-band buffers

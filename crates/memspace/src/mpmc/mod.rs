@@ -15,5 +15,6 @@ pub mod parts;
 mod queue;
 
 pub use queue::{
-    Message, Queue, QueueInfo, QueueOptions, Reservation, DEFAULT_SLOTS, MAX_CAPACITY, MIN_CAPACITY,
+    Attempt, Message, Queue, QueueInfo, QueueOptions, Reservation, DEFAULT_SLOTS, MAX_CAPACITY,
+    MIN_CAPACITY,
 };

@@ -63,6 +63,31 @@ pub const DEFAULT_SLOTS: u32 = 128;
 /// How long a non-blocking call waits for the other side's (short) critical section.
 const TRY_LOCK_GRACE: Duration = Duration::from_millis(20);
 
+/// How long one attempt waits for the P- or C-lock: [`TRY_LOCK_GRACE`] at most (a live holder
+/// keeps it for microseconds, so this is only reached when the holder is descheduled or
+/// stopped, and waits then go back to the eventcount, which checks for interrupts), and at
+/// least that when `until` has passed (a try still waits out a preempted holder).
+fn lock_deadline(until: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    let grace = now + TRY_LOCK_GRACE;
+    match until {
+        Some(u) if u > now => u.min(grace),
+        _ => grace,
+    }
+}
+
+/// What an attempt that never waits (not even for a lock) found.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// It claimed or took.
+    Done(T),
+    /// No room (claim) or no committed message (take), seen under the lock.
+    Nothing,
+    /// Another process or thread held the lock: nothing was decided. Retry with a call that
+    /// may wait (a `try_` call waits briefly for the lock).
+    Busy,
+}
+
 fn lock_area(slots: u32) -> u64 {
     (GENS_OFF + 4 * u64::from(slots)).next_multiple_of(64)
 }
@@ -242,7 +267,7 @@ impl Shared {
         self.st.location()
     }
 
-    /// Locks `m` within `deadline` (a short grace if `None` is not allowed to block).
+    /// Locks `m`, waiting until `until` at most (`None`: not at all, only a try).
     fn lock(
         &self,
         m: RobustMutex,
@@ -256,7 +281,10 @@ impl Shared {
             // (see the core's docs), so the flag is only informative.
             return Ok(Some(()));
         }
-        let timeout = until.map(|d| d.saturating_duration_since(Instant::now()));
+        let Some(until) = until else {
+            return Ok(None);
+        };
+        let timeout = Some(until.saturating_duration_since(Instant::now()));
         match m.lock(slot, timeout, interrupt, self.location(), what) {
             Ok(_) => Ok(Some(())),
             Err(Error::Timeout { .. }) => Ok(None),
@@ -486,21 +514,21 @@ impl Queue {
         lens: &mut dyn Iterator<Item = u64>,
         max: usize,
         out: &mut Vec<Claim>,
-        until: Option<Instant>,
+        lock_until: Option<Instant>,
         deep: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let s = &*self.shared;
         let owner = s.owner()?;
         if s.lock(
             s.p_lock,
             owner.slot,
-            until,
+            lock_until,
             &mut no_interrupt,
             "queue producer lock",
         )?
         .is_none()
         {
-            return Ok(());
+            return Ok(false);
         }
         let r = (|| -> Result<()> {
             let q = s.q();
@@ -517,7 +545,7 @@ impl Queue {
             Ok(())
         })();
         s.unlock(s.p_lock, "queue producer lock")?;
-        r
+        r.map(|()| true)
     }
 
     /// Claims room for a message of `len` bytes written in place, waiting at most `timeout`
@@ -539,7 +567,7 @@ impl Queue {
                 &mut std::iter::once(len as u64),
                 1,
                 &mut out,
-                until.or_else(|| deadline(Some(Duration::from_secs(3600)))),
+                Some(lock_deadline(until)),
                 calls % 64 == 0,
             )?;
             Ok(out.pop())
@@ -638,10 +666,24 @@ impl Queue {
             &mut std::iter::once(len as u64),
             1,
             &mut out,
-            deadline(Some(TRY_LOCK_GRACE)),
+            Some(lock_deadline(None)),
             false,
         )?;
         Ok(out.pop().map(|c| Reservation { c }))
+    }
+
+    /// Claims room for a message of `len` bytes without waiting at all, not even for
+    /// another producer's claim to finish ([`Attempt::Busy`] then).
+    pub fn claim_now(&self, len: usize) -> Result<Attempt<Reservation>> {
+        self.check_len(len)?;
+        let mut out = Vec::with_capacity(1);
+        let locked =
+            self.try_claim_many(&mut std::iter::once(len as u64), 1, &mut out, None, false)?;
+        Ok(match out.pop() {
+            Some(c) => Attempt::Done(Reservation { c }),
+            None if locked => Attempt::Nothing,
+            None => Attempt::Busy,
+        })
     }
 
     /// Sends one message if there is room now (waiting only briefly for other producers'
@@ -685,7 +727,13 @@ impl Queue {
         while sent < items.len() {
             claims.clear();
             let mut lens = items[sent..].iter().map(|d| d.len() as u64);
-            self.try_claim_many(&mut lens, usize::MAX, &mut claims, until, false)?;
+            self.try_claim_many(
+                &mut lens,
+                usize::MAX,
+                &mut claims,
+                Some(lock_deadline(until)),
+                false,
+            )?;
             if claims.is_empty() {
                 let mut calls = 0u32;
                 let got = self.wait_room(until, &mut *interrupt, || {
@@ -695,7 +743,7 @@ impl Queue {
                         &mut lens,
                         usize::MAX,
                         &mut claims,
-                        until,
+                        Some(lock_deadline(until)),
                         calls % 64 == 0,
                     )?;
                     Ok((!claims.is_empty()).then_some(()))
@@ -724,21 +772,21 @@ impl Queue {
         &self,
         max: usize,
         out: &mut Vec<Taken>,
-        until: Option<Instant>,
+        lock_until: Option<Instant>,
         check_os: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let s = &*self.shared;
         let owner = s.owner()?;
         if s.lock(
             s.c_lock,
             owner.slot,
-            until,
+            lock_until,
             &mut no_interrupt,
             "queue consumer lock",
         )?
         .is_none()
         {
-            return Ok(());
+            return Ok(false);
         }
         let r = (|| -> Result<()> {
             let q = s.q();
@@ -754,7 +802,21 @@ impl Queue {
             Ok(())
         })();
         s.unlock(s.c_lock, "queue consumer lock")?;
-        r
+        r.map(|()| true)
+    }
+
+    /// Takes up to `max` committed messages without waiting at all, not even for another
+    /// consumer's take to finish ([`Attempt::Busy`] then).
+    pub fn take_now(&self, max: usize) -> Result<Attempt<Vec<Message>>> {
+        let mut got = Vec::new();
+        let locked = self.try_take_many(max, &mut got, None, false)?;
+        Ok(if !got.is_empty() {
+            Attempt::Done(got.into_iter().map(|t| Message { t }).collect())
+        } else if locked {
+            Attempt::Nothing
+        } else {
+            Attempt::Busy
+        })
     }
 
     /// Takes up to `max` messages, waiting at most `timeout` for the first. They stay
@@ -768,18 +830,13 @@ impl Queue {
     ) -> Result<()> {
         let until = deadline(timeout);
         let mut got = Vec::new();
-        self.try_take_many(
-            max,
-            &mut got,
-            until.or_else(|| deadline(Some(TRY_LOCK_GRACE))),
-            false,
-        )?;
+        self.try_take_many(max, &mut got, Some(lock_deadline(until)), false)?;
         if got.is_empty() && timeout != Some(Duration::ZERO) {
             let mut calls = 0u32;
             let shared = self.shared.clone();
             wait_for(shared.event(NOT_EMPTY_OFF), until, interrupt, || {
                 calls += 1;
-                self.try_take_many(max, &mut got, until, calls % 32 == 0)?;
+                self.try_take_many(max, &mut got, Some(lock_deadline(until)), calls % 32 == 0)?;
                 Ok((!got.is_empty()).then_some(()))
             })?;
         }
@@ -1004,6 +1061,45 @@ mod tests {
         let want: Vec<(usize, u32)> = (0..3).flat_map(|p| (0..n).map(move |i| (p, i))).collect();
         assert_eq!(all, want);
         Queue::remove(&name).unwrap();
+    }
+
+    /// A lock held by someone else makes the non-waiting calls say `Busy` (never "empty" or
+    /// "full"), and the `try_` calls wait the holder out.
+    #[test]
+    fn held_locks_are_busy_not_empty_or_full() {
+        let l = loc("busy");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        assert!(q.try_push(b"m").unwrap());
+        let s = &*q.shared;
+        let slot = s.owner().unwrap().slot;
+        for (lock, what) in [(s.c_lock, "c"), (s.p_lock, "p")] {
+            s.lock(lock, slot, None, &mut no_interrupt, what)
+                .unwrap()
+                .unwrap();
+            let q2 = q.clone();
+            let busy = std::thread::spawn(move || {
+                if what == "c" {
+                    matches!(q2.take_now(1).unwrap(), Attempt::Busy)
+                } else {
+                    matches!(q2.claim_now(1).unwrap(), Attempt::Busy)
+                }
+            });
+            assert!(busy.join().unwrap(), "{what}: busy");
+            let q2 = q.clone();
+            let t = std::thread::spawn(move || {
+                if what == "c" {
+                    q2.try_pop().unwrap().is_some()
+                } else {
+                    q2.try_push(b"n").unwrap()
+                }
+            });
+            std::thread::sleep(Duration::from_millis(5));
+            s.unlock(lock, what).unwrap();
+            assert!(t.join().unwrap(), "the try call waited for the {what} lock");
+        }
+        assert!(matches!(q.take_now(5).unwrap(), Attempt::Done(v) if v.len() == 1));
+        assert!(matches!(q.take_now(5).unwrap(), Attempt::Nothing));
+        Queue::remove(&l).unwrap();
     }
 
     #[test]
