@@ -594,19 +594,28 @@ pub struct PyQueueView {
     state: Mutex<Option<Exported>>,
 }
 
+impl PyQueueView {
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, Option<Exported>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 #[pymethods]
 impl PyQueueView {
     fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
         let queue = self.queue.get();
         queue.check_open()?;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state.is_some() {
-            return Err(PyValueError::new_err(
+        let already_open = || {
+            PyValueError::new_err(
                 "this get_view() block is already open (call get_view() again for another)",
-            ));
+            )
+        };
+        // The state lock is never held while waiting (a wait releases the GIL, and another
+        // thread holding the GIL could then block on this lock).
+        if self.lock_state().is_some() {
+            return Err(already_open());
         }
         let Some(m) = queue.take_messages(py, 1, self.timeout)?.pop() else {
             return Err(queue_exc(py, "Empty"));
@@ -617,8 +626,12 @@ impl PyQueueView {
             m: Mutex::new(Some(m)),
             pid: std::process::id(),
         };
-        // On failure the exporter (or `keep`) is dropped, which releases the message.
+        // On failure (here or below) the exporter is dropped, which releases the message.
         let (exported, mv) = exported_view(py, keep, ptr, len, true)?;
+        let mut state = self.lock_state();
+        if state.is_some() {
+            return Err(already_open());
+        }
         *state = Some(exported);
         Ok(mv)
     }
@@ -631,12 +644,7 @@ impl PyQueueView {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        let Some(exported) = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-        else {
+        let Some(exported) = self.lock_state().take() else {
             return Ok(false);
         };
         if release_view(py, &exported)? {
