@@ -464,8 +464,12 @@ impl Queue {
         self.shared.q().used_bytes()
     }
 
-    /// Whether a message of `len` bytes would not fit now (ignoring reclaimable space).
+    /// Whether a message of `len` bytes would not fit now (after handing back the space of
+    /// messages already consumed; records held by dead processes are counted as used until a
+    /// producer reclaims them).
     pub fn is_full_for(&self, len: usize) -> bool {
+        // An error here is corruption, which the next put or get reports.
+        let _ = self.shared.q().reclaim(None);
         let need = record_size(len as u64);
         self.capacity() - self.used_bytes() < need
     }
