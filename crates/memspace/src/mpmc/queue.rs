@@ -948,6 +948,9 @@ impl Queue {
 mod tests {
     use super::*;
 
+    /// A wait this long means the queue is stuck: fail instead of hanging.
+    const STUCK: Duration = Duration::from_secs(60);
+
     fn loc(tag: &str) -> Location {
         use std::sync::atomic::{AtomicU32 as StdU32, Ordering as O};
         static N: StdU32 = StdU32::new(0);
@@ -1026,24 +1029,33 @@ mod tests {
                         let mut m = vec![p];
                         m.extend_from_slice(&i.to_le_bytes());
                         m.resize(5 + (i % 40) as usize, p);
-                        q.push(&m, None, &mut no_interrupt).unwrap();
+                        q.push(&m, Some(STUCK), &mut no_interrupt).unwrap();
                     }
                 })
             })
             .collect();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let consumers: Vec<_> = (0..3)
             .map(|_| {
                 let q = q.clone();
+                let done = done.clone();
                 std::thread::spawn(move || {
                     let mut got = Vec::new();
                     let mut last = [None::<u32>; 3];
-                    while let Some(m) = q
-                        .pop(Some(Duration::from_millis(500)), &mut no_interrupt)
-                        .unwrap()
-                    {
-                        let p = m[0] as usize;
-                        let i = u32::from_le_bytes(m[1..5].try_into().unwrap());
-                        assert_eq!(m.len(), 5 + (i % 40) as usize);
+                    loop {
+                        let finished = done.load(std::sync::atomic::Ordering::Acquire);
+                        let Some(msg) = q
+                            .pop(Some(Duration::from_millis(20)), &mut no_interrupt)
+                            .unwrap()
+                        else {
+                            if finished {
+                                break;
+                            }
+                            continue;
+                        };
+                        let p = msg[0] as usize;
+                        let i = u32::from_le_bytes(msg[1..5].try_into().unwrap());
+                        assert_eq!(msg.len(), 5 + (i % 40) as usize);
                         if let Some(l) = last[p] {
                             assert!(i > l, "per-producer order");
                         }
@@ -1057,6 +1069,7 @@ mod tests {
         for p in producers {
             p.join().unwrap();
         }
+        done.store(true, std::sync::atomic::Ordering::Release);
         let mut all: Vec<(usize, u32)> = consumers
             .into_iter()
             .flat_map(|c| c.join().unwrap())
@@ -1145,6 +1158,9 @@ mod tests {
 mod batch_tests {
     use super::*;
 
+    /// A wait this long means the queue is stuck: fail instead of hanging.
+    const STUCK: Duration = Duration::from_secs(60);
+
     /// Four producer and four consumer threads through a small queue with `push_many` and
     /// `pop_many`: every message arrives.
     #[test]
@@ -1169,23 +1185,28 @@ mod batch_tests {
                         let items: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
                         let mut d = 0;
                         while d < 32 {
-                            d += q.push_many(&items[d..], None, &mut no_interrupt).unwrap();
+                            d += q
+                                .push_many(&items[d..], Some(STUCK), &mut no_interrupt)
+                                .unwrap();
                         }
                         i += 32;
                     }
                 })
             })
             .collect();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let cs: Vec<_> = (0..4)
             .map(|_| {
                 let q = q.clone();
+                let done = done.clone();
                 std::thread::spawn(move || {
                     let mut c = 0;
                     loop {
+                        let finished = done.load(std::sync::atomic::Ordering::Acquire);
                         let ms = q
-                            .pop_many(64, Some(Duration::from_millis(300)), &mut no_interrupt)
+                            .pop_many(64, Some(Duration::from_millis(20)), &mut no_interrupt)
                             .unwrap();
-                        if ms.is_empty() {
+                        if ms.is_empty() && finished {
                             return c;
                         }
                         c += ms.len();
@@ -1196,6 +1217,7 @@ mod batch_tests {
         for p in ps {
             p.join().unwrap();
         }
+        done.store(true, std::sync::atomic::Ordering::Release);
         let total: usize = cs.into_iter().map(|c| c.join().unwrap()).sum();
         assert_eq!(total, 4 * n as usize);
         Queue::remove(&name).unwrap();
