@@ -41,6 +41,7 @@ class Transport:
     batched = False
     zero_copy = False  # the consumer reads in place and hands back only a length
     max_size: int | None = None  # largest message the transport can carry
+    max_size_reason = ""  # where max_size comes from (said when a size is skipped)
 
     @staticmethod
     def setup() -> Any:
@@ -227,16 +228,27 @@ class _MqEnd(Endpoint):
         self.mq.close()
 
 
+def _mq_msgsize_max() -> int:
+    """The largest message a POSIX message queue may carry here: the kernel's
+    fs.mqueue.msgsize_max (8192 by default)."""
+    try:
+        with open("/proc/sys/fs/mqueue/msgsize_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 8192
+
+
 class PosixMq(Transport):
     label = "posix_ipc.MessageQueue"
-    max_size = 8192  # the kernel's default msgsize_max
+    max_size = _mq_msgsize_max()
+    max_size_reason = "the kernel's fs.mqueue.msgsize_max"
 
     @staticmethod
     def setup() -> Any:
         import posix_ipc
 
         name = f"/mq-bench-{os.getpid()}-{os.urandom(3).hex()}"
-        mq = posix_ipc.MessageQueue(name, posix_ipc.O_CREX, max_message_size=8192)
+        mq = posix_ipc.MessageQueue(name, posix_ipc.O_CREX, max_message_size=PosixMq.max_size)
         mq.close()
         return name
 
