@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 from typing import Any
 
 RING_BYTES = 8 << 20
@@ -127,16 +128,27 @@ class _FifoEnd(Endpoint):
     def send(self, data: bytes) -> None:
         self.q.put(data, timeout=1e9)
 
+    # faster-fifo's get grows its receive buffer when a message does not fit, then retries
+    # *without blocking*: with several consumers another one may have taken the message, and
+    # the blocking get raises queue.Empty. Such an Empty (never a timeout here) means wait again.
     def recv(self) -> bytes:
-        data: bytes = self.q.get(timeout=1e9)
-        return data
+        while True:
+            try:
+                data: bytes = self.q.get(timeout=1e9)
+                return data
+            except queue.Empty:
+                pass
 
     def send_many(self, items: list[bytes]) -> None:
         self.q.put_many(items, timeout=1e9)
 
     def recv_many(self, n: int) -> list[bytes]:
-        out: list[bytes] = self.q.get_many(max_messages_to_get=n, timeout=1e9)
-        return out
+        while True:
+            try:
+                out: list[bytes] = self.q.get_many(max_messages_to_get=n, timeout=1e9)
+                return out
+            except queue.Empty:
+                pass
 
 
 class FasterFifo(Transport):
