@@ -1,34 +1,40 @@
 """memspace.Queue against the peers: 1P/1C and 2P/2C messages per second, and numpy objects.
 
-Every figure is a throughput in one run, side by side, REPS repetitions each (median and
-min..max), every repetition with its processes spawned fresh and its channel created anew.
-Transports are those of benchmarks/channels.py; batched ones move lists of up to 256 messages
-per call (at most a quarter of the channel's bytes, so that two producers' batches fit at once).
+What is measured: throughput between processes, side by side in one run, REPS repetitions each
+(median and min..max, no warm-up); every repetition spawns its processes afresh and creates its
+channel anew. N messages of one size per repetition (COUNTS: 200,000 at 64 B, 100,000 at 1 KiB,
+20,000 at 64 KiB, 1,000 at 1 MiB; a hundredth with MEMSPACE_BENCH_QUICK=1). Transports are
+those of benchmarks/channels.py; batched ones move lists of up to 256 messages per call (at most
+a quarter of the channel's bytes, so two producers' batches fit at once). Every received
+message's length is checked. Ratios are to faster_fifo put/get in the same table.
 
 1P/1C (mode "1x1"): bench_ring's two-process driver. The consumer starts its clock when it is
-released and stops it when it has received the N messages of one size, checking each length;
-figure = N / that time. The SPSC memspace.Ring is the reference row of these tables only.
+released and stops it when it has received the N messages; figure = N / that time. The SPSC
+memspace.Ring appears in these tables only, as a reference row.
 
-PxC (mode "2x2": two producer processes, two consumer processes on one channel): the parent
-releases all four processes at once and stamps the start just before it does. Each producer
-sends N/P messages, then one end marker (an empty message) per consumer. A consumer cannot
-know its share, so it counts messages (checking each length: the size, or 0 for a marker)
-until it has seen P markers, and reports its count and the time it saw the last one. A batch
-that brought it more than P markers (taken from the other consumers' share) is sent back into
-the channel after the consumer's clock stops. The parent checks that the counts add up to N;
-figure = N / (the latest consumer's end - the start). Only the multi-producer/multi-consumer
-transports take part: memspace.Queue and faster-fifo, single and batched, multiprocessing.Queue
-and posix_ipc.MessageQueue. Sizes a transport cannot carry (posix_ipc: fs.mqueue.msgsize_max)
-are listed under the table as skipped. Ratios are to faster_fifo put/get in the same table.
+PxC (mode "2x2" by default: two producer processes and two consumer processes on one channel):
+the parent stamps the start on CLOCK_MONOTONIC (one clock for all processes), then releases all
+of them. Each producer sends N/P messages, then one end marker (an empty message) per consumer.
+A consumer cannot know its share, so it counts messages until it has seen P markers and reports
+its count and the time it saw the last one. A batch that brought it more than P markers (the
+other consumers' share) is put back into the channel after its clock has stopped. The parent
+checks that the counts add up to N; figure = N / (the latest consumer's end - the start). Only
+the multi-producer/multi-consumer transports take part: memspace.Queue and faster-fifo (single
+and batched), multiprocessing.Queue, posix_ipc.MessageQueue.
 
-Numpy objects: 1P/1C, 1 MB float64 arrays (125,000 values; 4 distinct arrays in turn) through
-memspace.Queue.put_object/get_object against multiprocessing.Queue.put/get (pickle). The
-consumer checks each array's shape, dtype and first and last values; figure = arrays/s over N
-arrays, clocked as in 1P/1C. Ratios are to multiprocessing.Queue.
+Sizes a transport cannot carry (posix_ipc: the kernel's fs.mqueue.msgsize_max, 8192 B by
+default) are listed under the table as skipped; a measurement that stalls (60 s) or whose
+process fails is listed under it too, instead of a row.
 
-Environment: MEMSPACE_BENCH_SIZES=64,1024 (bytes; default 64, 1 KiB, 64 KiB, 1 MiB),
-MEMSPACE_BENCH_MODES=1x1,2x2,numpy (the default: every table), MEMSPACE_BENCH_QUICK=1 (a smoke
-run with tiny counts, one repetition).
+Numpy objects (mode "numpy"): 1P/1C, 500 arrays of 1 MB float64 (125,000 values; 4 distinct
+arrays in turn) through memspace.Queue.put_object/get_object against multiprocessing.Queue's
+put/get (pickle). The consumer checks each array's shape, dtype, first and last value; figure
+= arrays/s, clocked as in 1P/1C. Ratios are to multiprocessing.Queue. Skipped (said under the
+table) while memspace.Queue has no put_object.
+
+Environment: MEMSPACE_BENCH_SIZES=64,1024 (bytes; default 64, 1 KiB, 64 KiB and 1 MiB),
+MEMSPACE_BENCH_MODES=1x1,2x2,numpy (the default; any PxC such as 1x2 may be listed),
+MEMSPACE_BENCH_QUICK=1 (a smoke run: tiny counts, one repetition; its figures mean nothing).
 
 Run: python benchmarks/run.py queue   (or python benchmarks/bench_queue.py)
 """
@@ -46,7 +52,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from _harness import Result, measure, table
-from bench_ring import REPS, SIZES, STALL_SECONDS, batch_for, count_for, throughput
+from bench_ring import QUICK, REPS, SIZES, STALL_SECONDS, batch_for, throughput
 from channels import (
     QUEUES,
     Endpoint,
@@ -63,6 +69,17 @@ from channels import (
 MPMC: list[type[Transport]] = [*QUEUES, FasterFifo, FasterFifoBatched, MpQueue, PosixMq]
 END = b""  # an end marker: every measured size is > 0, so its length tells it apart
 DEFAULT_MODES = "1x1,2x2,numpy"
+# Messages per repetition. From 1P/1C figures on an idle machine: faster-fifo (the reference) and
+# multiprocessing.Queue take 0.2-1 s each up to 64 KiB; at 1 MiB they are 16x apart (faster-fifo
+# about 0.12 s, multiprocessing.Queue about 2 s). A size not listed takes the count of the next
+# smaller listed one. 2P/2C moves the same total.
+COUNTS = {64: 200_000, 1024: 100_000, 64 << 10: 20_000, 1 << 20: 1_000}
+ARRAYS_PER_REP = 500  # 1 MB numpy arrays: multiprocessing.Queue about 1-2 s
+
+
+def count_for(size: int) -> int:
+    n = COUNTS[max([s for s in COUNTS if s <= size], default=min(COUNTS))]
+    return max(n // 100, 10) if QUICK else n
 
 
 class EndpointFailed(RuntimeError):
@@ -153,7 +170,10 @@ def _start(
     for c in pipes:
         if not c.poll(120):
             raise TimeoutError(f"{t.label}: an endpoint did not start")
-        assert c.recv() == "ready"
+        try:
+            assert c.recv() == "ready"
+        except EOFError:
+            raise EndpointFailed(f"{t.label}: an endpoint failed to start") from None
     return pipes
 
 
@@ -299,14 +319,14 @@ def _object_consumer(name: str, handle: object, n: int, ctl: Connection) -> None
 
     t = _find(name)
     ep = t.consumer(handle)
-    ends = [(float(a[0]), float(a[-1])) for a in _arrays()]  # what each array must hold
+    expect = [(float(a[0]), float(a[-1])) for a in _arrays()]  # each array's first and last
     ctl.send("ready")
     ctl.recv()
     t0 = _now()
     recv = ep.recv
     for i in range(n):
         a: Any = recv()
-        first, last = ends[i % ARRAYS]
+        first, last = expect[i % ARRAYS]
         if a.shape != (ARRAY_LEN,) or a.dtype != np.float64 or a[0] != first or a[-1] != last:
             raise AssertionError(f"array {i} arrived wrong")
     ctl.send(_now() - t0)
@@ -315,7 +335,7 @@ def _object_consumer(name: str, handle: object, n: int, ctl: Connection) -> None
 
 def throughput_objects(t: type[Transport]) -> float:
     """1 MB numpy arrays per second, one producer process to one consumer process."""
-    n = count_for(1 << 20)
+    n = max(ARRAYS_PER_REP // 100, 5) if QUICK else ARRAYS_PER_REP
     handle = t.setup()
     try:
         cons, prod = _start(t, [(_object_consumer, (handle, n)), (_object_producer, (handle, n))])
@@ -341,7 +361,7 @@ def _measure(
     print(f"  {what}", file=sys.stderr, flush=True)
     try:
         rows.append(measure(label, fn, REPS, warmup=0))
-    except (TimeoutError, EndpointFailed, OSError) as e:  # reported under the table, not fatal
+    except (TimeoutError, EndpointFailed, OSError, EOFError) as e:  # said under the table
         print(f"  {what}: {e}", file=sys.stderr, flush=True)
         failed.append(str(e) if str(e).startswith(label) else f"{label}: {e}")
 
@@ -384,7 +404,7 @@ def messages(mode: str, size: int) -> str:
             continue
         fn: Callable[[], float]
         if one_to_one:
-            fn = functools.partial(throughput, t, size)
+            fn = functools.partial(throughput, t, size, count_for(size))
         else:
             fn = functools.partial(throughput_mpmc, t, size, producers, consumers)
         _measure(t.label, fn, rows, failed, f"{mode} {t.label} {size} B")
