@@ -136,8 +136,9 @@ def _reap() -> None:
     _PROCS.clear()
 
 
-def throughput(t: type[Transport], size: int) -> float:
-    n = count_for(size)
+def throughput(t: type[Transport], size: int, n: int | None = None) -> float:
+    """Messages per second, `n` messages (default: count_for(size))."""
+    n = count_for(size) if n is None else n
     handle = t.setup()
     try:
         cons, prod = _two_processes(

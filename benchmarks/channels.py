@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 from typing import Any
 
 RING_BYTES = 8 << 20
@@ -41,6 +42,7 @@ class Transport:
     batched = False
     zero_copy = False  # the consumer reads in place and hands back only a length
     max_size: int | None = None  # largest message the transport can carry
+    max_size_reason = ""  # where max_size comes from (said when a size is skipped)
 
     @staticmethod
     def setup() -> Any:
@@ -126,16 +128,27 @@ class _FifoEnd(Endpoint):
     def send(self, data: bytes) -> None:
         self.q.put(data, timeout=1e9)
 
+    # faster-fifo's get grows its receive buffer when a message does not fit, then retries
+    # *without blocking*: with several consumers another one may have taken the message, and
+    # the blocking get raises queue.Empty. Such an Empty (never a timeout here) means wait again.
     def recv(self) -> bytes:
-        data: bytes = self.q.get(timeout=1e9)
-        return data
+        while True:
+            try:
+                data: bytes = self.q.get(timeout=1e9)
+                return data
+            except queue.Empty:
+                pass
 
     def send_many(self, items: list[bytes]) -> None:
         self.q.put_many(items, timeout=1e9)
 
     def recv_many(self, n: int) -> list[bytes]:
-        out: list[bytes] = self.q.get_many(max_messages_to_get=n, timeout=1e9)
-        return out
+        while True:
+            try:
+                out: list[bytes] = self.q.get_many(max_messages_to_get=n, timeout=1e9)
+                return out
+            except queue.Empty:
+                pass
 
 
 class FasterFifo(Transport):
@@ -227,16 +240,27 @@ class _MqEnd(Endpoint):
         self.mq.close()
 
 
+def _mq_msgsize_max() -> int:
+    """The largest message a POSIX message queue may carry here: the kernel's
+    fs.mqueue.msgsize_max (8192 by default)."""
+    try:
+        with open("/proc/sys/fs/mqueue/msgsize_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 8192
+
+
 class PosixMq(Transport):
     label = "posix_ipc.MessageQueue"
-    max_size = 8192  # the kernel's default msgsize_max
+    max_size = _mq_msgsize_max()
+    max_size_reason = "the kernel's fs.mqueue.msgsize_max"
 
     @staticmethod
     def setup() -> Any:
         import posix_ipc
 
         name = f"/mq-bench-{os.getpid()}-{os.urandom(3).hex()}"
-        mq = posix_ipc.MessageQueue(name, posix_ipc.O_CREX, max_message_size=8192)
+        mq = posix_ipc.MessageQueue(name, posix_ipc.O_CREX, max_message_size=PosixMq.max_size)
         mq.close()
         return name
 
