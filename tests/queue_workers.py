@@ -4,8 +4,9 @@ Run as a script (``python queue_workers.py producer|consumer ...``, see `main`);
 it through `spawn`. Every message says who sent it and its number, and is checked in full by
 the consumer, so a damaged message fails the consumer (a non-zero exit).
 
-Logs are append-only and written with one ``os.write`` per line group, so a SIGKILL leaves whole
-lines only (a torn last line is treated as not written):
+A worker creates its log right after it opened the queue (so the log's existence says it is at
+work). Logs are append-only and written with one ``os.write`` per line group, so a SIGKILL
+leaves whole lines only (a torn last line is treated as not written):
 
 - a producer logs ``first count time`` *before* it puts messages ``first .. first+count-1``: a
   kill between that line and the commit may lose those messages (never an earlier one);
