@@ -82,7 +82,8 @@ def _match(windows: list[tuple[float, float]], holders: list[tuple[float, float,
     the latest. `holders`: for each killed consumer, when it made its last get (from after its
     last logged message to its death) and how many messages that get could return.
     """
-    slots = [(a, b) for a, b, n in holders for _ in range(n)]
+    slack = 1e-6  # the logs round times to the microsecond
+    slots = [(a - slack, b + slack) for a, b, n in holders for _ in range(n)]
     owner = [-1] * len(slots)
 
     def place(m: int, seen: set[int]) -> bool:
