@@ -1,4 +1,4 @@
-"""`memspace demo`, the main job, runs end to end (small frames, so it is quick)."""
+"""`memspace demo`, the main job, runs end to end (small sizes, so it is quick)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def test_demo_runs_and_reports_both_rates() -> None:
     out = run_child(
         "import os; print('PID', os.getpid()); from memspace.cli import main; "
         "raise SystemExit(main(['demo', '--frames', '40', '--width', '320', '--height', '240',"
-        " '--ticks', '20000']))",
+        " '--ticks', '20000', '--tasks', '4000', '--workers', '2']))",
         timeout=120,
     )
     assert "40 frames of 320x240 RGB" in out.stdout
@@ -31,14 +31,69 @@ def test_demo_runs_and_reports_both_rates() -> None:
     )
     assert ticks, out.stdout
     assert "20,000 records of 64 bytes" in out.stdout
-    # The demo's segment (named after the demo's process) is gone: auto_unlink removed it.
+    pool = re.search(
+        r"memspace.Queue fed 2 workers ([\d.]+)x faster .* one task at a time and ([\d.]+)x "
+        r"faster in batches \((\d+) and (\d+) vs (\d+) k tasks/s",
+        out.stdout,
+    )
+    assert pool, out.stdout
+    assert "4,000 tasks of 1024 bytes from a producer process to 2 worker processes" in out.stdout
+    assert "multiprocessing.Queue put/get" in out.stderr
+    # The demo's segments (named after the demo's process) are gone.
     pid = re.search(r"PID (\d+)", out.stdout)
     assert pid
-    assert not Path(f"/dev/shm/memspace-demo-{pid.group(1)}").exists()
+    assert not list(Path("/dev/shm").glob(f"memspace-demo*-{pid.group(1)}"))
 
 
-def test_demo_refuses_bad_arguments() -> None:
-    with pytest.raises(AssertionError, match="frames must be >= 1"):
-        run_child(
-            "from memspace.cli import main; raise SystemExit(main(['demo', '--frames', '0']))"
-        )
+def test_demo_pool_stage_alone_with_an_odd_pool() -> None:
+    """Three workers taking batches: stop messages a worker took for others are handed back,
+    every worker exits cleanly, every result is checked (run_pool raises otherwise)."""
+    out = run_child(
+        "import os; print('PID', os.getpid()); from memspace import demo; "
+        "demo.run_pool(3000, workers=3, baseline=False)",
+        timeout=120,
+    )
+    assert "3,000 tasks of 1024 bytes from a producer process to 3 worker processes" in out.stdout
+    assert re.search(
+        r"memspace.Queue: \d+ k tasks/s one at a time, \d+ k tasks/s in batches", out.stdout
+    ), out.stdout
+    assert "multiprocessing.Queue" not in out.stdout + out.stderr
+    pid = re.search(r"PID (\d+)", out.stdout)
+    assert pid
+    assert not list(Path("/dev/shm").glob(f"memspace-demo*-{pid.group(1)}"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "0"], "frames must be >= 1"),
+        (["--tasks", "-1"], "ticks and tasks >= 0"),
+        (["--workers", "0"], "workers must be >= 1"),
+    ],
+)
+def test_demo_refuses_bad_arguments(args: list[str], message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        run_child(f"from memspace.cli import main; raise SystemExit(main(['demo', *{args!r}]))")
+
+
+def test_demo_pool_stage_cleans_up_when_a_check_fails() -> None:
+    """A wrong result stops the stage: its processes are stopped, its queues removed."""
+    out = run_child(
+        """
+        import multiprocessing, os
+        from memspace import demo
+        print("PID", os.getpid())
+        block = os.urandom(8 * demo.CHUNK)
+        try:
+            demo._run_pool(2000, 2, 64, block, [-1] * 2000)
+        except RuntimeError as e:
+            print("refused:", e)
+        print("children left:", len(multiprocessing.active_children()))
+        """,
+        timeout=120,
+    )
+    assert re.search(r"refused: task \d+ came back with a wrong checksum", out.stdout), out.stdout
+    assert "children left: 0" in out.stdout
+    pid = re.search(r"PID (\d+)", out.stdout)
+    assert pid
+    assert not list(Path("/dev/shm").glob(f"memspace-demo*-{pid.group(1)}"))

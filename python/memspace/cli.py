@@ -186,6 +186,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         height=args.height,
         baseline=not args.no_baseline,
         ticks=args.ticks,
+        tasks=args.tasks,
+        workers=args.workers,
     )
 
 
@@ -227,7 +229,19 @@ def _parser() -> argparse.ArgumentParser:
         "--ticks", type=int, default=2_000_000, help="64-byte records for the ring stage (0: skip)"
     )
     demo.add_argument(
-        "--no-baseline", action="store_true", help="skip the multiprocessing.Queue run"
+        "--tasks",
+        type=int,
+        default=400_000,
+        help="tasks of 1 KiB for the worker-pool stage (0: skip)",
+    )
+    demo.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes for the pool stage (default: one per CPU, at least 2)",
+    )
+    demo.add_argument(
+        "--no-baseline", action="store_true", help="skip the multiprocessing.Queue runs"
     )
     demo.set_defaults(func=_cmd_demo)
     return p
