@@ -150,12 +150,9 @@ def test_two_by_two_processes_exactly_once_in_order(shm_name: str, tmp_path: Pat
     assert sorted(got) == [(p, i) for p in range(2) for i in range(n)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: qsize() counts a message at claim and never uncounts a claim that a killed "
-    "producer did not commit, so it stays one too high for good",
-)
-def test_qsize_forgets_a_dead_producers_claim(shm_name: str) -> None:
+def test_a_dead_producers_claim_is_stepped_over_at_once(shm_name: str) -> None:
+    """A producer killed between claim and commit: the message behind its claim is there for
+    a non-blocking get at once, and the claim is counted out of qsize()."""
     big = 1 << 24  # long enough to copy that a kill lands between claim and commit
     q = Queue.create(shm_name, 4 * big, max_message_size=big)
     code = """
@@ -180,15 +177,19 @@ def test_qsize_forgets_a_dead_producers_claim(shm_name: str) -> None:
             assert proc.stdout is not None
             proc.stdout.close()
         claimed = q.inspect()["used_bytes"] > 0
-        try:
-            q.get(timeout=1)  # committed after all: try again
-        except queue.Empty:
-            if claimed:
-                break  # killed between claim and commit
+        q.put(b"behind")
+        first = q.try_get()
+        if first == b"behind" and claimed:
+            break  # killed between claim and commit, and stepped over without waiting
+        assert first is not None, "a committed message was invisible to try_get()"
+        if first != b"behind":  # committed after all: drain and try again
+            assert len(first) == big
+            assert q.try_get() == b"behind"
     else:
         pytest.skip("no kill landed between claim and commit")
     assert q.empty()
     assert q.qsize() == 0
+    assert q.inspect()["messages"] == 0
 
 
 def test_sigstopped_process_is_not_dead(shm_name: str) -> None:

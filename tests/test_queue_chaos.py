@@ -263,24 +263,25 @@ def test_chaos_never_wedges_and_every_loss_is_a_kill(shm_name: str, tmp_path: Pa
     assert tally.received > 0
     assert tally.unaccounted == 0, f"{tally.unaccounted} messages lost without a kill to blame"
 
-    # The queue is not poisoned and not wedged: it is empty (checked above), the counts add
-    # up, and a fresh put/get works, also with all its space and from a new process.
-    assert q.inspect()["messages"] == stale
-    # Known core bug (test_queue.py, test_qsize_forgets_a_dead_producers_claim, xfail): every
-    # claim a killed producer never committed stays counted. Tighten to `stale == 0` once fixed.
-    assert stale <= tally.lost_by_producers
+    # The queue is not poisoned and not wedged: it is empty (checked above), its size says so
+    # (exact when empty; a dead producer's claim is counted out when stepped over), and a
+    # fresh put/get works, also with all its space and from a new process. While not empty,
+    # qsize() is advisory: a process killed between a position store and its counter store
+    # leaves the counters one off, so only "at least one" is asserted then.
+    assert stale == 0
+    assert q.inspect()["messages"] == 0
     q.put(b"after the chaos")
-    assert q.qsize() == stale + 1
+    assert q.qsize() >= 1
     assert q.get(timeout=5) == b"after the chaos"
-    assert q.qsize() == stale
+    assert q.qsize() == 0
     # Records of 256 bytes: 63 fit whatever the padding at the end of the lap, if all the space
     # held by killed consumers was handed back.
     fill = [bytes([k]) * 248 for k in range(CAPACITY // 256 - 1)]
     assert q.put_many(fill, timeout=5) == len(fill)
-    assert q.qsize() == stale + len(fill)
+    assert q.qsize() >= 1
     assert q.get_many(len(fill) + 1, timeout=5) == fill
     assert q.empty()
-    assert q.qsize() == stale
+    assert q.qsize() == 0
     assert [a["pid"] for a in q.inspect()["attached"] if a["alive"]] == [os.getpid()]
     run_child(
         """
