@@ -518,7 +518,28 @@ class MemspaceQueueBatched(MemspaceQueue):
     batched = True
 
 
-QUEUES: list[type[Transport]] = [MemspaceQueue, MemspaceQueueBatched]
+class _QueueViewEnd(_QueueEnd):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        view = self.q.get_view
+
+        def recv() -> bytes:
+            with view() as mv:  # read in place: nothing copied
+                return _Sized(mv.nbytes)  # type: ignore[return-value]
+
+        self.recv = recv  # type: ignore[method-assign]
+
+
+class MemspaceQueueView(MemspaceQueue):
+    label = "memspace.Queue put/get_view (zero-copy receive)"
+    zero_copy = True
+
+    @staticmethod
+    def consumer(handle: Any) -> Endpoint:
+        return _QueueViewEnd(handle)
+
+
+QUEUES: list[type[Transport]] = [MemspaceQueue, MemspaceQueueBatched, MemspaceQueueView]
 
 PEERS: list[type[Transport]] = [
     Membridge,
