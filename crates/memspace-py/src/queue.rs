@@ -78,9 +78,10 @@ impl PyQueue {
         match q.take_now(max).py_err()? {
             Attempt::Done(ms) => return Ok(ms),
             Attempt::Nothing if timeout == Some(Duration::ZERO) => return Ok(Vec::new()),
-            // Busy with a zero timeout: wait out the other consumer's take (briefly, GIL
-            // released), so that "empty" always means empty.
-            Attempt::Nothing | Attempt::Busy => {}
+            // Busy or Pending with a zero timeout: wait out the other consumer's take, or
+            // check whether the producer in the way is alive (briefly, GIL released), so that
+            // "empty" always means empty.
+            Attempt::Nothing | Attempt::Busy | Attempt::Pending => {}
         }
         detached(py, |interrupt| {
             let mut v = Vec::new();
@@ -91,20 +92,18 @@ impl PyQueue {
 
     /// Claims `len` bytes: first without waiting (GIL held), then waiting with the GIL
     /// released; `queue.Full` if there is no room in time. A zero timeout still waits out
-    /// another producer's claim (briefly, GIL released), so `queue.Full` always means "no
-    /// room", never "someone else was claiming".
+    /// another producer's claim and reclaims dead consumers' space (briefly, GIL released),
+    /// so `queue.Full` always means "no room", never "someone else was claiming".
     fn claim(
         &self,
         py: Python<'_>,
         len: usize,
         timeout: Option<Duration>,
     ) -> PyResult<Reservation> {
-        match self.q.claim_now(len).py_err()? {
-            Attempt::Done(r) => return Ok(r),
-            Attempt::Nothing if timeout == Some(Duration::ZERO) => {
-                return Err(queue_exc(py, "Full"));
-            }
-            Attempt::Nothing | Attempt::Busy => {}
+        // Nothing (no room) falls through too: the waiting call first reclaims the space of
+        // consumers that died holding messages, so `queue.Full` means full.
+        if let Attempt::Done(r) = self.q.claim_now(len).py_err()? {
+            return Ok(r);
         }
         let q = &self.q;
         full_on_timeout(

@@ -86,6 +86,10 @@ pub enum Attempt<T> {
     /// Another process or thread held the lock: nothing was decided. Retry with a call that
     /// may wait (a `try_` call waits briefly for the lock).
     Busy,
+    /// (take) The next record is still being written by a producer, or was by one that has
+    /// died, which only a liveness check (a syscall, made by the `try_` and waiting calls)
+    /// tells.
+    Pending,
 }
 
 fn lock_area(slots: u32) -> u64 {
@@ -565,6 +569,10 @@ impl Queue {
         let until = deadline(timeout);
         let mut out = Vec::with_capacity(1);
         let mut calls = 0u32;
+        // A call that will not wait reclaims the space of dead consumers at once (liveness
+        // checks, syscalls, only for records still being read); a waiting call every few
+        // attempts.
+        let nowait = timeout == Some(Duration::ZERO);
         let found = self.wait_room(until, interrupt, || {
             calls += 1;
             self.try_claim_many(
@@ -572,7 +580,7 @@ impl Queue {
                 1,
                 &mut out,
                 Some(lock_deadline(until)),
-                calls % 64 == 0,
+                calls % 64 == 0 || (nowait && calls == 1),
             )?;
             Ok(out.pop())
         })?;
@@ -778,7 +786,7 @@ impl Queue {
         out: &mut Vec<Taken>,
         lock_until: Option<Instant>,
         check_os: bool,
-    ) -> Result<bool> {
+    ) -> Result<Option<bool>> {
         let s = &*self.shared;
         let owner = s.owner()?;
         if s.lock(
@@ -790,9 +798,9 @@ impl Queue {
         )?
         .is_none()
         {
-            return Ok(false);
+            return Ok(None);
         }
-        let r = (|| -> Result<()> {
+        let r = (|| -> Result<bool> {
             let q = s.q();
             while out.len() < max {
                 match q
@@ -800,28 +808,30 @@ impl Queue {
                     .map_err(|c| s.corrupt(c))?
                 {
                     Take::Got(t) => out.push(t),
-                    Take::Empty | Take::Pending => break,
+                    Take::Empty => return Ok(false),
+                    Take::Pending => return Ok(true),
                 }
             }
-            Ok(())
+            Ok(false)
         })();
         s.unlock(s.c_lock, "queue consumer lock")?;
-        r.map(|()| true)
+        r.map(Some)
     }
 
     /// Takes up to `max` committed messages without waiting at all, not even for another
     /// consumer's take to finish ([`Attempt::Busy`] then).
     pub fn take_now(&self, max: usize) -> Result<Attempt<Vec<Message>>> {
         let mut got = Vec::new();
-        // Liveness is checked with the OS (a syscall) only if a claimed record blocks the way:
-        // a message behind a dead producer's claim is never reported as absent.
-        let locked = self.try_take_many(max, &mut got, None, true)?;
-        Ok(if !got.is_empty() {
-            Attempt::Done(got.into_iter().map(|t| Message { t }).collect())
-        } else if locked {
-            Attempt::Nothing
-        } else {
-            Attempt::Busy
+        let found = self.try_take_many(max, &mut got, None, false)?;
+        if !got.is_empty() {
+            return Ok(Attempt::Done(
+                got.into_iter().map(|t| Message { t }).collect(),
+            ));
+        }
+        Ok(match found {
+            None => Attempt::Busy,
+            Some(true) => Attempt::Pending,
+            Some(false) => Attempt::Nothing,
         })
     }
 
@@ -836,6 +846,9 @@ impl Queue {
     ) -> Result<()> {
         let until = deadline(timeout);
         let mut got = Vec::new();
+        // A call that will not wait checks the liveness of a producer whose claim blocks the
+        // way (a syscall, only then): a message behind a dead producer's claim is never
+        // reported as absent. A waiting call checks every few attempts.
         let nowait = timeout == Some(Duration::ZERO);
         self.try_take_many(max, &mut got, Some(lock_deadline(until)), nowait)?;
         if got.is_empty() && timeout != Some(Duration::ZERO) {
