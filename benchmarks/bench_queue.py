@@ -29,8 +29,7 @@ process fails is listed under it too, instead of a row.
 Numpy objects (mode "numpy"): 1P/1C, 500 arrays of 1 MB float64 (125,000 values; 4 distinct
 arrays in turn) through memspace.Queue.put_object/get_object against multiprocessing.Queue's
 put/get (pickle). The consumer checks each array's shape, dtype, first and last value; figure
-= arrays/s, clocked as in 1P/1C. Ratios are to multiprocessing.Queue. Skipped (said under the
-table) while memspace.Queue has no put_object.
+= arrays/s, clocked as in 1P/1C. Ratios are to multiprocessing.Queue.
 
 Environment: MEMSPACE_BENCH_SIZES=64,1024 (bytes; default 64, 1 KiB, 64 KiB and 1 MiB),
 MEMSPACE_BENCH_MODES=1x1,2x2,numpy (the default; any PxC such as 1x2 may be listed),
@@ -52,7 +51,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from _harness import Result, measure, table
-from bench_ring import QUICK, REPS, SIZES, STALL_SECONDS, batch_for, throughput
+from bench_ring import QUICK, REPS, SIZES, STALL_SECONDS, batch_for, send_all, throughput
 from channels import (
     QUEUES,
     Endpoint,
@@ -107,9 +106,8 @@ class _ObjectEnd(Endpoint):
         import memspace
 
         self.q = memspace.Queue.open(name)
-        # Queue.put_object/get_object: guarded by _has_put_object() until they exist.
-        self.send = self.q.put_object  # type: ignore[attr-defined,method-assign,unused-ignore]
-        self.recv = self.q.get_object  # type: ignore[attr-defined,method-assign,unused-ignore]
+        self.send = self.q.put_object  # type: ignore[method-assign,assignment]
+        self.recv = self.q.get_object  # type: ignore[method-assign]
 
     def close(self) -> None:
         self.q.close()
@@ -127,12 +125,6 @@ class QueueObjects(MemspaceQueue):
 
 class MpQueueObjects(MpQueue):
     label = "multiprocessing.Queue put/get (pickle)"
-
-
-def _has_put_object() -> bool:
-    import memspace
-
-    return hasattr(memspace.Queue, "put_object") and hasattr(memspace.Queue, "get_object")
 
 
 def _arrays() -> list[Any]:
@@ -213,21 +205,12 @@ def _producer(
     data = os.urandom(size)
     ctl.send("ready")
     ctl.recv()
+    send_all(t, ep, data, n, batch_for(size))
     if t.batched:
-        per = batch_for(size)
-        batch = [data] * per
-        sent = 0
-        while sent < n:
-            k = min(per, n - sent)
-            ep.send_many(batch if k == per else batch[:k])
-            sent += k
         ep.send_many([END] * consumers)
     else:
-        send = ep.send
-        for _ in range(n):
-            send(data)
         for _ in range(consumers):
-            send(END)
+            ep.send(END)
     ctl.recv()  # stay alive until the consumers are done (queues flush from threads)
     ep.close()
 
@@ -424,12 +407,8 @@ def objects() -> str:
     except ImportError:
         return "Numpy objects: skipped (numpy is not installed)."
     rows: list[Result] = []
-    skipped: list[str] = []
     failed: list[str] = []
     for t in [QueueObjects, MpQueueObjects]:
-        if t is QueueObjects and not _has_put_object():
-            skipped.append(f"{t.label}: put_object not available")
-            continue
         fn = functools.partial(throughput_objects, t)
         _measure(t.label, fn, rows, failed, f"numpy {t.label}")
     return _section(
@@ -438,7 +417,7 @@ def objects() -> str:
         rows,
         MpQueueObjects.label,
         "multiprocessing.Queue",
-        [("Skipped", skipped), ("Failed or stalled (no row)", failed)],
+        [("Failed or stalled (no row)", failed)],
     )
 
 

@@ -20,7 +20,7 @@ import time
 from multiprocessing.connection import Connection
 
 from _harness import Result, measure, table
-from channels import PEERS, QUEUES, RINGS, Transport
+from channels import PEERS, QUEUES, RINGS, Endpoint, Transport
 
 # MEMSPACE_BENCH_QUICK=1 shrinks every count (a smoke run that checks the drivers work).
 QUICK = os.environ.get("MEMSPACE_BENCH_QUICK") == "1"
@@ -57,14 +57,9 @@ def _find(name: str) -> type[Transport]:
     raise KeyError(name)
 
 
-def _producer(name: str, handle: object, size: int, n: int, ctl: Connection) -> None:
-    t = _find(name)
-    ep = t.producer(handle)
-    data = os.urandom(size)
-    ctl.send("ready")
-    ctl.recv()
+def send_all(t: type[Transport], ep: Endpoint, data: bytes, n: int, per: int) -> None:
+    """Sends `data` n times: in batches of `per` for a batched transport, else one by one."""
     if t.batched:
-        per = batch_for(size)
         batch = [data] * per
         sent = 0
         while sent < n:
@@ -75,6 +70,15 @@ def _producer(name: str, handle: object, size: int, n: int, ctl: Connection) -> 
         send = ep.send
         for _ in range(n):
             send(data)
+
+
+def _producer(name: str, handle: object, size: int, n: int, ctl: Connection) -> None:
+    t = _find(name)
+    ep = t.producer(handle)
+    data = os.urandom(size)
+    ctl.send("ready")
+    ctl.recv()
+    send_all(t, ep, data, n, batch_for(size))
     ctl.recv()  # stay alive until the consumer has everything (queues flush from threads)
     ep.close()
 
