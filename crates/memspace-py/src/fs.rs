@@ -18,6 +18,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::error::IntoPyResult;
+use crate::ring::Data;
 
 /// Copies at least this large run with the GIL released, so other threads keep running.
 const RELEASE_GIL_AT: usize = 64 * 1024;
@@ -366,37 +367,14 @@ impl PyFileSystem {
             datas.push(d);
         }
         // Borrow every value's bytes (no copy: the core copies after reserving the quota).
-        let mut bufs: Vec<PyUntypedBuffer> = Vec::with_capacity(datas.len());
-        let mut slices: Vec<(usize, usize)> = Vec::with_capacity(datas.len());
-        for d in &datas {
-            if let Ok(b) = d.cast::<PyBytes>() {
-                let s = b.as_bytes();
-                slices.push((s.as_ptr() as usize, s.len()));
-                continue;
-            }
-            let buf = PyUntypedBuffer::get(d).map_err(|_| {
-                PyTypeError::new_err("import_tree values must be bytes-like objects")
-            })?;
-            if !buf.is_c_contiguous() {
-                return Err(PyBufferError::new_err("data must be a C-contiguous buffer"));
-            }
-            slices.push((buf.buf_ptr() as usize, buf.len_bytes()));
-            bufs.push(buf);
-        }
+        let datas: Vec<Data<'_>> = datas.iter().map(Data::from).collect::<PyResult<_>>()?;
+        let slices: Vec<&[u8]> = datas.iter().map(Data::as_slice).collect();
         let fs = &self.fs;
-        let r = py.detach(|| {
-            let entries = paths.iter().zip(&slices).map(|(p, &(ptr, n))| {
-                // SAFETY: each (ptr, n) is the storage of a `bytes` object held alive by
-                // `datas`, or of a buffer export held by `bufs`, both alive until after this
-                // closure returns.
-                (p.as_str(), unsafe {
-                    std::slice::from_raw_parts(ptr as *const u8, n)
-                })
-            });
+        py.detach(|| {
+            let entries = paths.iter().zip(&slices).map(|(p, s)| (p.as_str(), *s));
             fs.import_tree(entries)
-        });
-        drop(bufs);
-        r.py_err()
+        })
+        .py_err()
     }
 
     /// Subdirectory and file names of a directory (for `walk`).

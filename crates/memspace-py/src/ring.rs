@@ -92,9 +92,7 @@ impl Data<'_> {
             ))
         })?;
         if !buf.is_c_contiguous() {
-            return Err(PyBufferError::new_err(
-                "the message must be a C-contiguous buffer",
-            ));
+            return Err(PyBufferError::new_err("data must be a C-contiguous buffer"));
         }
         Ok(Data::Buffer(buf))
     }
