@@ -263,6 +263,9 @@ def test_plugin_is_opt_in_through_pytest_plugins(tmp_path: Path) -> None:
 # --- SQLite ---------------------------------------------------------------------------------
 
 
+@pytest.mark.skipif(
+    not hasattr(sqlite3.Connection, "serialize"), reason="sqlite3 serialize() needs Python 3.11"
+)
 def test_sqlite_serialize_deserialize_round_trip(mfs: MemoryFileSystem) -> None:
     db = sqlite3.connect(":memory:")
     db.execute("create table t (k integer primary key, v text)")
