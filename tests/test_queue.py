@@ -10,11 +10,13 @@ import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import memspace
 import pytest
+from conftest import run_child
 from memspace import Queue
 from queue_workers import read_received, spawn
 
@@ -212,3 +214,118 @@ def test_sigstopped_process_is_not_dead(shm_name: str) -> None:
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+# --- waiting: no polling, no lost wake-ups, the GIL released, Ctrl-C ---------------------------
+
+
+def test_idle_blocked_get_uses_almost_no_cpu(shm_name: str) -> None:
+    Queue.create(shm_name, 4096).close()
+    code = """
+        import sys, time, queue, memspace
+        q = memspace.Queue.open(sys.argv[1])
+        t0 = time.monotonic(); c0 = time.process_time()
+        try:
+            q.get(timeout=1.0)
+        except queue.Empty:
+            pass
+        print((time.process_time() - c0) / (time.monotonic() - t0))
+    """
+    out = run_child(code, shm_name)
+    assert float(out.stdout) < 0.01
+
+
+def test_no_lost_wakeups_over_many_ping_pongs(shm_name: str) -> None:
+    there, back = shm_name, shm_name + "-back"
+    Queue.create(there, 4096).close()
+    Queue.create(back, 4096).close()
+    code = """
+        import sys, memspace
+        a = memspace.Queue.open(sys.argv[1])
+        b = memspace.Queue.open(sys.argv[2])
+        while True:
+            m = a.get(timeout=20)
+            if m == b'stop':
+                break
+            b.put(m)
+    """
+    try:
+        echo = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), there, back])
+        out, inp = Queue.open(there), Queue.open(back)
+        for i in range(20_000):
+            out.put(i.to_bytes(4, "little"))
+            assert inp.get(timeout=10) == i.to_bytes(4, "little")
+        out.put(b"stop")
+        assert echo.wait(20) == 0
+    finally:
+        Queue.remove(back)
+
+
+def test_blocked_calls_release_the_gil(shm_name: str) -> None:
+    """While one thread waits in get() (or put() on a full queue), another thread runs Python."""
+    q = Queue.create(shm_name, 256)
+    ticks = 0
+    stop = threading.Event()
+
+    def spin() -> None:
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        with pytest.raises(queue.Empty):
+            q.get(timeout=0.3)
+        during_get = ticks
+        while q.try_put(b"x" * 100):
+            pass
+        with pytest.raises(queue.Full):
+            q.put(b"x" * 100, timeout=0.3)
+        during_put = ticks - during_get
+    finally:
+        stop.set()
+        t.join()
+    # a thread that kept the GIL for 0.3 s would leave the other one a handful of switches
+    assert during_get > 10_000
+    assert during_put > 10_000
+
+
+@pytest.mark.parametrize("call", ["get", "put", "get_object", "get_view"])
+def test_ctrl_c_interrupts_a_blocked_call(shm_name: str, call: str) -> None:
+    q = Queue.create(shm_name, 256)
+    if call == "put":
+        while q.try_put(b"x" * 100):
+            pass
+    blocked = {
+        "get": "q.get()",
+        "put": "q.put(b'x' * 100)",
+        "get_object": "q.get_object()",
+        "get_view": "q.get_view().__enter__()",
+    }[call]
+    code = (
+        "import sys, time, memspace\n"
+        "q = memspace.Queue.open(sys.argv[1])\n"
+        "print('waiting', flush=True)\n"
+        f"try:\n    {blocked}\nexcept KeyboardInterrupt:\n"
+        "    print('interrupted', time.monotonic(), flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, shm_name], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "waiting"
+        time.sleep(0.2)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline().split()
+        assert line[0] == "interrupted"
+        assert float(line[1]) - sent < 0.2
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
