@@ -329,3 +329,40 @@ def test_ctrl_c_interrupts_a_blocked_call(shm_name: str, call: str) -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_threads_share_one_handle(shm_name: str) -> None:
+    """Producer and consumer threads on one handle (the GIL released while they wait):
+    every message exactly once, FIFO per producer."""
+    q = Queue.create(shm_name, 4096)
+    n, producers = 5_000, 3
+    got: list[list[tuple[int, int]]] = [[] for _ in range(3)]
+
+    def produce(p: int) -> None:
+        for i in range(n):
+            q.put(struct.pack("<II", p, i), timeout=20)
+
+    def consume(c: int) -> None:
+        while True:
+            m = q.get(timeout=20)
+            if m == b"stop":
+                return
+            got[c].append(struct.unpack("<II", m))
+
+    ps = [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    cs = [threading.Thread(target=consume, args=(c,)) for c in range(3)]
+    for t in ps + cs:
+        t.start()
+    for t in ps:
+        t.join()
+    for _ in cs:
+        q.put(b"stop")
+    for t in cs:
+        t.join()
+    for seen in got:
+        for p in range(producers):
+            mine = [i for (pp, i) in seen if pp == p]
+            assert mine == sorted(mine), "per-producer order"
+    everything = sorted(x for seen in got for x in seen)
+    assert everything == [(p, i) for p in range(producers) for i in range(n)]
+    assert q.empty()
