@@ -533,7 +533,7 @@ class QueueView:
     ) -> bool: ...
 
 @final
-class RingBytes:
+class MessageBytes:
     """Bytes of a ring or queue message exported through the buffer protocol (internal)."""
 
     def __buffer__(self, flags: int, /) -> memoryview: ...

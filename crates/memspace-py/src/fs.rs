@@ -62,47 +62,27 @@ fn with_bytes<R: Send>(
     data: &Bound<'_, PyAny>,
     f: impl FnOnce(&[u8]) -> R + Send,
 ) -> PyResult<R> {
-    if let Ok(b) = data.cast::<PyBytes>() {
-        let b = b.as_bytes();
-        return Ok(if b.len() >= RELEASE_GIL_AT {
-            py.detach(|| f(b))
-        } else {
-            f(b)
-        });
-    }
-    let buf = PyUntypedBuffer::get(data).map_err(|_| {
-        PyTypeError::new_err(format!(
-            "a bytes-like object is required, not '{}'",
-            data.get_type()
-                .name()
-                .map_or_else(|_| "?".into(), |n| n.to_string())
-        ))
-    })?;
-    if !buf.is_c_contiguous() {
-        // A strided view (`memoryview(b)[::2]`): gather it into one run first, as `bytes()`
-        // would.
-        drop(buf);
-        let gathered = PyBuffer::<u8>::get(data)
-            .and_then(|b| b.to_vec(py))
-            .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
-        return Ok(f(&gathered));
-    }
-    let n = buf.len_bytes();
-    let ptr = buf.buf_ptr() as usize;
-    let run = move || {
-        // SAFETY: `buf` holds the exporter's buffer (ptr, n bytes, C-contiguous) for as long as
-        // this closure runs, and an exported bytearray cannot be resized meanwhile. Another
-        // thread may still store into it; like `os.write`, we then copy whatever bytes it holds.
-        let slice = unsafe { std::slice::from_raw_parts(ptr as *const u8, n) };
-        f(slice)
+    let data = match Data::from(data) {
+        Ok(d) => d,
+        Err(e) if e.is_instance_of::<PyBufferError>(py) => {
+            // A strided view (`memoryview(b)[::2]`): gather it into one run first, as
+            // `bytes()` would.
+            let gathered = PyBuffer::<u8>::get(data)
+                .and_then(|b| b.to_vec(py))
+                .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
+            return Ok(f(&gathered));
+        }
+        Err(e) => return Err(e),
     };
-    let r = if n >= RELEASE_GIL_AT {
-        py.detach(run)
+    // The exporter keeps these bytes (and an exported bytearray cannot be resized) while
+    // `data` lives. Another thread may still store into them; like `os.write`, we then copy
+    // whatever bytes they hold.
+    let b = data.as_slice();
+    Ok(if b.len() >= RELEASE_GIL_AT {
+        py.detach(|| f(b))
     } else {
-        run()
-    };
-    drop(buf);
-    Ok(r)
+        f(b)
+    })
 }
 
 /// A new `bytes` of `n` bytes whose storage `fill` writes directly (no zero-fill first, no

@@ -34,7 +34,7 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ring::PyRing>()?;
     m.add_class::<ring::PyRingView>()?;
     m.add_class::<ring::PyRingReservation>()?;
-    m.add_class::<ring::RingBytes>()?;
+    m.add_class::<ring::MessageBytes>()?;
     m.add_function(wrap_pyfunction!(lock::_reopen, m)?)?;
     m.add_function(wrap_pyfunction!(lock::_staleness, m)?)?;
     Ok(())

@@ -9,16 +9,17 @@ use std::time::Duration;
 use memspace::mpmc::parts::{self, PartsLayout};
 use memspace::mpmc::{Attempt, Message, Queue, QueueOptions, Reservation};
 use memspace::Location;
-use pyo3::exceptions::{PyBufferError, PyTimeoutError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
 
 use crate::error::IntoPyResult;
 use crate::lock::{detached, mode_arg, timeout_arg};
 use crate::ring::{
-    bytes_at, channel_sizes, exported_view, queue_exc, release_view, Data, Exported, Keep,
+    bytes_at, channel_sizes, exported_view, full_on_timeout, is_full, queue_exc, release_view,
+    Data, Exported, Keep,
 };
 use crate::shm::location;
 
@@ -30,20 +31,6 @@ fn pickle_fn<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, Py
     static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     let cell = if name == "dumps" { &DUMPS } else { &LOADS };
     cell.import(py, "pickle", name).cloned()
-}
-
-fn is_full(py: Python<'_>, e: &PyErr) -> bool {
-    static FULL: PyOnceLock<Py<pyo3::types::PyType>> = PyOnceLock::new();
-    FULL.import(py, "queue", "Full")
-        .is_ok_and(|t| e.is_instance(py, t))
-}
-
-/// Maps the core's timeout while waiting for room to `queue.Full`.
-fn full_on_timeout<T>(py: Python<'_>, r: PyResult<T>) -> PyResult<T> {
-    match r {
-        Err(e) if e.is_instance_of::<PyTimeoutError>(py) => Err(queue_exc(py, "Full")),
-        r => r,
-    }
 }
 
 /// A multi-producer/multi-consumer queue between processes.
@@ -163,6 +150,20 @@ impl PyQueue {
             copy();
         }
         Ok((ba, pad))
+    }
+
+    /// Takes one message as a new `bytes` (no list in between: the `get` fast path).
+    fn take_one<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<Duration>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let Some(m) = self.take_messages(py, 1, timeout)?.pop() else {
+            return Ok(None);
+        };
+        let b = bytes_at(py, self.q.message_ptr(&m), m.len());
+        self.q.release(m).py_err()?;
+        b.map(Some)
     }
 
     fn take_into<'py>(
@@ -325,30 +326,22 @@ impl PyQueue {
         py: Python<'py>,
         block: bool,
         timeout: Option<f64>,
-    ) -> PyResult<Bound<'py, PyAny>> {
+    ) -> PyResult<Bound<'py, PyBytes>> {
         self.check_open()?;
         let timeout = Self::effective_timeout(block, timeout)?;
-        let l = self.take_into(py, 1, timeout)?;
-        if l.is_empty() {
-            return Err(queue_exc(py, "Empty"));
-        }
-        l.get_item(0)
+        self.take_one(py, timeout)?
+            .ok_or_else(|| queue_exc(py, "Empty"))
     }
 
     /// `get(block=False)`.
-    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn get_nowait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         self.get(py, false, None)
     }
 
     /// Takes one message if there is one now, else returns None.
-    fn try_get<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn try_get<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         self.check_open()?;
-        let l = self.take_into(py, 1, Some(Duration::ZERO))?;
-        Ok(if l.is_empty() {
-            None
-        } else {
-            Some(l.get_item(0)?)
-        })
+        self.take_one(py, Some(Duration::ZERO))
     }
 
     /// Takes up to `max_count` messages: waits (at most `timeout`) for the first, then takes

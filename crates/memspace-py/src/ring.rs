@@ -36,6 +36,23 @@ pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
     }
 }
 
+/// Whether `e` is a `queue.Full`.
+pub(crate) fn is_full(py: Python<'_>, e: &PyErr) -> bool {
+    static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    FULL.import(py, "queue", "Full")
+        .is_ok_and(|t| e.is_instance(py, t))
+}
+
+/// Maps the core's timeout while waiting for room to `queue.Full`.
+pub(crate) fn full_on_timeout<T>(py: Python<'_>, r: PyResult<T>) -> PyResult<T> {
+    match r {
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
+            Err(queue_exc(py, "Full"))
+        }
+        r => r,
+    }
+}
+
 /// Locks a role mutex; if another thread holds it (possibly while waiting with the GIL
 /// released), waits for it without holding the GIL.
 fn lock_role<'a, T: Send>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> {
@@ -293,13 +310,10 @@ impl PyRing {
         if timeout == Some(Duration::ZERO) {
             return Err(queue_exc(py, "Full"));
         }
-        match detached(py, |interrupt| tx.push(slice, timeout, interrupt)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
-                Err(queue_exc(py, "Full"))
-            }
-            Err(e) => Err(e),
-        }
+        full_on_timeout(
+            py,
+            detached(py, |interrupt| tx.push(slice, timeout, interrupt)),
+        )
     }
 
     /// `put(data, block=False)`.
@@ -345,13 +359,11 @@ impl PyRing {
                     return Err(queue_exc(py, "Full"));
                 }
                 // `push` publishes what was written before it waits.
-                match detached(py, |interrupt| tx.push(slice, left, interrupt)) {
-                    Ok(()) => n += 1,
-                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
-                        return Err(queue_exc(py, "Full"))
-                    }
-                    Err(e) => return Err(e),
-                }
+                full_on_timeout(
+                    py,
+                    detached(py, |interrupt| tx.push(slice, left, interrupt)),
+                )?;
+                n += 1;
             }
             Ok(())
         })();
@@ -639,12 +651,6 @@ impl PyRing {
     }
 }
 
-fn is_full(py: Python<'_>, e: &PyErr) -> bool {
-    static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    FULL.import(py, "queue", "Full")
-        .is_ok_and(|t| e.is_instance(py, t))
-}
-
 /// What keeps exported bytes valid: the mapping, and for a queue message the message itself
 /// (its space is handed back when the exporter goes, so it is never reused under a view).
 pub(crate) enum Keep {
@@ -661,7 +667,7 @@ pub(crate) enum Keep {
 /// Bytes exported to Python as a buffer: a message or reservation in place. Keeps the ring
 /// or queue mapped while any view of it exists.
 #[pyclass(module = "memspace._memspace", frozen)]
-pub struct RingBytes {
+pub struct MessageBytes {
     ptr: usize,
     len: usize,
     readonly: bool,
@@ -671,7 +677,7 @@ pub struct RingBytes {
     keep: Keep,
 }
 
-impl RingBytes {
+impl MessageBytes {
     /// Hands a queue message's space back now (at most once; later calls do nothing).
     pub(crate) fn release_message(&self) -> memspace::Result<()> {
         if let Keep::QueueMessage { q, m, pid } = &self.keep {
@@ -687,7 +693,7 @@ impl RingBytes {
     }
 }
 
-impl Drop for RingBytes {
+impl Drop for MessageBytes {
     fn drop(&mut self) {
         // Nobody can look at the bytes any more (every view holds this object). An error here
         // is a corrupt segment, which the next operation on the queue reports.
@@ -696,7 +702,7 @@ impl Drop for RingBytes {
 }
 
 #[pymethods]
-impl RingBytes {
+impl MessageBytes {
     /// # Safety
     /// Called by `CPython` with a valid `view` to fill.
     unsafe fn __getbuffer__(
@@ -733,7 +739,7 @@ impl RingBytes {
 }
 
 /// A memoryview over bytes in the ring, and the exporter that counts who still looks at them.
-pub(crate) type Exported = (Py<RingBytes>, Py<PyMemoryView>);
+pub(crate) type Exported = (Py<MessageBytes>, Py<PyMemoryView>);
 
 pub(crate) fn exported_view(
     py: Python<'_>,
@@ -744,7 +750,7 @@ pub(crate) fn exported_view(
 ) -> PyResult<(Exported, Bound<'_, PyMemoryView>)> {
     let bytes = Bound::new(
         py,
-        RingBytes {
+        MessageBytes {
             ptr: ptr as usize,
             len,
             readonly,
@@ -863,13 +869,10 @@ impl PyRingReservation {
         let tx = g.as_mut().expect("claimed above");
         let n = self.n;
         let timeout = self.timeout;
-        let r = detached(py, |interrupt| tx.reserve(n, timeout, interrupt)).map_err(|e| {
-            if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) {
-                queue_exc(py, "Full")
-            } else {
-                e
-            }
-        })?;
+        let r = full_on_timeout(
+            py,
+            detached(py, |interrupt| tx.reserve(n, timeout, interrupt)),
+        )?;
         let (exported, mv) = exported_view(
             py,
             Keep::Ring(ring.ring.clone()),
