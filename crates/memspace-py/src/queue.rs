@@ -61,15 +61,36 @@ impl PyQueue {
         max: usize,
         timeout: Option<Duration>,
     ) -> PyResult<Vec<Message>> {
-        let q = &self.q;
-        match q.take_now(max).py_err()? {
-            Attempt::Done(ms) => return Ok(ms),
-            Attempt::Nothing if timeout == Some(Duration::ZERO) => return Ok(Vec::new()),
-            // Busy or Pending with a zero timeout: wait out the other consumer's take, or
-            // check whether the producer in the way is alive (briefly, GIL released), so that
-            // "empty" always means empty.
-            Attempt::Nothing | Attempt::Busy | Attempt::Pending => {}
+        match self.q.take_now(max).py_err()? {
+            Attempt::Done(ms) => Ok(ms),
+            Attempt::Nothing if timeout == Some(Duration::ZERO) => Ok(Vec::new()),
+            Attempt::Nothing | Attempt::Busy | Attempt::Pending => {
+                self.wait_messages(py, max, timeout)
+            }
         }
+    }
+
+    /// `take_messages` for one message (no `Vec` on the fast path).
+    fn take_message(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Message>> {
+        match self.q.take_one_now().py_err()? {
+            Attempt::Done(m) => Ok(Some(m)),
+            Attempt::Nothing if timeout == Some(Duration::ZERO) => Ok(None),
+            Attempt::Nothing | Attempt::Busy | Attempt::Pending => {
+                Ok(self.wait_messages(py, 1, timeout)?.pop())
+            }
+        }
+    }
+
+    /// The slow path of a take, GIL released. With a zero timeout (after Busy or Pending) it
+    /// waits out the other consumer's take, or checks whether the producer in the way is
+    /// alive, so that "empty" always means empty.
+    fn wait_messages(
+        &self,
+        py: Python<'_>,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Vec<Message>> {
+        let q = &self.q;
         detached(py, |interrupt| {
             let mut v = Vec::new();
             q.take_many(max, timeout, interrupt, &mut v)?;
@@ -158,7 +179,7 @@ impl PyQueue {
         py: Python<'py>,
         timeout: Option<Duration>,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(m) = self.take_messages(py, 1, timeout)?.pop() else {
+        let Some(m) = self.take_message(py, timeout)? else {
             return Ok(None);
         };
         let b = bytes_at(py, self.q.message_ptr(&m), m.len());
@@ -432,7 +453,7 @@ impl PyQueue {
     fn get_object(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         self.check_open()?;
         let timeout = Self::effective_timeout(block, timeout)?;
-        let Some(m) = self.take_messages(py, 1, timeout)?.pop() else {
+        let Some(m) = self.take_message(py, timeout)? else {
             return Err(queue_exc(py, "Empty"));
         };
         let copied = self.copy_out(py, &m);
@@ -609,7 +630,7 @@ impl PyQueueView {
         if self.lock_state().is_some() {
             return Err(already_open());
         }
-        let Some(m) = queue.take_messages(py, 1, self.timeout)?.pop() else {
+        let Some(m) = queue.take_message(py, self.timeout)? else {
             return Err(queue_exc(py, "Empty"));
         };
         let (ptr, len) = (queue.q.message_ptr(&m), m.len());

@@ -383,6 +383,32 @@ pub struct QueueInfo {
     pub attached: Vec<SlotInfo>,
 }
 
+/// Where one locked attempt puts what it claims or takes: a `Vec` for a batch, an `Option`
+/// for a single message (no allocation on the one-message paths).
+trait Sink<T> {
+    fn put(&mut self, v: T);
+    fn count(&self) -> usize;
+}
+
+impl<T> Sink<T> for Vec<T> {
+    fn put(&mut self, v: T) {
+        self.push(v);
+    }
+    fn count(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<T> Sink<T> for Option<T> {
+    fn put(&mut self, v: T) {
+        debug_assert!(self.is_none(), "an Option sink holds one");
+        *self = Some(v);
+    }
+    fn count(&self) -> usize {
+        usize::from(self.is_some())
+    }
+}
+
 impl Queue {
     fn from_structured(st: Structured, g: Geometry) -> Result<Queue> {
         // SAFETY: the data area is `data_size` bytes inside the mapping, which `st` keeps
@@ -521,7 +547,7 @@ impl Queue {
         &self,
         lens: &mut dyn Iterator<Item = u64>,
         max: usize,
-        out: &mut Vec<Claim>,
+        out: &mut dyn Sink<Claim>,
         lock_until: Option<Instant>,
         deep: bool,
     ) -> Result<bool> {
@@ -546,7 +572,7 @@ impl Queue {
             }
             for len in lens.take(max) {
                 match q.claim(len, owner).map_err(|c| s.corrupt(c))? {
-                    Some(c) => out.push(c),
+                    Some(c) => out.put(c),
                     None => break,
                 }
             }
@@ -567,7 +593,7 @@ impl Queue {
     ) -> Result<Reservation> {
         self.check_len(len)?;
         let until = deadline(timeout);
-        let mut out = Vec::with_capacity(1);
+        let mut out = None;
         let mut calls = 0u32;
         // A call that will not wait reclaims the space of dead consumers at once (liveness
         // checks, syscalls, only for records still being read); a waiting call every few
@@ -582,7 +608,7 @@ impl Queue {
                 Some(lock_deadline(until)),
                 calls % 64 == 0 || (nowait && calls == 1),
             )?;
-            Ok(out.pop())
+            Ok(out.take())
         })?;
         found
             .map(|c| Reservation { c })
@@ -673,7 +699,7 @@ impl Queue {
     /// [`Queue::claim`].
     pub fn try_claim(&self, len: usize) -> Result<Option<Reservation>> {
         self.check_len(len)?;
-        let mut out = Vec::with_capacity(1);
+        let mut out = None;
         self.try_claim_many(
             &mut std::iter::once(len as u64),
             1,
@@ -681,17 +707,17 @@ impl Queue {
             Some(lock_deadline(None)),
             false,
         )?;
-        Ok(out.pop().map(|c| Reservation { c }))
+        Ok(out.map(|c| Reservation { c }))
     }
 
     /// Claims room for a message of `len` bytes without waiting at all, not even for
     /// another producer's claim to finish ([`Attempt::Busy`] then).
     pub fn claim_now(&self, len: usize) -> Result<Attempt<Reservation>> {
         self.check_len(len)?;
-        let mut out = Vec::with_capacity(1);
+        let mut out = None;
         let locked =
             self.try_claim_many(&mut std::iter::once(len as u64), 1, &mut out, None, false)?;
-        Ok(match out.pop() {
+        Ok(match out {
             Some(c) => Attempt::Done(Reservation { c }),
             None if locked => Attempt::Nothing,
             None => Attempt::Busy,
@@ -783,7 +809,7 @@ impl Queue {
     fn try_take_many(
         &self,
         max: usize,
-        out: &mut Vec<Taken>,
+        out: &mut dyn Sink<Taken>,
         lock_until: Option<Instant>,
         check_os: bool,
     ) -> Result<Option<bool>> {
@@ -802,12 +828,12 @@ impl Queue {
         }
         let r = (|| -> Result<bool> {
             let q = s.q();
-            while out.len() < max {
+            while out.count() < max {
                 match q
                     .take(owner, &mut |o| s.is_dead(o, check_os))
                     .map_err(|c| s.corrupt(c))?
                 {
-                    Take::Got(t) => out.push(t),
+                    Take::Got(t) => out.put(t),
                     Take::Empty => return Ok(false),
                     Take::Pending => return Ok(true),
                 }
@@ -816,6 +842,20 @@ impl Queue {
         })();
         s.unlock(s.c_lock, "queue consumer lock")?;
         r.map(Some)
+    }
+
+    /// Takes the next committed message without waiting at all, not even for another
+    /// consumer's take to finish ([`Attempt::Busy`] then): [`Queue::take_now`] for one
+    /// message, without a `Vec`.
+    pub fn take_one_now(&self) -> Result<Attempt<Message>> {
+        let mut got = None;
+        let found = self.try_take_many(1, &mut got, None, false)?;
+        Ok(match (got, found) {
+            (Some(t), _) => Attempt::Done(Message { t }),
+            (None, None) => Attempt::Busy,
+            (None, Some(true)) => Attempt::Pending,
+            (None, Some(false)) => Attempt::Nothing,
+        })
     }
 
     /// Takes up to `max` committed messages without waiting at all, not even for another
