@@ -154,3 +154,31 @@ impl<T> IntoPyResult<T> for memspace::Result<T> {
 pub(crate) fn lock_error_msg(msg: &str) -> PyErr {
     Python::attach(|py| new_err(py, lock_error(py), None, msg.to_owned()))
 }
+
+/// `queue.Empty` or `queue.Full` (`which`), the exceptions of every channel.
+pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
+    static EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let cell = if which == "Empty" { &EMPTY } else { &FULL };
+    match cell.import(py, "queue", which) {
+        Ok(t) => PyErr::from_type(t.clone(), ()),
+        Err(e) => e,
+    }
+}
+
+/// Whether `e` is a `queue.Full`.
+pub(crate) fn is_full(py: Python<'_>, e: &PyErr) -> bool {
+    static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    FULL.import(py, "queue", "Full")
+        .is_ok_and(|t| e.is_instance(py, t))
+}
+
+/// Maps the core's timeout while waiting for room to `queue.Full`.
+pub(crate) fn full_on_timeout<T>(py: Python<'_>, r: PyResult<T>) -> PyResult<T> {
+    match r {
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
+            Err(queue_exc(py, "Full"))
+        }
+        r => r,
+    }
+}

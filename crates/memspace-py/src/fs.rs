@@ -17,8 +17,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
+use crate::args::{lock_timeout_arg, Data};
 use crate::error::IntoPyResult;
-use crate::ring::Data;
 
 /// Copies at least this large run with the GIL released, so other threads keep running.
 const RELEASE_GIL_AT: usize = 64 * 1024;
@@ -41,17 +41,6 @@ impl SharedBytes for KeptBytes {
         // keeps alive; the storage of a `bytes` object never moves and never changes while the
         // object is alive, so reading it needs neither the GIL nor a lock.
         unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
-    }
-}
-
-/// Seconds (a Python float, `None` or negative for "default") -> a core timeout.
-fn timeout(secs: Option<f64>) -> PyResult<Option<Duration>> {
-    match secs {
-        None => Ok(None),
-        Some(s) if s.is_nan() => Err(PyValueError::new_err("lock timeout must not be NaN")),
-        Some(s) => Ok(Some(Duration::try_from_secs_f64(s.max(0.0)).map_err(
-            |_| PyValueError::new_err(format!("lock timeout {s} is out of range")),
-        )?)),
     }
 }
 
@@ -178,7 +167,7 @@ impl PyFileSystem {
             .max_quota(max_quota)
             .max_nodes(max_nodes)
             .storage(storage)
-            .default_lock_timeout(timeout(default_lock_timeout)?);
+            .default_lock_timeout(lock_timeout_arg(default_lock_timeout)?);
         if let Some(o) = chunk_overhead_override {
             opts = opts.chunk_overhead(o);
         }
@@ -207,7 +196,7 @@ impl PyFileSystem {
             )));
         };
         let pre = u64::try_from(preallocate).unwrap_or(0);
-        let wait = timeout(lock_timeout)?;
+        let wait = lock_timeout_arg(lock_timeout)?;
         // Try once without releasing the GIL (the common, uncontended case); wait for the
         // lock with the GIL released only if someone holds it.
         let h = match self.fs.open(path, m, pre, Some(Duration::ZERO)) {

@@ -5,7 +5,16 @@
 // value), so these two pedantic lints only produce noise in this crate.
 #![allow(clippy::needless_pass_by_value, clippy::unused_self)]
 
+// Shared helpers (the lower floor): feature files import only these and the core.
+mod args;
 mod error;
+mod export;
+mod gil;
+mod guard;
+mod handle;
+mod value;
+
+// One file per Python class family (the upper floor): none imports another.
 mod fs;
 mod lock;
 mod queue;
@@ -27,15 +36,15 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(shm::_list_segments, m)?)?;
     m.add_class::<lock::PyMutex>()?;
     m.add_class::<lock::PyRwLock>()?;
-    m.add_class::<lock::PyLockGuard>()?;
+    m.add_class::<guard::PyLockGuard>()?;
     m.add_class::<view::PyView>()?;
     m.add_class::<queue::PyQueue>()?;
     m.add_class::<queue::PyQueueView>()?;
     m.add_class::<ring::PyRing>()?;
     m.add_class::<ring::PyRingView>()?;
     m.add_class::<ring::PyRingReservation>()?;
-    m.add_class::<ring::MessageBytes>()?;
-    m.add_function(wrap_pyfunction!(lock::_reopen, m)?)?;
-    m.add_function(wrap_pyfunction!(lock::_staleness, m)?)?;
+    m.add_class::<export::MessageBytes>()?;
+    m.add_function(wrap_pyfunction!(handle::_reopen, m)?)?;
+    m.add_function(wrap_pyfunction!(handle::_staleness, m)?)?;
     Ok(())
 }

@@ -13,15 +13,13 @@ use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice};
 
-use crate::error::IntoPyResult;
-use crate::lock::{detached, mode_arg, timeout_arg};
-use crate::ring::{
-    bytes_at, channel_sizes, exported_view, full_on_timeout, is_full, queue_exc, release_view,
-    Data, Exported, Keep,
-};
-use crate::shm::location;
+use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
+use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
+use crate::export::{bytes_at, exported_view, release_view, Exported, Keep};
+use crate::gil::detached;
+use crate::handle::{at_location, closing_handle, located_handle};
 
 /// Copies above this size release the GIL (below it, releasing costs more than it frees).
 const DETACH_COPY: usize = 256 << 10;
@@ -41,16 +39,18 @@ pub struct PyQueue {
 }
 
 impl PyQueue {
+    fn new(q: Queue) -> Self {
+        Self {
+            q,
+            closed: AtomicBool::new(false),
+        }
+    }
+
     fn check_open(&self) -> PyResult<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PyValueError::new_err("operation on a closed Queue"));
         }
         Ok(())
-    }
-
-    fn effective_timeout(block: bool, timeout: Option<f64>) -> PyResult<Option<Duration>> {
-        let t = timeout_arg(timeout)?;
-        Ok(if block { t } else { Some(Duration::ZERO) })
     }
 
     /// Takes up to `max` messages: first without waiting (GIL held), then, unless `timeout`
@@ -226,36 +226,20 @@ impl PyQueue {
         max_message_size: Option<i64>,
         mode: i64,
     ) -> PyResult<Self> {
-        let loc = location(name, path)?;
-        let (cap, max_len) = channel_sizes(capacity, max_message_size)?;
-        let mut opts = QueueOptions::new(loc, cap).mode(mode_arg(mode)?);
-        if let Some(m) = max_len {
+        let a = channel_args(name, capacity, path, max_message_size, mode)?;
+        let mut opts = QueueOptions::new(a.location, a.capacity).mode(a.mode);
+        if let Some(m) = a.max_message_size {
             opts = opts.max_message_size(m);
         }
         let q = py.detach(|| opts.create()).py_err()?;
-        Ok(Self {
-            q,
-            closed: AtomicBool::new(false),
-        })
+        Ok(Self::new(q))
     }
 
     /// Opens an existing queue.
     #[staticmethod]
     #[pyo3(signature = (name=None, *, path=None))]
     fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
-        let loc = location(name, path)?;
-        let q = py.detach(|| Queue::open(loc)).py_err()?;
-        Ok(Self {
-            q,
-            closed: AtomicBool::new(false),
-        })
-    }
-
-    /// Removes a queue's segment by name or path.
-    #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn remove(name: Option<String>, path: Option<PathBuf>) -> PyResult<()> {
-        Queue::remove(&location(name, path)?).py_err()
+        at_location(py, name, path, Queue::open).map(Self::new)
     }
 
     /// Sends one message (a bytes-like object); waits for room unless `block` is false or
@@ -269,7 +253,7 @@ impl PyQueue {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         self.check_open()?;
-        let timeout = Self::effective_timeout(block, timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
         let data = Data::from(data)?;
         let bytes = data.as_slice();
         let r = self.claim(py, bytes.len(), timeout)?;
@@ -349,7 +333,7 @@ impl PyQueue {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         self.check_open()?;
-        let timeout = Self::effective_timeout(block, timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
         self.take_one(py, timeout)?
             .ok_or_else(|| queue_exc(py, "Empty"))
     }
@@ -416,7 +400,7 @@ impl PyQueue {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         self.check_open()?;
-        let timeout = Self::effective_timeout(block, timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
         let buffers = PyList::empty(py);
         let kwargs = PyDict::new(py);
         kwargs.set_item("protocol", 5)?;
@@ -452,7 +436,7 @@ impl PyQueue {
     #[pyo3(signature = (block=true, timeout=None))]
     fn get_object(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         self.check_open()?;
-        let timeout = Self::effective_timeout(block, timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
         let Some(m) = self.take_message(py, timeout)? else {
             return Err(queue_exc(py, "Empty"));
         };
@@ -571,33 +555,21 @@ impl PyQueue {
         self.closed.store(true, Ordering::Release);
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close();
-        false
-    }
-
-    /// Pickles as a reference: unpickling opens the same queue by name or path (so a
-    /// handle can be passed to a spawned process); the closed state is not carried over.
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        crate::lock::reduce(slf.py(), slf.get_type().as_any(), slf.get().q.location())
-    }
-
     fn __repr__(&self) -> String {
-        let loc = match self.q.location() {
-            Location::Name(n) => format!("name={n:?}"),
-            Location::Path(p) => format!("path={:?}", p.display().to_string()),
-        };
         let state = if self.closed() { ", closed" } else { "" };
-        format!("Queue({loc}, capacity={}{state})", self.q.capacity())
+        format!(
+            "Queue({}, capacity={}{state})",
+            location_repr(self.q.location()),
+            self.q.capacity()
+        )
     }
 }
+
+located_handle!(PyQueue, remove = Queue::remove, |s| s.q.location());
+closing_handle!(PyQueue, |s, _py| {
+    s.close();
+    PyResult::Ok(())
+});
 
 /// The context manager returned by `Queue.get_view()`.
 #[pyclass(module = "memspace._memspace", name = "QueueView", frozen)]

@@ -6,138 +6,23 @@
 //! (Ctrl-C) between the core's wait slices. Roles are claimed on first use unless `open` was
 //! given one.
 
-use std::ffi::{c_int, c_void};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use memspace::mpmc::{Message as QueueMessage, Queue};
 use memspace::spsc::{Consumer, Message, Producer, Reservation, Role};
-use memspace::{Location, Ring, RingOptions};
-use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyBufferError, PyRuntimeError, PyTypeError, PyValueError};
-use pyo3::ffi;
+use memspace::{Ring, RingOptions};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyTuple, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::error::IntoPyResult;
-use crate::lock::{detached, mode_arg, timeout_arg};
-use crate::shm::location;
-
-pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
-    static EMPTY: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    let cell = if which == "Empty" { &EMPTY } else { &FULL };
-    match cell.import(py, "queue", which) {
-        Ok(t) => PyErr::from_type(t.clone(), ()),
-        Err(e) => e,
-    }
-}
-
-/// Whether `e` is a `queue.Full`.
-pub(crate) fn is_full(py: Python<'_>, e: &PyErr) -> bool {
-    static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-    FULL.import(py, "queue", "Full")
-        .is_ok_and(|t| e.is_instance(py, t))
-}
-
-/// Maps the core's timeout while waiting for room to `queue.Full`.
-pub(crate) fn full_on_timeout<T>(py: Python<'_>, r: PyResult<T>) -> PyResult<T> {
-    match r {
-        Err(e) if e.is_instance_of::<pyo3::exceptions::PyTimeoutError>(py) => {
-            Err(queue_exc(py, "Full"))
-        }
-        r => r,
-    }
-}
-
-/// Locks a role mutex; if another thread holds it (possibly while waiting with the GIL
-/// released), waits for it without holding the GIL.
-fn lock_role<'a, T: Send>(py: Python<'_>, m: &'a Mutex<T>) -> MutexGuard<'a, T> {
-    loop {
-        match m.try_lock() {
-            Ok(g) => return g,
-            Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
-            // Wait for the holder without the GIL (it may need the GIL to finish), then try
-            // again with it: a guard cannot cross the GIL boundary.
-            Err(std::sync::TryLockError::WouldBlock) => py.detach(|| drop(m.lock())),
-        }
-    }
-}
-
-/// Checks the `capacity` and `max_message_size` arguments of a channel's `create()`.
-pub(crate) fn channel_sizes(
-    capacity: Option<i64>,
-    max_message_size: Option<i64>,
-) -> PyResult<(u64, Option<u64>)> {
-    let Some(capacity) = capacity else {
-        return Err(PyTypeError::new_err("create() needs a capacity in bytes"));
-    };
-    let cap = u64::try_from(capacity)
-        .ok()
-        .filter(|c| *c > 0)
-        .ok_or_else(|| PyValueError::new_err(format!("capacity must be > 0, not {capacity}")))?;
-    let max_len = max_message_size
-        .map(|m| {
-            u64::try_from(m).map_err(|_| {
-                PyValueError::new_err(format!("max_message_size must be >= 0, not {m}"))
-            })
-        })
-        .transpose()?;
-    Ok((cap, max_len))
-}
-
-/// A bytes-like argument: `bytes` borrowed directly, anything else through the buffer protocol.
-pub(crate) enum Data<'py> {
-    Bytes(Bound<'py, PyBytes>),
-    Buffer(PyUntypedBuffer),
-}
-
-impl Data<'_> {
-    pub(crate) fn from<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Data<'py>> {
-        if let Ok(b) = obj.cast::<PyBytes>() {
-            return Ok(Data::Bytes(b.clone()));
-        }
-        let buf = PyUntypedBuffer::get(obj).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "a bytes-like object is required, not {}",
-                obj.get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string())
-            ))
-        })?;
-        if !buf.is_c_contiguous() {
-            return Err(PyBufferError::new_err("data must be a C-contiguous buffer"));
-        }
-        Ok(Data::Buffer(buf))
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            Data::Bytes(b) => b.as_bytes(),
-            // SAFETY: the exporter keeps `len_bytes` contiguous bytes at `buf_ptr` while the
-            // buffer is held (it is, for as long as `self` lives).
-            Data::Buffer(b) => unsafe {
-                std::slice::from_raw_parts(b.buf_ptr().cast::<u8>(), b.len_bytes())
-            },
-        }
-    }
-}
-
-/// A new `bytes` copied from `len` bytes at `ptr`.
-pub(crate) fn bytes_at(py: Python<'_>, ptr: *const u8, len: usize) -> PyResult<Bound<'_, PyBytes>> {
-    // SAFETY: `ptr` is valid for `len` bytes (a validated message the producer does not touch
-    // until it is released); PyBytes_FromStringAndSize copies them into a new object.
-    unsafe {
-        Bound::from_owned_ptr_or_err(
-            py,
-            ffi::PyBytes_FromStringAndSize(ptr.cast(), len as ffi::Py_ssize_t),
-        )
-        .map(|b| b.cast_into_unchecked::<PyBytes>())
-    }
-}
+use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
+use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
+use crate::export::{bytes_at, end_block, exported_view, Exported, Keep};
+use crate::gil::{detached, lock_unheld};
+use crate::handle::{at_location, closing_handle, located_handle};
+use crate::value::{as_ref, to_owned_value, to_py};
 
 /// A single-producer/single-consumer ring between processes.
 #[pyclass(module = "memspace", name = "Ring", frozen)]
@@ -177,7 +62,7 @@ impl PyRing {
                 "a reserve() of this Ring is still open: commit or abort it first",
             ));
         }
-        let mut g = lock_role(py, &self.tx);
+        let mut g = lock_unheld(py, &self.tx);
         // A forked child must not write as its parent's producer: drop the inherited role
         // (the parent keeps its lock) and claim it again, which fails while the parent lives.
         if g.as_ref().is_some_and(Producer::is_inherited) {
@@ -196,7 +81,7 @@ impl PyRing {
                 "a get_view() of this Ring is still open: leave its with-block first",
             ));
         }
-        let mut g = lock_role(py, &self.rx);
+        let mut g = lock_unheld(py, &self.rx);
         if g.as_ref().is_some_and(Consumer::is_inherited) {
             *g = None;
         }
@@ -204,11 +89,6 @@ impl PyRing {
             *g = Some(self.ring.consumer().py_err()?);
         }
         Ok(g)
-    }
-
-    fn effective_timeout(block: bool, timeout: Option<f64>) -> PyResult<Option<Duration>> {
-        let t = timeout_arg(timeout)?;
-        Ok(if block { t } else { Some(Duration::ZERO) })
     }
 
     /// The next message, waiting as allowed; `None` on timeout.
@@ -241,10 +121,9 @@ impl PyRing {
         max_message_size: Option<i64>,
         mode: i64,
     ) -> PyResult<Self> {
-        let loc = location(name, path)?;
-        let (cap, max_len) = channel_sizes(capacity, max_message_size)?;
-        let mut opts = RingOptions::new(loc, cap).mode(mode_arg(mode)?);
-        if let Some(m) = max_len {
+        let a = channel_args(name, capacity, path, max_message_size, mode)?;
+        let mut opts = RingOptions::new(a.location, a.capacity).mode(a.mode);
+        if let Some(m) = a.max_message_size {
             opts = opts.max_message_size(m);
         }
         let ring = py.detach(|| opts.create()).py_err()?;
@@ -261,7 +140,6 @@ impl PyRing {
         path: Option<PathBuf>,
         role: Option<&str>,
     ) -> PyResult<Self> {
-        let loc = location(name, path)?;
         let role = match role {
             None => None,
             Some("producer") => Some(Role::Producer),
@@ -272,21 +150,13 @@ impl PyRing {
                 )))
             }
         };
-        let ring = py.detach(|| Ring::open(loc)).py_err()?;
-        let this = Self::new(ring);
+        let this = at_location(py, name, path, Ring::open).map(Self::new)?;
         match role {
             Some(Role::Producer) => drop(this.tx(py)?),
             Some(Role::Consumer) => drop(this.rx(py)?),
             None => {}
         }
         Ok(this)
-    }
-
-    /// Removes a ring's segment by name or path.
-    #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn remove(name: Option<String>, path: Option<PathBuf>) -> PyResult<()> {
-        Ring::remove(&location(name, path)?).py_err()
     }
 
     /// Sends one message (a bytes-like object); waits for room unless `block` is false or
@@ -299,7 +169,7 @@ impl PyRing {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let timeout = Self::effective_timeout(block, timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
         let data = Data::from(data)?;
         let mut g = self.tx(py)?;
         let tx = g.as_mut().expect("claimed above");
@@ -384,7 +254,7 @@ impl PyRing {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let timeout = Self::effective_timeout(block, timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
         let mut g = self.rx(py)?;
         let rx = g.as_mut().expect("claimed above");
         let Some(m) = Self::next_message(py, rx, timeout)? else {
@@ -462,9 +332,9 @@ impl PyRing {
         value: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let owned = crate::view::to_owned_value(value, None)?;
+        let owned = to_owned_value(value, None)?;
         let mut buf = Vec::new();
-        memspace::view::codec::encode(&crate::view::as_ref(&owned)?, &mut buf).py_err()?;
+        memspace::view::codec::encode(&as_ref(&owned)?, &mut buf).py_err()?;
         self.put(py, PyBytes::new(py, &buf).as_any(), true, timeout)
     }
 
@@ -483,7 +353,7 @@ impl PyRing {
         let value = memspace::view::codec::decode(&buf).py_err()?;
         rx.consume(m);
         rx.release();
-        crate::view::to_py(py, value)
+        to_py(py, value)
     }
 
     /// A context manager whose `__enter__` waits (at most `timeout`) for the next message and
@@ -554,24 +424,6 @@ impl PyRing {
         }
     }
 
-    /// The POSIX name, or None for a file-backed ring.
-    #[getter]
-    fn name(&self) -> Option<String> {
-        match self.ring.location() {
-            Location::Name(n) => Some(n.clone()),
-            Location::Path(_) => None,
-        }
-    }
-
-    /// The file path, or None for a POSIX ring.
-    #[getter]
-    fn path(&self) -> Option<PathBuf> {
-        match self.ring.location() {
-            Location::Path(p) => Some(p.clone()),
-            Location::Name(_) => None,
-        }
-    }
-
     /// True after `close()`.
     #[getter]
     fn closed(&self) -> bool {
@@ -615,183 +467,29 @@ impl PyRing {
     /// Gives up the roles and detaches; the ring (and its messages) stays.
     fn close(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Release);
-        if let Some(mut tx) = lock_role(py, &self.tx).take() {
+        if let Some(mut tx) = lock_unheld(py, &self.tx).take() {
             tx.flush();
         }
-        if let Some(mut rx) = lock_role(py, &self.rx).take() {
+        if let Some(mut rx) = lock_unheld(py, &self.rx).take() {
             rx.release();
         }
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> bool {
-        self.close(py);
-        false
-    }
-
-    /// Pickles as a reference: unpickling opens the same ring by name or path (so a
-    /// handle can be passed to a spawned process); the closed state is not carried over.
-    fn __reduce__<'py>(
-        slf: &Bound<'py, Self>,
-    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        crate::lock::reduce(slf.py(), slf.get_type().as_any(), slf.get().ring.location())
-    }
-
     fn __repr__(&self) -> String {
-        let loc = match self.ring.location() {
-            Location::Name(n) => format!("name={n:?}"),
-            Location::Path(p) => format!("path={:?}", p.display().to_string()),
-        };
         let state = if self.closed() { ", closed" } else { "" };
-        format!("Ring({loc}, capacity={}{state})", self.ring.capacity())
+        format!(
+            "Ring({}, capacity={}{state})",
+            location_repr(self.ring.location()),
+            self.ring.capacity()
+        )
     }
 }
 
-/// What keeps exported bytes valid: the mapping, and for a queue message the message itself
-/// (its space is handed back when the exporter goes, so it is never reused under a view).
-pub(crate) enum Keep {
-    /// Held only to keep the mapping alive.
-    Ring(#[allow(dead_code)] Ring),
-    QueueMessage {
-        q: Queue,
-        m: Mutex<Option<QueueMessage>>,
-        /// The process that took the message: a forked child's copy never releases it.
-        pid: u32,
-    },
-}
-
-/// Bytes exported to Python as a buffer: a message or reservation in place. Keeps the ring
-/// or queue mapped while any view of it exists.
-#[pyclass(module = "memspace._memspace", frozen)]
-pub struct MessageBytes {
-    ptr: usize,
-    len: usize,
-    readonly: bool,
-    /// Buffers exported and not yet released (memoryviews made from other memoryviews share
-    /// one export, so this is the only reliable "is anyone still looking?").
-    exports: std::sync::atomic::AtomicUsize,
-    keep: Keep,
-}
-
-impl MessageBytes {
-    /// Hands a queue message's space back now (at most once; later calls do nothing).
-    pub(crate) fn release_message(&self) -> memspace::Result<()> {
-        if let Keep::QueueMessage { q, m, pid } = &self.keep {
-            let taken = m
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            if let Some(msg) = taken.filter(|_| *pid == std::process::id()) {
-                return q.release(msg);
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for MessageBytes {
-    fn drop(&mut self) {
-        // Nobody can look at the bytes any more (every view holds this object). An error here
-        // is a corrupt segment, which the next operation on the queue reports.
-        let _ = self.release_message();
-    }
-}
-
-#[pymethods]
-impl MessageBytes {
-    /// # Safety
-    /// Called by `CPython` with a valid `view` to fill.
-    unsafe fn __getbuffer__(
-        slf: Bound<'_, Self>,
-        view: *mut ffi::Py_buffer,
-        flags: c_int,
-    ) -> PyResult<()> {
-        let this = slf.get();
-        // SAFETY: `view` comes from CPython; ptr/len describe bytes inside the ring's or
-        // queue's mapping, which `keep` keeps mapped (and, for a queue message, unreleased)
-        // for as long as this object (and so the view) lives.
-        unsafe {
-            if ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                this.ptr as *mut c_void,
-                this.len as ffi::Py_ssize_t,
-                c_int::from(this.readonly),
-                flags,
-            ) != 0
-            {
-                return Err(PyErr::fetch(slf.py()));
-            }
-        }
-        this.exports.fetch_add(1, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// # Safety
-    /// Called by `CPython` with a view filled by `__getbuffer__`.
-    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
-        self.exports.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// A memoryview over bytes in the ring, and the exporter that counts who still looks at them.
-pub(crate) type Exported = (Py<MessageBytes>, Py<PyMemoryView>);
-
-pub(crate) fn exported_view(
-    py: Python<'_>,
-    keep: Keep,
-    ptr: *const u8,
-    len: usize,
-    readonly: bool,
-) -> PyResult<(Exported, Bound<'_, PyMemoryView>)> {
-    let bytes = Bound::new(
-        py,
-        MessageBytes {
-            ptr: ptr as usize,
-            len,
-            readonly,
-            exports: std::sync::atomic::AtomicUsize::new(0),
-            keep,
-        },
-    )?;
-    let mv = PyMemoryView::from(bytes.as_any())?;
-    Ok(((bytes.unbind(), mv.clone().unbind()), mv))
-}
-
-/// Releases the memoryview a with-block handed out; returns whether nothing else still views
-/// the memory.
-pub(crate) fn release_view(py: Python<'_>, (bytes, mv): &Exported) -> PyResult<bool> {
-    match mv.bind(py).call_method0("release") {
-        Ok(_) => Ok(bytes.get().exports.load(Ordering::Acquire) == 0),
-        Err(e) if e.is_instance_of::<PyBufferError>(py) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Ends a zero-copy with-block: releases the memoryview it handed out and clears `busy`.
-/// Returns whether the block ended normally (the caller then completes it); `BufferError` if a
-/// view of the memory is still exported (then nothing is completed: `outcome` says what).
-fn end_block(
-    py: Python<'_>,
-    exported: &Exported,
-    busy: &AtomicBool,
-    exc_type: Option<&Bound<'_, PyAny>>,
-    outcome: &str,
-) -> PyResult<bool> {
-    let released = release_view(py, exported)?;
-    busy.store(false, Ordering::Release);
-    if !released {
-        return Err(PyBufferError::new_err(format!(
-            "a view of the memory is still exported (e.g. a numpy array): the {outcome}; \
-             drop every view before leaving the with-block"
-        )));
-    }
-    Ok(exc_type.is_none_or(PyAnyMethods::is_none))
-}
+located_handle!(PyRing, remove = Ring::remove, |s| s.ring.location());
+closing_handle!(PyRing, |s, py| {
+    s.close(py);
+    PyResult::Ok(())
+});
 
 /// The context manager returned by `Ring.get_view()`.
 #[pyclass(module = "memspace._memspace", name = "RingView", frozen)]

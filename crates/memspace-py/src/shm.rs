@@ -10,36 +10,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use memspace::{Location, Segment, SegmentOptions};
-use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{ffi, IntoPyObjectExt};
 
+use crate::args::{buffer_of, location, location_repr, mode_arg, name_of, non_negative, path_of};
 use crate::error::IntoPyResult;
+use crate::handle::closing_handle;
 
 /// Copies at least this large run with the GIL released, so other threads keep running.
 const RELEASE_GIL_AT: usize = 256 * 1024;
-
-/// Builds the location from the `name` / `path` pair, refusing both or neither.
-pub(crate) fn location(name: Option<String>, path: Option<PathBuf>) -> PyResult<Location> {
-    match (name, path) {
-        (Some(n), None) => Ok(Location::Name(n)),
-        (None, Some(p)) => Ok(Location::Path(p)),
-        (Some(_), Some(_)) => Err(PyTypeError::new_err(
-            "give either a name or path=..., not both",
-        )),
-        (None, None) => Err(PyTypeError::new_err(
-            "a segment needs a name (like \"/demo\") or path=...",
-        )),
-    }
-}
-
-/// Converts a Python offset or length, refusing negatives with `ValueError`.
-fn non_negative(value: i64, what: &str) -> PyResult<u64> {
-    u64::try_from(value)
-        .map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, not {value}")))
-}
 
 /// A named (POSIX) or file-backed shared-memory segment.
 #[pyclass(module = "memspace", name = "SharedMemory", frozen)]
@@ -120,12 +101,7 @@ impl PySharedMemory {
             )));
         }
         let size = u64::try_from(size).map_err(|_| PyValueError::new_err("size is too large"))?;
-        let mode = u32::try_from(mode)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}"))
-            })?;
+        let mode = mode_arg(mode)?;
         let seg = py
             .detach(|| SegmentOptions::at(loc).size(size).mode(mode).create())
             .py_err()?;
@@ -160,19 +136,13 @@ impl PySharedMemory {
     /// The POSIX name, or None for a file-backed segment.
     #[getter]
     fn name(&self) -> Option<&str> {
-        match &self.location {
-            Location::Name(n) => Some(n),
-            Location::Path(_) => None,
-        }
+        name_of(&self.location)
     }
 
     /// The file path, or None for a POSIX segment.
     #[getter]
     fn path(&self) -> Option<PathBuf> {
-        match &self.location {
-            Location::Path(p) => Some(p.clone()),
-            Location::Name(_) => None,
-        }
+        path_of(&self.location)
     }
 
     /// Size in bytes.
@@ -255,14 +225,7 @@ impl PySharedMemory {
                 return Ok(b.len());
             }
         }
-        let buf = PyUntypedBuffer::get(data).map_err(|_| {
-            PyTypeError::new_err(format!(
-                "a bytes-like object is required, not {}",
-                data.get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string())
-            ))
-        })?;
+        let buf = buffer_of(data)?;
         if !buf.is_c_contiguous() {
             return Err(PyBufferError::new_err("data must be a C-contiguous buffer"));
         }
@@ -391,26 +354,13 @@ impl PySharedMemory {
         Segment::unlink(&self.location).py_err()
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
-        self.close_inner()?;
-        Ok(false)
-    }
-
     fn __repr__(&self) -> String {
         let state = if self.closed() { ", closed" } else { "" };
-        match &self.location {
-            Location::Name(n) => format!("SharedMemory(name={n:?}, size={}{state})", self.size),
-            Location::Path(p) => format!(
-                "SharedMemory(path={:?}, size={}{state})",
-                p.display().to_string(),
-                self.size
-            ),
-        }
+        format!(
+            "SharedMemory({}, size={}{state})",
+            location_repr(&self.location),
+            self.size
+        )
     }
 
     /// Pickling (e.g. passing to a `multiprocessing` child) re-opens the segment by location.
@@ -470,6 +420,8 @@ impl PySharedMemory {
         }
     }
 }
+
+closing_handle!(PySharedMemory, |s, _py| s.close_inner());
 
 impl Drop for PySharedMemory {
     fn drop(&mut self) {

@@ -307,6 +307,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// True for a wait that ran out of time (a lock, a role or a channel wait), including a
+    /// try that found the lock busy.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Timeout { .. })
+    }
+
+    /// True for a wait abandoned by the caller's interrupt check.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Error::Interrupted)
+    }
+
     /// The OS error number behind this error, if there is one (used by the Python bindings to
     /// build `OSError(errno, ...)`).
     pub fn raw_os_error(&self) -> Option<i32> {

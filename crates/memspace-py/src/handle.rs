@@ -1,0 +1,147 @@
+//! What every segment handle class shares: `name`/`path`, `remove()`, pickling by reference,
+//! the closing context manager, and the module functions that reopen and inspect segments.
+//!
+//! The two macros write each class's common methods once, as a second `#[pymethods]` block
+//! (`PyO3`'s `multiple-pymethods`), so that a class file holds only what is its own.
+
+use std::path::PathBuf;
+
+use memspace::Location;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::IntoPyObjectExt;
+
+use crate::args::{location, name_of, path_of};
+use crate::error::IntoPyResult;
+
+/// `__reduce__` of a handle: unpickling calls `_reopen(cls, name, path)`, which opens the
+/// same segment (so a handle can be passed to a spawned process).
+pub(crate) fn reduce<'py>(
+    py: Python<'py>,
+    cls: &Bound<'py, PyAny>,
+    loc: &Location,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    let reopen = py.import("memspace._memspace")?.getattr("_reopen")?;
+    let args = PyTuple::new(
+        py,
+        [
+            cls.clone().into_any().unbind(),
+            name_of(loc).into_py_any(py)?,
+            path_of(loc).into_py_any(py)?,
+        ],
+    )?;
+    Ok((reopen, args))
+}
+
+/// Runs `f` (a core create or open) on the location given as a `name`/`path` pair, with the
+/// GIL released (creation reserves space and may touch the disk).
+pub(crate) fn at_location<T: Send>(
+    py: Python<'_>,
+    name: Option<String>,
+    path: Option<PathBuf>,
+    f: impl FnOnce(Location) -> memspace::Result<T> + Send,
+) -> PyResult<T> {
+    let loc = location(name, path)?;
+    py.detach(|| f(loc)).py_err()
+}
+
+/// Writes the methods every handle of a structured segment has: the `name` and `path`
+/// getters, the static `remove(name=None, *, path=None)` (through `$remove`, a core function
+/// taking `&Location`) and `__reduce__` (pickling by reference). `|$s| $loc` gives the
+/// handle's location from `&self`.
+macro_rules! located_handle {
+    ($cls:ty, remove = $remove:path, |$s:ident| $loc:expr) => {
+        #[pyo3::pymethods]
+        impl $cls {
+            /// The POSIX name, or None for a file-backed segment.
+            #[getter]
+            fn name(&self) -> Option<String> {
+                let $s = self;
+                $crate::args::name_of($loc).map(str::to_owned)
+            }
+
+            /// The file path, or None for a POSIX segment.
+            #[getter]
+            fn path(&self) -> Option<std::path::PathBuf> {
+                let $s = self;
+                $crate::args::path_of($loc)
+            }
+
+            /// Removes the segment at a name or path; processes that have it open keep it.
+            #[staticmethod]
+            #[pyo3(signature = (name=None, *, path=None))]
+            fn remove(name: Option<String>, path: Option<std::path::PathBuf>) -> PyResult<()> {
+                use $crate::error::IntoPyResult;
+                $remove(&$crate::args::location(name, path)?).py_err()
+            }
+
+            /// Pickles as a reference: unpickling opens the same segment by name or path.
+            fn __reduce__<'py>(
+                slf: &pyo3::Bound<'py, Self>,
+            ) -> PyResult<(
+                pyo3::Bound<'py, pyo3::PyAny>,
+                pyo3::Bound<'py, pyo3::types::PyTuple>,
+            )> {
+                let $s = slf.get();
+                $crate::handle::reduce(slf.py(), slf.get_type().as_any(), $loc)
+            }
+        }
+    };
+}
+pub(crate) use located_handle;
+
+/// Writes `__enter__` (returns the handle) and `__exit__` (calls `$close`, never suppresses
+/// the exception) for a handle whose `with` block closes it.
+macro_rules! closing_handle {
+    ($cls:ty, |$s:ident, $py:ident| $close:expr) => {
+        #[pyo3::pymethods]
+        impl $cls {
+            fn __enter__(slf: pyo3::Bound<'_, Self>) -> pyo3::Bound<'_, Self> {
+                slf
+            }
+
+            #[pyo3(signature = (*_args))]
+            fn __exit__(
+                &self,
+                $py: pyo3::Python<'_>,
+                _args: &pyo3::Bound<'_, pyo3::types::PyTuple>,
+            ) -> PyResult<bool> {
+                let $s = self;
+                $close?;
+                Ok(false)
+            }
+        }
+    };
+}
+pub(crate) use closing_handle;
+
+/// Unpickling helper: `cls.open(name, path=path)`.
+#[pyfunction]
+pub(crate) fn _reopen<'py>(
+    cls: &Bound<'py, PyAny>,
+    name: Option<String>,
+    path: Option<PathBuf>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kwargs = PyDict::new(cls.py());
+    kwargs.set_item("path", path)?;
+    cls.call_method("open", (name,), Some(&kwargs))
+}
+
+/// Whether the structured segment at a name or path has no live attachment: True (stale),
+/// False (in use), None (not a memspace structured segment).
+#[pyfunction]
+#[pyo3(signature = (name=None, *, path=None))]
+pub(crate) fn _staleness(
+    py: Python<'_>,
+    name: Option<String>,
+    path: Option<PathBuf>,
+) -> PyResult<Option<bool>> {
+    use memspace::shm::structured::{staleness, Staleness};
+    let loc = location(name, path)?;
+    let s = py.detach(|| staleness(&loc)).py_err()?;
+    Ok(match s {
+        Staleness::NotStructured => None,
+        Staleness::InUse => Some(false),
+        Staleness::Stale => Some(true),
+    })
+}
