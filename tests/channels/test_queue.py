@@ -16,9 +16,10 @@ from pathlib import Path
 
 import memspace
 import pytest
-from conftest import run_child
 from memspace import Queue
-from queue_workers import read_received, spawn
+
+from tests.channels.queue_workers import read_received, spawn
+from tests.helpers import run_child
 
 
 def test_fifo_batches_and_sizes(shm_name: str) -> None:

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_child
+
+from tests.helpers import run_child
 
 
 def test_demo_runs_and_reports_both_rates() -> None:

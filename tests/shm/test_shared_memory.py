@@ -14,8 +14,9 @@ from pathlib import Path
 
 import memspace
 import pytest
-from conftest import leftover_segments, run_child, unique_name
 from memspace import SharedMemory
+
+from tests.helpers import leftover_segments, run_child, unique_name
 
 SHM_DIR = Path("/dev/shm")
 linux_only = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs /dev/shm (Linux)")

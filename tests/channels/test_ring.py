@@ -16,8 +16,9 @@ from pathlib import Path
 
 import memspace
 import pytest
-from conftest import run_child
 from memspace import Ring
+
+from tests.helpers import run_child
 
 # --- basics -----------------------------------------------------------------------------------
 
