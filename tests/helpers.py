@@ -13,11 +13,15 @@ import textwrap
 from pathlib import Path
 
 import memspace
+import pytest
 
 # Every segment a test creates starts with this prefix, so the session can check that none is
 # left behind, whatever the test did.
 PREFIX = f"mst-{os.getpid()}-"
 _counter = itertools.count()
+
+# For tests that look at /dev/shm itself (where POSIX segments live on Linux).
+linux_only = pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs /dev/shm (Linux)")
 
 
 def unique_name(tag: str = "seg") -> str:

@@ -541,31 +541,6 @@ def test_file_backed_ring_persists(tmp_path: Path) -> None:
     assert not os.path.exists(path)
 
 
-def test_cli_inspect_shows_fill_level_and_roles(shm_name: str) -> None:
-    with Ring.create(shm_name, 4096) as ring:
-        ring.put(b"x" * 100)
-        out = run_child(
-            "import sys; from memspace.cli import main; raise SystemExit(main(sys.argv[1:]))",
-            "inspect",
-            shm_name,
-            "--json",
-        )
-        import json
-
-        info = json.loads(out.stdout)
-        assert info["kind"] == "ring"
-        assert info["messages"] == 1
-        assert info["used_bytes"] == 8 + 104
-        assert info["producer_alive"] is True  # this handle holds it
-        assert info["consumer_alive"] is False
-    out = run_child(
-        "import sys; from memspace.cli import main; raise SystemExit(main(sys.argv[1:]))",
-        "ls",
-    )
-    assert shm_name in out.stdout
-    assert "ring" in out.stdout
-
-
 def test_forked_child_does_not_inherit_the_role(shm_name: str) -> None:
     import multiprocessing as mp
 
