@@ -1,13 +1,17 @@
-"""Shared fixtures: unique segment names and their cleanup. The helpers they are built on
-(and that tests import) are in helpers.py."""
+"""Shared fixtures: unique segment names and their cleanup, and child processes that are
+stopped after the test. The helpers they are built on (and that tests import) are in
+helpers.py; fixtures of one area are in that area's conftest.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests import helpers
 from tests.helpers import leftover_segments, remove_quietly, unique_name
 
 
@@ -35,7 +39,7 @@ def _no_segment_left_behind() -> Iterator[None]:
 
 
 @pytest.fixture
-def make_name() -> Iterator[object]:
+def make_name() -> Iterator[Callable[[str], str]]:
     """A factory of unique segment names; all are removed after the test."""
     names: list[str] = []
 
@@ -47,3 +51,19 @@ def make_name() -> Iterator[object]:
     yield make
     for name in names:
         remove_quietly(name)
+
+
+@pytest.fixture
+def start_child() -> Iterator[helpers.StartChild]:
+    """helpers.start_child for one test: every child it started is killed (unless it has
+    exited) and reaped after the test, whatever the test did."""
+    started: list[subprocess.Popen[Any]] = []
+
+    def start(code: str, *args: str, **popen: Any) -> subprocess.Popen[Any]:
+        proc = helpers.start_child(code, *args, **popen)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        helpers.stop_child(proc)

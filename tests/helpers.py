@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import memspace
 import pytest
@@ -60,3 +62,35 @@ def run_child(code: str, *args: str, timeout: float = 60.0) -> subprocess.Comple
             f"child failed with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
         )
     return proc
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `memspace *args` (memspace.cli.main) in a fresh Python process, as run_child does."""
+    return run_child(
+        "import sys; from memspace.cli import main; raise SystemExit(main(sys.argv[1:]))",
+        *args,
+        timeout=timeout,
+    )
+
+
+def start_child(code: str, *args: str, **popen: Any) -> subprocess.Popen[Any]:
+    """Start `code` in a fresh Python process with `args` as sys.argv[1:], and return at once.
+
+    `popen` goes to subprocess.Popen (`stdout=subprocess.PIPE, text=True` ...). Tests use the
+    `start_child` fixture, which also stops the child after the test.
+    """
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args], **popen)
+
+
+# The type of the `start_child` fixture.
+StartChild = Callable[..., subprocess.Popen[Any]]
+
+
+def stop_child(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL `proc` unless it has exited, reap it, and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

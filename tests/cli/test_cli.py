@@ -10,22 +10,22 @@ import memspace
 import pytest
 from memspace import Ring, SharedMemory
 
-from tests.helpers import linux_only, run_child
+from tests.helpers import linux_only, run_child, run_cli
 
 
 @linux_only
 def test_cli_ls_and_rm(shm_name: str) -> None:
     SharedMemory.create(shm_name, 2048).close()
-    out = run_child("from memspace.cli import main; raise SystemExit(main(['ls']))")
+    out = run_cli("ls")
     assert shm_name in out.stdout
     assert "raw" in out.stdout
-    out = run_child("from memspace.cli import main; raise SystemExit(main(['ls', '--json']))")
+    out = run_cli("ls", "--json")
     assert f'"name": "{shm_name}"' in out.stdout
-    run_child(f"from memspace.cli import main; raise SystemExit(main(['rm', '{shm_name}']))")
+    run_cli("rm", shm_name)
     with pytest.raises(FileNotFoundError):
         SharedMemory.open(shm_name)
     with pytest.raises(AssertionError, match="does not exist"):
-        run_child(f"from memspace.cli import main; raise SystemExit(main(['rm', '{shm_name}']))")
+        run_cli("rm", shm_name)
 
 
 def test_python_dash_m_version() -> None:
@@ -39,21 +39,13 @@ def test_python_dash_m_version() -> None:
 def test_cli_inspect_shows_fill_level_and_roles(shm_name: str) -> None:
     with Ring.create(shm_name, 4096) as ring:
         ring.put(b"x" * 100)
-        out = run_child(
-            "import sys; from memspace.cli import main; raise SystemExit(main(sys.argv[1:]))",
-            "inspect",
-            shm_name,
-            "--json",
-        )
+        out = run_cli("inspect", shm_name, "--json")
         info = json.loads(out.stdout)
         assert info["kind"] == "ring"
         assert info["messages"] == 1
         assert info["used_bytes"] == 8 + 104
         assert info["producer_alive"] is True  # this handle holds it
         assert info["consumer_alive"] is False
-    out = run_child(
-        "import sys; from memspace.cli import main; raise SystemExit(main(sys.argv[1:]))",
-        "ls",
-    )
+    out = run_cli("ls")
     assert shm_name in out.stdout
     assert "ring" in out.stdout
