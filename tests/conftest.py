@@ -1,33 +1,18 @@
-"""Shared fixtures: unique segment names, cleanup, and running real child processes."""
+"""Shared fixtures: unique segment names and their cleanup, and child processes that are
+stopped after the test. The helpers they are built on (and that tests import) are in
+helpers.py; fixtures of one area are in that area's conftest.py."""
 
 from __future__ import annotations
 
-import contextlib
-import itertools
-import os
 import subprocess
-import sys
-import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import memspace
 import pytest
 
-# Every segment a test creates starts with this prefix, so the session can check that none is
-# left behind, whatever the test did.
-PREFIX = f"mst-{os.getpid()}-"
-_counter = itertools.count()
-
-
-def unique_name(tag: str = "seg") -> str:
-    """A POSIX segment name no other test (or test run) uses."""
-    return f"/{PREFIX}{tag}-{next(_counter)}"
-
-
-def _remove_quietly(name: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        memspace.SharedMemory.remove(name)
+from tests import helpers
+from tests.helpers import leftover_segments, remove_quietly, unique_name
 
 
 @pytest.fixture
@@ -35,7 +20,7 @@ def shm_name() -> Iterator[str]:
     """A unique POSIX name, removed after the test if the test left it."""
     name = unique_name()
     yield name
-    _remove_quietly(name)
+    remove_quietly(name)
 
 
 @pytest.fixture
@@ -44,44 +29,17 @@ def seg_path(tmp_path: Path) -> Path:
     return tmp_path / "segment.bin"
 
 
-def run_child(code: str, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run `code` in a fresh Python process (a real second process) and return its result.
-
-    The child gets `args` as sys.argv[1:]. Raises if it fails, showing its stderr.
-    """
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"child failed with {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
-
-
-def leftover_segments() -> list[str]:
-    """Names of this run's segments still in /dev/shm."""
-    shm_dir = Path("/dev/shm")
-    if not shm_dir.is_dir():
-        return []
-    return sorted(p.name for p in shm_dir.iterdir() if p.name.startswith(PREFIX))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _no_segment_left_behind() -> Iterator[None]:
     yield
     left = leftover_segments()
     for name in left:
-        _remove_quietly("/" + name)
+        remove_quietly("/" + name)
     assert not left, f"segments left in /dev/shm after the suite: {left}"
 
 
 @pytest.fixture
-def make_name() -> Iterator[object]:
+def make_name() -> Iterator[Callable[[str], str]]:
     """A factory of unique segment names; all are removed after the test."""
     names: list[str] = []
 
@@ -92,4 +50,20 @@ def make_name() -> Iterator[object]:
 
     yield make
     for name in names:
-        _remove_quietly(name)
+        remove_quietly(name)
+
+
+@pytest.fixture
+def start_child() -> Iterator[helpers.StartChild]:
+    """helpers.start_child for one test: every child it started is killed (unless it has
+    exited) and reaped after the test, whatever the test did."""
+    started: list[subprocess.Popen[Any]] = []
+
+    def start(code: str, *args: str, **popen: Any) -> subprocess.Popen[Any]:
+        proc = helpers.start_child(code, *args, **popen)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        helpers.stop_child(proc)

@@ -5,16 +5,15 @@
 #![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use memspace::{Location, Mutex, RwLock};
 
-const CHILD_ENV: &str = "MEMSPACE_CRASH_CHILD";
+mod common;
+use common::{unique, Reaped};
 
-fn name(tag: &str) -> String {
-    format!("/memspace-crash-{tag}-{}", std::process::id())
-}
+const CHILD_ENV: &str = "MEMSPACE_CRASH_CHILD";
 
 /// In the child: take the lock named in the environment as asked, say so, and wait to die.
 #[test]
@@ -50,27 +49,15 @@ fn child_entry() {
     }
 }
 
-/// A child that is killed (`SIGKILL`) and reaped when dropped, so that a failing test leaves no
-/// process behind.
-struct Holder(Option<Child>);
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn spawn_holder(what: &str, name: &str) -> Holder {
-    let mut child: Child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{what}:{name}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Starts a child that takes the lock `name` as `what` says, and returns once it holds it.
+fn spawn_holder(what: &str, name: &str) -> Reaped {
+    let mut child = Reaped(
+        common::child("child_entry", CHILD_ENV, &format!("{what}:{name}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     loop {
@@ -80,11 +67,10 @@ fn spawn_holder(what: &str, name: &str) -> Holder {
             break;
         }
     }
-    Holder(Some(child))
+    child
 }
 
-fn kill(mut holder: Holder) -> Instant {
-    let mut child = holder.0.take().unwrap();
+fn kill(mut child: Reaped) -> Instant {
     let t = Instant::now();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -93,7 +79,7 @@ fn kill(mut holder: Holder) -> Instant {
 
 #[test]
 fn killed_mutex_holder_is_replaced_with_owner_died() {
-    let n = name("mutex");
+    let n = unique("crash-mutex");
     let m = Mutex::create_named(&n).unwrap();
     for _ in 0..3 {
         let child = spawn_holder("mutex", &n);
@@ -111,7 +97,7 @@ fn killed_mutex_holder_is_replaced_with_owner_died() {
 
 #[test]
 fn killed_writer_lets_readers_in_and_killed_reader_lets_writer_in() {
-    let n = name("rw");
+    let n = unique("crash-rw");
     let l = RwLock::create_named(&n).unwrap();
 
     let child = spawn_holder("write", &n);

@@ -4,11 +4,14 @@
 //! nothing lost, nothing duplicated, every body intact, and each producer's messages in order.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use memspace::mpmc::{Queue, QueueOptions};
 use memspace::Location;
+
+mod common;
+use common::{checksum, unique, Reaped};
 
 const ROLE_ENV: &str = "MEMSPACE_TEST_QUEUE_ROLE";
 const PRODUCERS: u64 = 4;
@@ -17,12 +20,6 @@ const PER_PRODUCER: u64 = 1_000_000;
 
 fn never() -> bool {
     false
-}
-
-fn checksum(body: &[u8]) -> u64 {
-    body.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// Message `i` of producer `p`: 8 bytes producer, 8 bytes sequence, 8 bytes checksum, body.
@@ -119,25 +116,23 @@ fn four_by_four_processes_million_each_exactly_once() {
     if std::env::var(ROLE_ENV).is_ok() {
         return;
     }
-    let name = format!("/memspace-it-queue-{}", std::process::id());
+    let name = unique("queue");
     let loc = Location::Name(name.clone());
     let q = QueueOptions::new(loc.clone(), 1 << 16).create().unwrap();
     let spawn = |role: String, stdin: Stdio, stdout: Stdio| {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, role)
-            .stdin(stdin)
-            .stdout(stdout)
-            .spawn()
-            .unwrap()
+        Reaped(
+            common::child("child_entry", ROLE_ENV, &role)
+                .stdin(stdin)
+                .stdout(stdout)
+                .spawn()
+                .unwrap(),
+        )
     };
     let logs: Vec<String> = (0..CONSUMERS)
         .map(|c| {
-            format!(
-                "{}/memspace-it-queue-{}-{c}.log",
-                std::env::temp_dir().display(),
-                std::process::id()
-            )
+            common::temp_path(&format!("queue-log-{c}"))
+                .display()
+                .to_string()
         })
         .collect();
     let mut consumers: Vec<_> = logs

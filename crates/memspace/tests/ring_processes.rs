@@ -4,11 +4,13 @@
 //! `max_message_size` through a small ring (many wrap-arounds), each carrying its sequence
 //! number and a checksum of its body: every one must arrive exactly once, in order, intact.
 
-use std::process::Command;
 use std::time::Duration;
 
 use memspace::spsc::{never_interrupted, Ring, RingOptions};
 use memspace::Location;
+
+mod common;
+use common::{checksum, unique, Reaped};
 
 const CHILD_ENV: &str = "MEMSPACE_TEST_RING_PRODUCER";
 
@@ -22,12 +24,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-}
-
-fn checksum(body: &[u8]) -> u64 {
-    body.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 /// Message `i` of the stream seeded `seed` (16 bytes of sequence and checksum, then a body).
@@ -84,21 +80,16 @@ fn producer_entry() {
 }
 
 fn stream(n: u64, batch: u64) {
-    let name = format!("/memspace-it-ring-{}-{batch}", std::process::id());
+    let name = unique(&format!("ring-{batch}"));
     let loc = Location::Name(name.clone());
     let ring = RingOptions::new(loc.clone(), 1 << 12).create().unwrap();
     let max = ring.max_message_size() as usize;
     let mut rx = ring.consumer().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "producer_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, format!("{name},{n},{batch}"))
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        common::child("producer_entry", CHILD_ENV, &format!("{name},{n},{batch}"))
+            .spawn()
+            .unwrap(),
+    );
     let mut gen = Rng(0x9e37_79b9_7f4a_7c15 ^ batch);
     let mut interrupt = never_interrupted();
     let mut expected = Vec::new();

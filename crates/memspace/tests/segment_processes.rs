@@ -1,20 +1,15 @@
 //! Segments shared by real processes: the test binary re-executes itself as the child.
 
-use std::process::Command;
-
 use memspace::{Error, Segment, SegmentOptions};
+
+mod common;
+use common::unique;
 
 const CHILD_ENV: &str = "MEMSPACE_TEST_CHILD_SEGMENT";
 
-fn unique(tag: &str) -> String {
-    format!("/memspace-it-{tag}-{}", std::process::id())
-}
-
 /// Runs `child_entry` of this binary in a new process with `arg` in its environment.
 fn run_child(arg: &str) {
-    let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, arg)
+    let status = common::child("child_entry", CHILD_ENV, arg)
         .status()
         .unwrap();
     assert!(status.success(), "child failed: {status}");
@@ -52,7 +47,7 @@ fn exchange(seg: &Segment, arg: &str) {
 
 #[test]
 fn named_segment_is_shared_with_a_child_process() {
-    let name = unique("named");
+    let name = unique("seg-named");
     let seg = Segment::create_named(&name, 8192).unwrap();
     exchange(&seg, &format!("name:{name}"));
     Segment::unlink_named(&name).unwrap();
@@ -64,7 +59,7 @@ fn named_segment_is_shared_with_a_child_process() {
 
 #[test]
 fn file_segment_is_shared_and_persists() {
-    let path = std::env::temp_dir().join(unique("file").trim_start_matches('/'));
+    let path = common::temp_path("seg-file");
     {
         let seg = SegmentOptions::path(&path).size(4096).create().unwrap();
         exchange(&seg, &format!("path:{}", path.display()));

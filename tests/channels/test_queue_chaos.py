@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import run_child
 from memspace import Queue
-from queue_workers import read_received, read_sent, spawn
+
+from tests.channels.queue_workers import read_received, read_sent, spawn
+from tests.helpers import run_child
 
 SECONDS = float(os.environ.get("MEMSPACE_CHAOS_SECONDS", "20"))
 KILL_EVERY = 0.05

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_child
+
+from tests.helpers import run_child, run_cli
 
 
 def test_demo_runs_and_reports_both_rates() -> None:
@@ -73,7 +74,7 @@ def test_demo_pool_stage_alone_with_an_odd_pool() -> None:
 )
 def test_demo_refuses_bad_arguments(args: list[str], message: str) -> None:
     with pytest.raises(AssertionError, match=message):
-        run_child(f"from memspace.cli import main; raise SystemExit(main(['demo', *{args!r}]))")
+        run_cli("demo", *args)
 
 
 def test_demo_pool_stage_cleans_up_when_a_check_fails() -> None:

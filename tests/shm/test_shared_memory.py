@@ -14,11 +14,11 @@ from pathlib import Path
 
 import memspace
 import pytest
-from conftest import leftover_segments, run_child, unique_name
 from memspace import SharedMemory
 
+from tests.helpers import leftover_segments, linux_only, run_child, unique_name
+
 SHM_DIR = Path("/dev/shm")
-linux_only = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs /dev/shm (Linux)")
 
 
 # --- basics -----------------------------------------------------------------------------------
@@ -495,7 +495,7 @@ def test_threads_reading_writing_and_closing_do_not_crash(shm_name: str) -> None
     assert errors == []
 
 
-# --- listing and CLI --------------------------------------------------------------------------
+# --- listing --------------------------------------------------------------------------------
 
 
 @linux_only
@@ -506,26 +506,3 @@ def test_segments_lists_what_we_created(shm_name: str) -> None:
         assert (info.size, info.kind, info.mode) == (321, "raw", 0o600)
         assert info.uid == os.geteuid()
         assert info.modified is not None
-
-
-@linux_only
-def test_cli_ls_and_rm(shm_name: str) -> None:
-    SharedMemory.create(shm_name, 2048).close()
-    out = run_child("from memspace.cli import main; raise SystemExit(main(['ls']))")
-    assert shm_name in out.stdout
-    assert "raw" in out.stdout
-    out = run_child("from memspace.cli import main; raise SystemExit(main(['ls', '--json']))")
-    assert f'"name": "{shm_name}"' in out.stdout
-    run_child(f"from memspace.cli import main; raise SystemExit(main(['rm', '{shm_name}']))")
-    with pytest.raises(FileNotFoundError):
-        SharedMemory.open(shm_name)
-    with pytest.raises(AssertionError, match="does not exist"):
-        run_child(f"from memspace.cli import main; raise SystemExit(main(['rm', '{shm_name}']))")
-
-
-def test_python_dash_m_version() -> None:
-    out = run_child(
-        "import runpy, sys; sys.argv = ['memspace', '--version']; "
-        "runpy.run_module('memspace', run_name='__main__')"
-    )
-    assert out.stdout.strip() == f"memspace {memspace.__version__}"

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (tests use the plugin's `mfs` fixture, imported below, or a local `mfs`)
 """MemoryFileSystem companions: text handle, async facade, archives, pytest plugin, fsspec
 (with pandas), and a SQLite database kept in the filesystem."""
 
@@ -24,7 +23,6 @@ from memspace import (
     expand_archive,
     expand_archive_streaming,
 )
-from memspace.pytest_plugin import mfs  # noqa: F401  (the plugin's fixture, used below)
 
 # --- text handle --------------------------------------------------------------------------
 

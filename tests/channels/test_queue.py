@@ -9,16 +9,17 @@ import signal
 import struct
 import subprocess
 import sys
-import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import memspace
 import pytest
-from conftest import run_child
 from memspace import Queue
-from queue_workers import read_received, spawn
+
+from tests.channels.queue_workers import read_received, spawn
+from tests.helpers import StartChild, run_child, stop_child
 
 
 def test_fifo_batches_and_sizes(shm_name: str) -> None:
@@ -47,7 +48,7 @@ def test_other_process_sees_messages(shm_name: str) -> None:
         assert q.get(timeout=5) == b"from parent"
         q.put(b"from child")
     """
-    subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=True, timeout=30)
+    run_child(code, timeout=30)
     assert q.get(timeout=5) == b"from child"
 
 
@@ -152,7 +153,9 @@ def test_two_by_two_processes_exactly_once_in_order(shm_name: str, tmp_path: Pat
     assert sorted(got) == [(p, i) for p in range(2) for i in range(n)]
 
 
-def test_a_dead_producers_claim_is_stepped_over_at_once(shm_name: str) -> None:
+def test_a_dead_producers_claim_is_stepped_over_at_once(
+    shm_name: str, start_child: StartChild
+) -> None:
     """A producer killed between claim and commit: the message behind its claim is there for
     a non-blocking get at once, and the claim is counted out of qsize()."""
     big = 1 << 24  # long enough to copy that a kill lands between claim and commit
@@ -165,19 +168,13 @@ def test_a_dead_producers_claim_is_stepped_over_at_once(shm_name: str) -> None:
         q.put(data)
     """
     for attempt in range(40):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", textwrap.dedent(code), shm_name, str(big)],
-            stdout=subprocess.PIPE,
-        )
+        proc = start_child(code, shm_name, str(big), stdout=subprocess.PIPE)
         try:
             assert proc.stdout is not None
             assert proc.stdout.readline() == b"claiming\n"
             time.sleep(0.001 * (attempt % 5))
         finally:
-            proc.kill()
-            proc.wait()
-            assert proc.stdout is not None
-            proc.stdout.close()
+            stop_child(proc)
         claimed = q.inspect()["used_bytes"] > 0
         q.put(b"behind")
         first = q.try_get()
@@ -194,7 +191,7 @@ def test_a_dead_producers_claim_is_stepped_over_at_once(shm_name: str) -> None:
     assert q.inspect()["messages"] == 0
 
 
-def test_sigstopped_process_is_not_dead(shm_name: str) -> None:
+def test_sigstopped_process_is_not_dead(shm_name: str, start_child: StartChild) -> None:
     q = Queue.create(shm_name, 4096)
     code = f"""
         import memspace, time
@@ -202,18 +199,14 @@ def test_sigstopped_process_is_not_dead(shm_name: str) -> None:
         q.put(b"ready")
         time.sleep(60)
     """
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)])
-    try:
-        assert q.get(timeout=20) == b"ready"
-        os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(0.1)
-        alive = {a["pid"]: a["alive"] for a in q.inspect()["attached"]}
-        assert alive[proc.pid]
-        q.put(b"still works")
-        assert q.get(timeout=1) == b"still works"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    proc = start_child(code)
+    assert q.get(timeout=20) == b"ready"
+    os.kill(proc.pid, signal.SIGSTOP)
+    time.sleep(0.1)
+    alive = {a["pid"]: a["alive"] for a in q.inspect()["attached"]}
+    assert alive[proc.pid]
+    q.put(b"still works")
+    assert q.get(timeout=1) == b"still works"
 
 
 # --- waiting: no polling, no lost wake-ups, the GIL released, Ctrl-C ---------------------------
@@ -235,8 +228,10 @@ def test_idle_blocked_get_uses_almost_no_cpu(shm_name: str) -> None:
     assert float(out.stdout) < 0.01
 
 
-def test_no_lost_wakeups_over_many_ping_pongs(shm_name: str) -> None:
-    there, back = shm_name, shm_name + "-back"
+def test_no_lost_wakeups_over_many_ping_pongs(
+    make_name: Callable[[str], str], start_child: StartChild
+) -> None:
+    there, back = make_name("there"), make_name("back")
     Queue.create(there, 4096).close()
     Queue.create(back, 4096).close()
     code = """
@@ -249,16 +244,13 @@ def test_no_lost_wakeups_over_many_ping_pongs(shm_name: str) -> None:
                 break
             b.put(m)
     """
-    try:
-        echo = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), there, back])
-        out, inp = Queue.open(there), Queue.open(back)
-        for i in range(20_000):
-            out.put(i.to_bytes(4, "little"))
-            assert inp.get(timeout=10) == i.to_bytes(4, "little")
-        out.put(b"stop")
-        assert echo.wait(20) == 0
-    finally:
-        Queue.remove(back)
+    echo = start_child(code, there, back)
+    out, inp = Queue.open(there), Queue.open(back)
+    for i in range(20_000):
+        out.put(i.to_bytes(4, "little"))
+        assert inp.get(timeout=10) == i.to_bytes(4, "little")
+    out.put(b"stop")
+    assert echo.wait(20) == 0
 
 
 def test_blocked_calls_release_the_gil(shm_name: str) -> None:
@@ -292,7 +284,9 @@ def test_blocked_calls_release_the_gil(shm_name: str) -> None:
 
 
 @pytest.mark.parametrize("call", ["get", "put", "get_object", "get_view"])
-def test_ctrl_c_interrupts_a_blocked_call(shm_name: str, call: str) -> None:
+def test_ctrl_c_interrupts_a_blocked_call(
+    shm_name: str, call: str, start_child: StartChild
+) -> None:
     q = Queue.create(shm_name, 256)
     if call == "put":
         while q.try_put(b"x" * 100):
@@ -310,25 +304,16 @@ def test_ctrl_c_interrupts_a_blocked_call(shm_name: str, call: str) -> None:
         f"try:\n    {blocked}\nexcept KeyboardInterrupt:\n"
         "    print('interrupted', time.monotonic(), flush=True)\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, shm_name], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "waiting"
-        time.sleep(0.2)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        line = proc.stdout.readline().split()
-        assert line[0] == "interrupted"
-        assert float(line[1]) - sent < 0.2
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    proc = start_child(code, shm_name, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "waiting"
+    time.sleep(0.2)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    line = proc.stdout.readline().split()
+    assert line[0] == "interrupted"
+    assert float(line[1]) - sent < 0.2
+    assert proc.wait(10) == 0
 
 
 def test_threads_share_one_handle(shm_name: str) -> None:

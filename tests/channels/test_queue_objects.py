@@ -10,14 +10,15 @@ import queue
 import signal
 import struct
 import subprocess
-import sys
-import textwrap
 import time
+from collections.abc import Callable
 from typing import Any
 
 import memspace
 import pytest
 from memspace import Queue
+
+from tests.helpers import StartChild
 
 np = pytest.importorskip("numpy")
 
@@ -99,36 +100,36 @@ def test_large_arrays_are_not_pickled(shm_name: str) -> None:
     assert len(pickle.dumps(a, protocol=5)) > a.nbytes
 
 
-def test_arrays_between_processes(shm_name: str) -> None:
+def test_arrays_between_processes(
+    shm_name: str, make_name: Callable[[str], str], start_child: StartChild
+) -> None:
+    back_name = make_name("back")
     q = Queue.create(shm_name, 8 << 20)
-    back = Queue.create(shm_name + "-back", 8 << 20)
-    try:
-        code = f"""
-            import numpy as np, memspace
-            q = memspace.Queue.open({shm_name!r})
-            back = memspace.Queue.open({shm_name + "-back"!r})
-            for _ in range(20):
-                obj = q.get_object(timeout=20)
-                if obj is None:
-                    break
-                obj["a"] *= 2
-                back.put_object(obj, timeout=20)
-        """
-        child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)])
-        rng = np.random.default_rng(1)
-        sent = []
-        for i in range(10):
-            a = rng.random(125_000 + i)
-            sent.append(a)
-            q.put_object({"i": i, "a": a}, timeout=20)
-        q.put_object(None)
-        for i in range(10):
-            obj = back.get_object(timeout=20)
-            assert obj["i"] == i
-            assert np.array_equal(obj["a"], sent[i] * 2)
-        assert child.wait(timeout=30) == 0
-    finally:
-        Queue.remove(shm_name + "-back")
+    back = Queue.create(back_name, 8 << 20)
+    code = f"""
+        import numpy as np, memspace
+        q = memspace.Queue.open({shm_name!r})
+        back = memspace.Queue.open({back_name!r})
+        for _ in range(20):
+            obj = q.get_object(timeout=20)
+            if obj is None:
+                break
+            obj["a"] *= 2
+            back.put_object(obj, timeout=20)
+    """
+    child = start_child(code)
+    rng = np.random.default_rng(1)
+    sent = []
+    for i in range(10):
+        a = rng.random(125_000 + i)
+        sent.append(a)
+        q.put_object({"i": i, "a": a}, timeout=20)
+    q.put_object(None)
+    for i in range(10):
+        obj = back.get_object(timeout=20)
+        assert obj["i"] == i
+        assert np.array_equal(obj["a"], sent[i] * 2)
+    assert child.wait(timeout=30) == 0
 
 
 def test_unpicklable_and_oversize_send_nothing(shm_name: str) -> None:
@@ -259,7 +260,9 @@ def test_forked_child_never_releases_the_parents_view(shm_name: str) -> None:
     assert q.inspect()["used_bytes"] == 0
 
 
-def test_consumer_killed_inside_get_view_never_wedges(shm_name: str) -> None:
+def test_consumer_killed_inside_get_view_never_wedges(
+    shm_name: str, start_child: StartChild
+) -> None:
     """A consumer SIGKILLed while it holds a view loses that message; the queue's space comes
     back, and the others carry on."""
     q = Queue.create(shm_name, 4096, max_message_size=1024)
@@ -271,30 +274,21 @@ def test_consumer_killed_inside_get_view_never_wedges(shm_name: str) -> None:
             time.sleep(60)
     """
     q.put(b"doomed" * 100)
-    child = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline().strip() == "holding"
-        assert q.empty()
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-        # the held space comes back: messages keep flowing through every lap of the ring
-        t0 = time.monotonic()
-        for i in range(20):
-            q.put(bytes([i]) * 1000, timeout=5)
-            assert q.get(timeout=1)[0] == i
-        took = time.monotonic() - t0
-        assert took < 0.5, f"the queue resumed only after {took:.3f} s"
-        assert q.inspect()["used_bytes"] == 0
-        print(f"resumed {took * 1000:.1f} ms after the kill")
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+    child = start_child(code, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "holding"
+    assert q.empty()
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    # the held space comes back: messages keep flowing through every lap of the ring
+    t0 = time.monotonic()
+    for i in range(20):
+        q.put(bytes([i]) * 1000, timeout=5)
+        assert q.get(timeout=1)[0] == i
+    took = time.monotonic() - t0
+    assert took < 0.5, f"the queue resumed only after {took:.3f} s"
+    assert q.inspect()["used_bytes"] == 0
+    print(f"resumed {took * 1000:.1f} ms after the kill")
 
 
 def _spawned_worker(q: Queue, replies: Queue, n: int) -> None:
@@ -303,29 +297,27 @@ def _spawned_worker(q: Queue, replies: Queue, n: int) -> None:
         replies.put_object(("done", obj["i"], obj["a"].sum()), timeout=20)
 
 
-def test_handles_pickle_by_reference_to_spawned_processes(shm_name: str) -> None:
+def test_handles_pickle_by_reference_to_spawned_processes(
+    shm_name: str, make_name: Callable[[str], str]
+) -> None:
     """A Queue (or Ring) handle pickles as its name: multiprocessing can pass it to a spawned
     process, as with multiprocessing.Queue."""
     import multiprocessing as mp
 
     q = Queue.create(shm_name, 1 << 20)
-    replies = Queue.create(shm_name + "-replies", 1 << 20)
+    replies = Queue.create(make_name("replies"), 1 << 20)
     again = pickle.loads(pickle.dumps(q))
     assert isinstance(again, Queue)
     assert again.capacity == q.capacity
-    r = memspace.Ring.create(shm_name + "-ring", 4096)
-    try:
-        r2 = pickle.loads(pickle.dumps(r))
-        r.put(b"ring")
-        assert r2.get(timeout=5) == b"ring"
-        p = mp.get_context("spawn").Process(target=_spawned_worker, args=(q, replies, 3))
-        p.start()
-        for i in range(3):
-            q.put_object({"i": i, "a": np.ones(10)})
-        got = sorted(replies.get_object(timeout=30) for _ in range(3))
-        p.join(timeout=30)
-        assert p.exitcode == 0
-        assert got == [("done", i, 10.0) for i in range(3)]
-    finally:
-        memspace.Ring.remove(shm_name + "-ring")
-        Queue.remove(shm_name + "-replies")
+    r = memspace.Ring.create(make_name("ring"), 4096)
+    r2 = pickle.loads(pickle.dumps(r))
+    r.put(b"ring")
+    assert r2.get(timeout=5) == b"ring"
+    p = mp.get_context("spawn").Process(target=_spawned_worker, args=(q, replies, 3))
+    p.start()
+    for i in range(3):
+        q.put_object({"i": i, "a": np.ones(10)})
+    got = sorted(replies.get_object(timeout=30) for _ in range(3))
+    p.join(timeout=30)
+    assert p.exitcode == 0
+    assert got == [("done", i, 10.0) for i in range(3)]

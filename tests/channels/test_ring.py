@@ -8,16 +8,17 @@ import queue
 import signal
 import struct
 import subprocess
-import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import memspace
 import pytest
-from conftest import run_child
 from memspace import Ring
+
+from tests.helpers import StartChild, run_child, stop_child
 
 # --- basics -----------------------------------------------------------------------------------
 
@@ -236,31 +237,21 @@ time.sleep(60)
 """
 
 
-def _spawn_holder(name: str, role: str) -> subprocess.Popen[str]:
-    p = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, name, role], stdout=subprocess.PIPE, text=True
-    )
-    assert p.stdout is not None
-    assert p.stdout.readline().strip() == "ready"
-    return p
-
-
 @pytest.mark.parametrize("role", ["producer", "consumer"])
-def test_second_live_role_holder_is_refused_and_dead_one_replaced(shm_name: str, role: str) -> None:
+def test_second_live_role_holder_is_refused_and_dead_one_replaced(
+    shm_name: str, role: str, start_child: StartChild
+) -> None:
     Ring.create(shm_name, 4096).close()
-    holder = _spawn_holder(shm_name, role)
-    try:
-        with pytest.raises(memspace.RoleTakenError, match=role):
-            Ring.open(shm_name, role=role)
-        holder.send_signal(signal.SIGSTOP)  # stopped is not dead
-        with pytest.raises(memspace.RoleTakenError):
-            Ring.open(shm_name, role=role)
-        holder.send_signal(signal.SIGCONT)
-    finally:
-        holder.kill()
-        holder.wait()
-        assert holder.stdout is not None
-        holder.stdout.close()
+    holder = start_child(_HOLD, shm_name, role, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "ready"
+    with pytest.raises(memspace.RoleTakenError, match=role):
+        Ring.open(shm_name, role=role)
+    holder.send_signal(signal.SIGSTOP)  # stopped is not dead
+    with pytest.raises(memspace.RoleTakenError):
+        Ring.open(shm_name, role=role)
+    holder.send_signal(signal.SIGCONT)
+    stop_child(holder)
     with Ring.open(shm_name, role=role) as ring:
         assert ring.role == role
 
@@ -294,16 +285,14 @@ def test_timeouts_land_close_to_what_was_asked(shm_name: str) -> None:
         assert 0.1 <= time.monotonic() - t0 < 0.25
 
 
-def test_blocked_get_wakes_on_put_from_another_process(shm_name: str) -> None:
+def test_blocked_get_wakes_on_put_from_another_process(
+    shm_name: str, start_child: StartChild
+) -> None:
     with Ring.create(shm_name, 4096) as ring:
-        child = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys, time, memspace; r = memspace.Ring.open(sys.argv[1], role='producer');"
-                "time.sleep(0.3); r.put(b'late')",
-                shm_name,
-            ]
+        child = start_child(
+            "import sys, time, memspace; r = memspace.Ring.open(sys.argv[1], role='producer');"
+            "time.sleep(0.3); r.put(b'late')",
+            shm_name,
         )
         t0 = time.monotonic()
         assert ring.get(timeout=20) == b"late"
@@ -329,57 +318,46 @@ def test_idle_blocked_consumer_uses_almost_no_cpu(shm_name: str) -> None:
     assert float(out.stdout) < 0.01
 
 
-def test_no_lost_wakeups_over_many_ping_pongs(shm_name: str) -> None:
-    there, back = shm_name, shm_name + "-back"
+def test_no_lost_wakeups_over_many_ping_pongs(
+    make_name: Callable[[str], str], start_child: StartChild
+) -> None:
+    there, back = make_name("there"), make_name("back")
     Ring.create(there, 4096).close()
     Ring.create(back, 4096).close()
-    try:
-        echo = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                textwrap.dedent(
-                    """
-                    import sys, memspace
-                    a = memspace.Ring.open(sys.argv[1], role='consumer')
-                    b = memspace.Ring.open(sys.argv[2], role='producer')
-                    while True:
-                        m = a.get(timeout=20)
-                        if m == b'stop':
-                            break
-                        b.put(m)
-                    """
-                ),
-                there,
-                back,
-            ]
-        )
-        out = Ring.open(there, role="producer")
-        inp = Ring.open(back, role="consumer")
-        for i in range(20_000):
-            out.put(i.to_bytes(4, "little"))
-            assert inp.get(timeout=10) == i.to_bytes(4, "little")
-        out.put(b"stop")
-        assert echo.wait(20) == 0
-        out.close()
-        inp.close()
-    finally:
-        memspace.SharedMemory.remove(back)
+    echo = start_child(
+        """
+        import sys, memspace
+        a = memspace.Ring.open(sys.argv[1], role='consumer')
+        b = memspace.Ring.open(sys.argv[2], role='producer')
+        while True:
+            m = a.get(timeout=20)
+            if m == b'stop':
+                break
+            b.put(m)
+        """,
+        there,
+        back,
+    )
+    out = Ring.open(there, role="producer")
+    inp = Ring.open(back, role="consumer")
+    for i in range(20_000):
+        out.put(i.to_bytes(4, "little"))
+        assert inp.get(timeout=10) == i.to_bytes(4, "little")
+    out.put(b"stop")
+    assert echo.wait(20) == 0
+    out.close()
+    inp.close()
 
 
-def test_ctrl_c_interrupts_a_blocked_get(shm_name: str) -> None:
+def test_ctrl_c_interrupts_a_blocked_get(shm_name: str, start_child: StartChild) -> None:
     Ring.create(shm_name, 4096).close()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time, memspace\n"
-            "r = memspace.Ring.open(sys.argv[1], role='consumer')\n"
-            "print('waiting', flush=True)\n"
-            "try:\n    r.get()\nexcept KeyboardInterrupt:\n"
-            "    print('interrupted', time.monotonic(), flush=True)\n",
-            shm_name,
-        ],
+    proc = start_child(
+        "import sys, time, memspace\n"
+        "r = memspace.Ring.open(sys.argv[1], role='consumer')\n"
+        "print('waiting', flush=True)\n"
+        "try:\n    r.get()\nexcept KeyboardInterrupt:\n"
+        "    print('interrupted', time.monotonic(), flush=True)\n",
+        shm_name,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -431,36 +409,27 @@ def _check_stream(ring: Ring, n: int) -> None:
 
 
 @pytest.mark.parametrize("batch", [1, 7, 256])
-def test_two_processes_exactly_once_in_order(shm_name: str, batch: int) -> None:
+def test_two_processes_exactly_once_in_order(
+    shm_name: str, batch: int, start_child: StartChild
+) -> None:
     n = 200_000
     with Ring.create(shm_name, 1 << 14) as ring:  # small ring: many wrap-arounds
-        prod = subprocess.Popen(
-            [sys.executable, "-c", _PRODUCER, shm_name, str(n), str(batch), "1"]
-        )
+        prod = start_child(_PRODUCER, shm_name, str(n), str(batch), "1")
         _check_stream(ring, n)
         assert prod.wait(60) == 0
         assert ring.try_get() is None
 
 
-def test_killed_producer_never_delivers_a_torn_message(shm_name: str, make_name) -> None:  # type: ignore[no-untyped-def]
+def test_killed_producer_never_delivers_a_torn_message(
+    shm_name: str, make_name: Callable[[str], str], start_child: StartChild
+) -> None:
     """Kill the producer at random points, many times, and restart it: no torn message, and
     every message whose put() returned before the kill is delivered."""
     progress = memspace.SharedMemory.create(make_name("progress"), 8)
     with Ring.create(shm_name, 1 << 12) as ring:
         for round_ in range(30):
             progress.write_int(0, 0)
-            prod = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    _PRODUCER,
-                    shm_name,
-                    "10000000",
-                    "1",
-                    str(round_),
-                    progress.name,
-                ]
-            )
+            prod = start_child(_PRODUCER, shm_name, "10000000", "1", str(round_), progress.name)
             expected = 0  # sequence numbers restart with every producer
             deadline = time.monotonic() + 0.05 + (round_ % 7) * 0.03
 
@@ -485,12 +454,11 @@ def test_killed_producer_never_delivers_a_torn_message(shm_name: str, make_name)
 
 
 def test_killed_consumer_loses_or_duplicates_nothing_it_returned(
-    shm_name: str, tmp_path: Path
+    shm_name: str, tmp_path: Path, start_child: StartChild
 ) -> None:
     n = 30_000
     log = tmp_path / "received"
-    consumer = textwrap.dedent(
-        """
+    consumer = """
         import os, struct, sys, memspace
         r = memspace.Ring.open(sys.argv[1], role="consumer")
         fd = os.open(sys.argv[2], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
@@ -498,13 +466,12 @@ def test_killed_consumer_loses_or_duplicates_nothing_it_returned(
             m = r.get(timeout=30)
             os.write(fd, m[:8])  # record every message get() returned, once
         """
-    )
     with Ring.create(shm_name, 1 << 12) as watch:  # holds no role: only watches the fill level
-        prod = subprocess.Popen([sys.executable, "-c", _PRODUCER, shm_name, str(n), "1", "9"])
+        prod = start_child(_PRODUCER, shm_name, str(n), "1", "9")
         deadline = time.monotonic() + 120
         try:
             while time.monotonic() < deadline:
-                cons = subprocess.Popen([sys.executable, "-c", consumer, shm_name, str(log)])
+                cons = start_child(consumer, shm_name, str(log))
                 time.sleep(0.15)
                 cons.kill()
                 cons.wait()
@@ -538,31 +505,6 @@ def test_file_backed_ring_persists(tmp_path: Path) -> None:
     assert out.stdout.strip() == "across runs"
     Ring.remove(path=path)
     assert not os.path.exists(path)
-
-
-def test_cli_inspect_shows_fill_level_and_roles(shm_name: str) -> None:
-    with Ring.create(shm_name, 4096) as ring:
-        ring.put(b"x" * 100)
-        out = run_child(
-            "import sys; from memspace.cli import main; raise SystemExit(main(sys.argv[1:]))",
-            "inspect",
-            shm_name,
-            "--json",
-        )
-        import json
-
-        info = json.loads(out.stdout)
-        assert info["kind"] == "ring"
-        assert info["messages"] == 1
-        assert info["used_bytes"] == 8 + 104
-        assert info["producer_alive"] is True  # this handle holds it
-        assert info["consumer_alive"] is False
-    out = run_child(
-        "import sys; from memspace.cli import main; raise SystemExit(main(sys.argv[1:]))",
-        "ls",
-    )
-    assert shm_name in out.stdout
-    assert "ring" in out.stdout
 
 
 def test_forked_child_does_not_inherit_the_role(shm_name: str) -> None:

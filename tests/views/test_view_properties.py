@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import memspace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.helpers import unique_name
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,7 +26,7 @@ values = st.one_of(
 
 @pytest.fixture(scope="module")
 def view() -> object:
-    name = f"/memspace-test-prop-{os.getpid()}"
+    name = unique_name("prop")
     v = memspace.View.create(name, 8192)
     yield v
     memspace.View.remove(name)

@@ -1,0 +1,1 @@
+"""Channels: Ring (SPSC) and Queue (MPMC) between threads and real processes."""

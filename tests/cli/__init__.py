@@ -1,0 +1,1 @@
+"""`memspace` command line: `ls`, `rm`, `inspect`, `--version` and `memspace demo`."""

@@ -1,0 +1,1 @@
+"""MemoryFileSystem: its API, companions, D-MemFS parity, state machine and threads."""

@@ -1,0 +1,1 @@
+"""Mutex and RwLock: API, bad input, and crash tests with killed holders."""

@@ -1,0 +1,1 @@
+"""SharedMemory segments and their headers."""

@@ -1,0 +1,1 @@
+"""View and Record: typed values and records in shared memory."""
