@@ -10,7 +10,9 @@ use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
-use memspace::fs::{FileHandle, FsOptions, MemoryFileSystem, OpenMode, SharedBytes, StorageKind};
+use memspace::fs::{
+    FileHandle, FsError, FsOptions, MemoryFileSystem, OpenMode, SharedBytes, StorageKind,
+};
 use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -18,7 +20,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::args::{lock_timeout_arg, Data};
-use crate::error::IntoPyResult;
+use crate::error::{unsupported_operation_err, IntoPyResult};
 
 /// Copies at least this large run with the GIL released, so other threads keep running.
 const RELEASE_GIL_AT: usize = 64 * 1024;
@@ -200,7 +202,9 @@ impl PyFileSystem {
         // Try once without releasing the GIL (the common, uncontended case); wait for the
         // lock with the GIL released only if someone holds it.
         let h = match self.fs.open(path, m, pre, Some(Duration::ZERO)) {
-            Err(memspace::Error::LockTimeout { .. }) if wait != Some(Duration::ZERO) => {
+            Err(memspace::Error::Fs(FsError::LockTimeout { .. }))
+                if wait != Some(Duration::ZERO) =>
+            {
                 self.open_waiting(py, path, m, pre, wait)?
             }
             r => r.py_err()?,
@@ -391,7 +395,7 @@ impl PyFileSystem {
                     .min(SLICE),
             };
             match py.detach(|| self.fs.open(path, mode, preallocate, Some(slice))) {
-                Err(e @ memspace::Error::LockTimeout { .. }) => {
+                Err(e @ memspace::Error::Fs(FsError::LockTimeout { .. })) => {
                     py.check_signals()?;
                     if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                         return Err(crate::error::to_py(e));
@@ -692,9 +696,9 @@ impl PyFileHandle {
 
     /// There is no file descriptor: `io.UnsupportedOperation`.
     fn fileno(&self) -> PyResult<i32> {
-        Err(crate::error::to_py(memspace::Error::UnsupportedOperation(
-            "MFS files have no file descriptor".to_owned(),
-        )))
+        Err(unsupported_operation_err(
+            "MFS files have no file descriptor",
+        ))
     }
 
     /// Releases the file's lock. Idempotent.

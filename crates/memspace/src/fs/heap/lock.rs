@@ -13,21 +13,7 @@
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Shared (read) or exclusive (write).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LockKind {
-    Read,
-    Write,
-}
-
-impl LockKind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            LockKind::Read => "read",
-            LockKind::Write => "write",
-        }
-    }
-}
+use crate::fs::options::LockKind;
 
 /// Why an acquisition failed.
 #[derive(Debug, PartialEq, Eq)]
