@@ -1,5 +1,5 @@
 //! What an open file handle means, whatever holds the file: the checks of its mode, the
-//! cursor, seeking, appending at the end, what `open` does to the file once
+//! cursor, seeking, reading lines, appending at the end, what `open` does to the file once
 //! the lock is held, and closing once.
 //!
 //! A filesystem gives its files' data through [`FileAccess`]; its public handle type is a
@@ -43,6 +43,10 @@ pub(crate) trait FileAccess {
     /// The handle closes (called once): release the lock a handle of `mode` holds.
     fn close(&self, mode: OpenMode);
 }
+
+/// The first and the largest run `read_line` copies at a time while looking for `\n`.
+const LINE_CHUNK_MIN: usize = 256;
+const LINE_CHUNK_MAX: usize = 64 * 1024;
 
 /// An open handle's own state (mode, cursor, closed flag, path) and every handle operation,
 /// over any [`FileAccess`].
@@ -152,6 +156,68 @@ impl Cursor {
         Ok(v)
     }
 
+    /// One line: up to and including the next `\n`, at most `limit` bytes (`None`: no limit);
+    /// empty at the end.
+    pub(crate) fn read_line<F: FileAccess>(
+        &mut self,
+        file: &F,
+        limit: Option<u64>,
+    ) -> FsResult<Vec<u8>> {
+        self.check_readable()?;
+        let left = file.size().saturating_sub(self.pos);
+        let max = limit.map_or(left, |l| l.min(left));
+        let mut line = Vec::new();
+        let mut chunk = LINE_CHUNK_MIN;
+        // Copy a run at a time straight into the line and look for `\n` in what arrived; the
+        // runs grow so that a long line costs few passes, and what was copied past the `\n`
+        // (at most one run) is dropped.
+        while (line.len() as u64) < max {
+            let start = line.len();
+            let want = (max - start as u64).min(chunk as u64) as usize;
+            line.try_reserve(want).map_err(|_| FsError::OutOfMemory {
+                requested: want as u64,
+            })?;
+            line.resize(start + want, 0);
+            let n = file.read_at(self.pos + start as u64, &mut line[start..]);
+            line.truncate(start + n);
+            if n == 0 {
+                break;
+            }
+            if let Some(i) = line[start..].iter().position(|&b| b == b'\n') {
+                line.truncate(start + i + 1);
+                break;
+            }
+            chunk = (chunk * 2).min(LINE_CHUNK_MAX);
+        }
+        self.pos += line.len() as u64;
+        Ok(line)
+    }
+
+    /// The remaining lines; with `hint`, stops once at least that many bytes were read.
+    pub(crate) fn read_lines<F: FileAccess>(
+        &mut self,
+        file: &F,
+        hint: Option<u64>,
+    ) -> FsResult<Vec<Vec<u8>>> {
+        let mut lines = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let line = self.read_line(file, None)?;
+            if line.is_empty() {
+                break;
+            }
+            total += line.len() as u64;
+            lines.try_reserve(1).map_err(|_| FsError::OutOfMemory {
+                requested: std::mem::size_of::<Vec<u8>>() as u64,
+            })?;
+            lines.push(line);
+            if hint.is_some_and(|h| total >= h) {
+                break;
+            }
+        }
+        Ok(lines)
+    }
+
     /// Writes at the cursor (at the end in `ab` mode); returns `data.len()`.
     pub(crate) fn write<F: FileAccess>(&mut self, file: &F, data: &[u8]) -> FsResult<usize> {
         self.check_writable()?;
@@ -253,4 +319,101 @@ pub(crate) fn zeroed(n: u64) -> FsResult<Vec<u8>> {
     v.try_reserve_exact(len).map_err(|_| oom())?;
     v.resize(len, 0);
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// A file in a `RefCell`, to test the cursor on its own.
+    struct Plain(RefCell<Vec<u8>>);
+
+    impl FileAccess for Plain {
+        fn size(&self) -> u64 {
+            self.0.borrow().len() as u64
+        }
+        fn read_at<B: ByteSink + ?Sized>(&self, off: u64, buf: &mut B) -> usize {
+            let d = self.0.borrow();
+            let off = (off as usize).min(d.len());
+            let n = (d.len() - off).min(buf.len());
+            buf.put(0, &d[off..off + n]);
+            n
+        }
+        fn write_at(&self, off: u64, data: &[u8]) -> FsResult<()> {
+            let mut d = self.0.borrow_mut();
+            let end = off as usize + data.len();
+            if d.len() < end {
+                d.resize(end, 0);
+            }
+            d[off as usize..end].copy_from_slice(data);
+            Ok(())
+        }
+        fn set_len(&self, size: u64, _touch: Touch) -> FsResult<()> {
+            self.0.borrow_mut().resize(size as usize, 0);
+            Ok(())
+        }
+        fn close(&self, _mode: OpenMode) {}
+    }
+
+    fn file(bytes: &[u8]) -> Plain {
+        Plain(RefCell::new(bytes.to_vec()))
+    }
+
+    #[test]
+    fn read_line_stops_after_newline_limit_or_end() {
+        let f = file(b"ab\ncd\n\nlast");
+        let mut c = Cursor::new("/f".to_owned(), OpenMode::Read);
+        assert_eq!(c.read_line(&f, None).unwrap(), b"ab\n");
+        assert_eq!(c.tell().unwrap(), 3);
+        assert_eq!(c.read_line(&f, Some(1)).unwrap(), b"c");
+        assert_eq!(c.read_line(&f, Some(0)).unwrap(), b"");
+        assert_eq!(c.read_line(&f, Some(100)).unwrap(), b"d\n");
+        assert_eq!(c.read_line(&f, None).unwrap(), b"\n");
+        assert_eq!(c.read_line(&f, None).unwrap(), b"last");
+        assert_eq!(c.read_line(&f, None).unwrap(), b"");
+        assert_eq!(c.tell().unwrap(), 11);
+    }
+
+    #[test]
+    fn read_line_across_many_runs() {
+        // Longer than several runs, with the newline in the middle of a later run.
+        let mut data = vec![b'x'; 5 * LINE_CHUNK_MIN + 17];
+        data.push(b'\n');
+        data.extend_from_slice(b"tail");
+        let f = file(&data);
+        let mut c = Cursor::new("/f".to_owned(), OpenMode::ReadWrite);
+        let line = c.read_line(&f, None).unwrap();
+        assert_eq!(line.len(), 5 * LINE_CHUNK_MIN + 18);
+        assert_eq!(line.last(), Some(&b'\n'));
+        assert_eq!(c.tell().unwrap(), line.len() as u64);
+        assert_eq!(c.read_line(&f, None).unwrap(), b"tail");
+        // After a seek past the end there is nothing to read.
+        c.seek(&f, 100_000, 0).unwrap();
+        assert_eq!(c.read_line(&f, None).unwrap(), b"");
+    }
+
+    #[test]
+    fn read_lines_with_and_without_hint() {
+        let f = file(b"a\nbb\nccc\n");
+        let mut c = Cursor::new("/f".to_owned(), OpenMode::Read);
+        assert_eq!(c.read_lines(&f, Some(3)).unwrap(), [&b"a\n"[..], b"bb\n"]);
+        assert_eq!(c.read_lines(&f, None).unwrap(), [b"ccc\n"]);
+        assert!(c.read_lines(&f, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_line_needs_an_open_readable_handle() {
+        let f = file(b"a\n");
+        let mut w = Cursor::new("/f".to_owned(), OpenMode::Append);
+        assert_eq!(
+            w.read_line(&f, None),
+            Err(FsError::NotReadable {
+                mode: OpenMode::Append
+            })
+        );
+        let mut r = Cursor::new("/f".to_owned(), OpenMode::Read);
+        r.close(&f);
+        assert_eq!(r.read_line(&f, Some(0)), Err(FsError::Closed));
+    }
 }

@@ -1,6 +1,7 @@
 //! A bounded in-memory filesystem: directories, files, a hard byte quota and a node limit.
 //!
-//! It never touches the operating system's filesystem and never calls back into its caller.
+//! It never touches the operating system's filesystem and never calls back into its caller
+//! (except an interrupt check a caller passes to a wait, run with no lock held).
 //!
 //! # Layout
 //!
@@ -22,11 +23,12 @@
 //!   names to node ids in a sorted map. One mutex guards the tree and is held only for the
 //!   length of one operation; it is never held while waiting for a file lock.
 //! - **Files.** Each file has a logical reader/writer lock that an open [`FileHandle`] holds
-//!   for its life (writers preferred, timeouts), and its data behind a separate `RwLock` taken
-//!   only for one copy. A file's bytes are one contiguous buffer, plus, for a sequential file,
-//!   any large immutable buffers a caller handed over ([`FileHandle::write_shared`], so they
-//!   are kept instead of copied). Quota is charged per logical chunk as D-MemFS does, whatever
-//!   the physical layout; see [`StorageKind`] for promotion.
+//!   for its life (writers preferred, timeouts, waits sliced for an interrupt check), and its
+//!   data behind a separate `RwLock` taken only for one copy. A file's bytes are one
+//!   contiguous buffer, plus, for a sequential file, any large immutable buffers a caller
+//!   handed over ([`FileHandle::write_shared`], so they are kept instead of copied). Quota is
+//!   charged per logical chunk as D-MemFS does, whatever the physical layout; see
+//!   [`StorageKind`] for promotion.
 //! - **Quota.** Reserved before any allocation and given back on every failure path: `used`
 //!   is exact at every step and returns to 0 when everything is deleted. Operations on several
 //!   files at once ([`MemoryFileSystem::import_tree`], [`MemoryFileSystem::copy_tree`]) check
@@ -58,7 +60,7 @@ mod path;
 
 pub use bytes::{ByteSink, SharedBytes};
 pub use error::FsError;
-pub use heap::{FileHandle, FileSnapshot, MemoryFileSystem};
+pub use heap::{ExportIter, FileHandle, FileSnapshot, MemoryFileSystem};
 pub use options::{
     FsOptions, LockKind, OpenMode, Stat, Stats, StorageKind, DEFAULT_CHUNK_OVERHEAD,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_QUOTA, DEFAULT_PROMOTION_HARD_LIMIT,

@@ -27,6 +27,32 @@ pub enum StorageKind {
     RandomAccess,
 }
 
+impl StorageKind {
+    /// Parses `auto`, `sequential`, `random_access` (D-MemFS's `default_storage` names).
+    ///
+    /// ```
+    /// use memspace::fs::StorageKind;
+    /// assert_eq!(StorageKind::parse("random_access"), Some(StorageKind::RandomAccess));
+    /// assert_eq!(StorageKind::parse("contiguous"), None);
+    /// ```
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "auto" => Self::Auto,
+            "sequential" => Self::Sequential,
+            "random_access" => Self::RandomAccess,
+            _ => return None,
+        })
+    }
+    /// The name [`StorageKind::parse`] reads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Sequential => "sequential",
+            Self::RandomAccess => "random_access",
+        }
+    }
+}
+
 /// Settings of a filesystem (a builder).
 ///
 /// ```

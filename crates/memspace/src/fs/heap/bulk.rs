@@ -5,14 +5,41 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::file::FileNode;
+use super::file::{FileNode, FileSnapshot};
 use super::lock::FileLock;
 use super::storage::Data;
 use super::tree::Node;
 use super::{unlink_all, MemoryFileSystem};
 use crate::fs::error::FsError;
 use crate::fs::path;
-use crate::{Error, Result};
+use crate::Result;
+
+/// The files below a path with a [`FileSnapshot`] of each, from
+/// [`MemoryFileSystem::export_iter`].
+///
+/// The paths are listed when it is made; each file is looked up when the iterator reaches it
+/// (without waiting for its lock), and a file removed (or replaced by a directory) meanwhile
+/// is skipped.
+#[derive(Debug)]
+pub struct ExportIter {
+    fs: MemoryFileSystem,
+    paths: std::vec::IntoIter<String>,
+}
+
+impl Iterator for ExportIter {
+    type Item = Result<(String, FileSnapshot)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        for p in self.paths.by_ref() {
+            match self.fs.file_node(&p) {
+                Ok(node) => return Some(Ok((p, FileSnapshot { node }))),
+                Err(FsError::NoSuchPath { .. } | FsError::IsADirectory { .. }) => {}
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
+        None
+    }
+}
 
 impl MemoryFileSystem {
     /// Copies a directory and everything below it to a new path. All-or-nothing: the quota
@@ -80,17 +107,20 @@ impl MemoryFileSystem {
             .collect())
     }
 
+    /// The files below `prefix` (see [`MemoryFileSystem::file_paths`]), each with a snapshot
+    /// to copy it out, one at a time ([`ExportIter`]).
+    pub fn export_iter(&self, prefix: &str, only_dirty: bool) -> Result<ExportIter> {
+        Ok(ExportIter {
+            fs: self.clone(),
+            paths: self.file_paths(prefix, only_dirty)?.into_iter(),
+        })
+    }
+
     /// Every file below `prefix` with its bytes.
     pub fn export_tree(&self, prefix: &str, only_dirty: bool) -> Result<Vec<(String, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for p in self.file_paths(prefix, only_dirty)? {
-            match self.read_file(&p) {
-                Ok(b) => out.push((p, b)),
-                Err(Error::Fs(FsError::NoSuchPath { .. } | FsError::IsADirectory { .. })) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        self.export_iter(prefix, only_dirty)?
+            .map(|r| r.map(|(p, snap)| (p, snap.to_vec())))
+            .collect()
     }
 
     /// Writes many files at once, creating missing parents and replacing existing files.

@@ -196,6 +196,10 @@ impl FileHandle {
     pub fn is_closed(&self) -> bool {
         self.cursor.is_closed()
     }
+    /// Fails if it has been closed (what every operation checks first).
+    pub fn ensure_open(&self) -> Result<()> {
+        Ok(self.cursor.check_open()?)
+    }
     /// The file's current size.
     pub fn size(&self) -> Result<u64> {
         Ok(self.cursor.size(&self.file)?)
@@ -215,6 +219,30 @@ impl FileHandle {
     /// Reads everything from the cursor to the end.
     pub fn read_to_end(&mut self) -> Result<Vec<u8>> {
         Ok(self.cursor.read_to_end(&self.file)?)
+    }
+
+    /// Reads one line: up to and including the next `\n`, at most `limit` bytes (`None`: no
+    /// limit). Empty at the end of the file.
+    ///
+    /// ```
+    /// use memspace::fs::{MemoryFileSystem, OpenMode};
+    ///
+    /// let fs = MemoryFileSystem::default();
+    /// fs.open("/t", OpenMode::Write, 0, None)?.write(b"one\ntwo")?;
+    /// let mut f = fs.open("/t", OpenMode::Read, 0, None)?;
+    /// assert_eq!(f.read_line(None)?, b"one\n");
+    /// assert_eq!(f.read_line(Some(2))?, b"tw");
+    /// assert_eq!(f.read_line(None)?, b"o");
+    /// assert_eq!(f.read_line(None)?, b"");
+    /// # Ok::<(), memspace::Error>(())
+    /// ```
+    pub fn read_line(&mut self, limit: Option<u64>) -> Result<Vec<u8>> {
+        Ok(self.cursor.read_line(&self.file, limit)?)
+    }
+
+    /// Reads the remaining lines; with `hint`, stops once at least that many bytes were read.
+    pub fn read_lines(&mut self, hint: Option<u64>) -> Result<Vec<Vec<u8>>> {
+        Ok(self.cursor.read_lines(&self.file, hint)?)
     }
 
     /// Writes at the cursor (at the end in `ab` mode); returns `data.len()`.

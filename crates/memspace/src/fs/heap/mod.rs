@@ -3,7 +3,8 @@
 //! in `file`, the per-file lock in `lock`, file data and the quota in `storage`.
 //!
 //! One mutex guards the tree and is held only for the length of one operation; it is never
-//! held while waiting for a file lock.
+//! held while waiting for a file lock, and nothing here calls out (to an interrupt check or
+//! any caller code) while holding it.
 
 mod bulk;
 mod file;
@@ -12,8 +13,9 @@ mod storage;
 mod tree;
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+pub use bulk::ExportIter;
 pub use file::{FileHandle, FileSnapshot};
 
 use file::{FileNode, HeapFile};
@@ -25,7 +27,8 @@ use super::error::{FsError, FsResult};
 use super::handle::Cursor;
 use super::options::{FsOptions, OpenMode, Stat, Stats};
 use super::{glob, path};
-use crate::Result;
+use crate::lock::Interrupt;
+use crate::{Error, Result};
 
 /// What every handle of one filesystem shares: its settings, quota and tree.
 struct Shared {
@@ -124,6 +127,30 @@ impl MemoryFileSystem {
         preallocate: u64,
         lock_timeout: Option<Duration>,
     ) -> Result<FileHandle> {
+        self.open_with(path, mode, preallocate, lock_timeout, &mut || false)
+    }
+
+    /// [`MemoryFileSystem::open`] that runs `interrupt` between the slices of a wait for the
+    /// file's lock (with no lock held); when it returns `true` the wait is abandoned with
+    /// [`Error::Interrupted`] and nothing has changed.
+    ///
+    /// ```
+    /// use memspace::fs::{MemoryFileSystem, OpenMode};
+    ///
+    /// let fs = MemoryFileSystem::default();
+    /// let _writer = fs.open("/f", OpenMode::Write, 0, None)?;
+    /// let r = fs.open_with("/f", OpenMode::Read, 0, None, &mut || true);
+    /// assert!(matches!(r, Err(memspace::Error::Interrupted)));
+    /// # Ok::<(), memspace::Error>(())
+    /// ```
+    pub fn open_with(
+        &self,
+        path: &str,
+        mode: OpenMode,
+        preallocate: u64,
+        lock_timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
+    ) -> Result<FileHandle> {
         let mut parent = path::components(path)?;
         let normalized = path::join(&parent);
         let Some(name) = parent.pop() else {
@@ -133,13 +160,16 @@ impl MemoryFileSystem {
             .into());
         };
         let timeout = self.shared.opts.lock_timeout(lock_timeout);
+        let deadline = timeout.map(|t| Instant::now() + t);
         let sh = &self.shared;
         let (node, created) = loop {
             let (node, created) = self.find_or_create(path, &parent, name, mode)?;
             if created {
                 break (node, true);
             }
-            match node.lock.acquire(mode.lock_kind(), timeout) {
+            // After a retry, only what is left of the timeout.
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            match node.lock.acquire(mode.lock_kind(), left, interrupt) {
                 Ok(()) => break (node, false),
                 // Removed or replaced while we waited: look the path up again.
                 Err(AcquireError::Unlinked) => {}
@@ -150,6 +180,7 @@ impl MemoryFileSystem {
                     }
                     .into())
                 }
+                Err(AcquireError::Interrupted) => return Err(Error::Interrupted),
             }
         };
         let mut handle = FileHandle {

@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
@@ -200,6 +200,84 @@ fn lock_timeout_does_not_block_other_operations() {
     assert_eq!(fs.read_file("/f").unwrap(), b"");
     drop(w);
     fs.remove("/f").unwrap();
+}
+
+/// Holds `path` open in `mode` on another thread until the returned sender is dropped.
+fn hold(
+    fs: &MemoryFileSystem,
+    path: &str,
+    mode: OpenMode,
+) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (fs, path) = (fs.clone(), path.to_owned());
+    let t = thread::spawn(move || {
+        let _h = fs.open(&path, mode, 0, None).unwrap();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    (release_tx, t)
+}
+
+#[test]
+fn interrupting_a_blocked_open() {
+    let fs = fs_with(1 << 20);
+    put(&fs, "/f", b"1").unwrap();
+    // `ab` takes the exclusive lock without emptying the file.
+    let (release, holder) = hold(&fs, "/f", OpenMode::Append);
+    let mut calls = 0;
+    // A long timeout as a watchdog: if the check were never run, this fails, not hangs.
+    let r = fs.open_with(
+        "/f",
+        OpenMode::Read,
+        0,
+        Some(Duration::from_secs(30)),
+        &mut || {
+            calls += 1;
+            calls == 2
+        },
+    );
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
+    assert_eq!(calls, 2);
+    // Nothing changed: the writer still holds the file; once it lets go, a reader gets in.
+    assert!(matches!(
+        fs.open("/f", OpenMode::Read, 0, Some(Duration::ZERO)),
+        Err(Error::Fs(FsError::LockTimeout { .. }))
+    ));
+    drop(release);
+    holder.join().unwrap();
+    assert_eq!(
+        fs.open_with("/f", OpenMode::Read, 0, None, &mut || true)
+            .unwrap()
+            .read_to_end()
+            .unwrap(),
+        b"1"
+    );
+}
+
+#[test]
+fn an_interrupted_writer_stops_holding_readers_back() {
+    let fs = fs_with(1 << 20);
+    put(&fs, "/f", b"1").unwrap();
+    let (release, holder) = hold(&fs, "/f", OpenMode::Read);
+    let r = fs.open_with(
+        "/f",
+        OpenMode::Write,
+        0,
+        Some(Duration::from_secs(30)),
+        &mut || true,
+    );
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
+    // The writer no longer waits, so a new reader is not held back behind it.
+    let r2 = fs
+        .open("/f", OpenMode::Read, 0, Some(Duration::ZERO))
+        .unwrap();
+    drop(r2);
+    drop(release);
+    holder.join().unwrap();
+    // The write was never applied: the file is as it was.
+    assert_eq!(get(&fs, "/f"), b"1");
 }
 
 #[test]
