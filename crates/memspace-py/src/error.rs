@@ -5,6 +5,7 @@
 //! memspace's own exception classes are defined in Python (`memspace/errors.py`, so that they can
 //! derive from both `MemspaceError` and a builtin) and looked up once.
 
+use memspace::fs::FsError;
 use memspace::Error;
 use pyo3::exceptions::{
     PyBlockingIOError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyIsADirectoryError,
@@ -82,16 +83,11 @@ pub(crate) fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
     let errno = err.raw_os_error();
     match err {
-        Error::InvalidName { .. }
-        | Error::InvalidArgument(_)
-        | Error::PathTraversal { .. }
-        | Error::InvalidData { .. } => PyValueError::new_err(msg),
-        Error::AlreadyExists { .. } | Error::PathExists { .. } => {
-            PyFileExistsError::new_err((errno, msg))
+        Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::InvalidData { .. } => {
+            PyValueError::new_err(msg)
         }
-        Error::NotFound { .. } | Error::NoSuchPath { .. } => {
-            PyFileNotFoundError::new_err((errno, msg))
-        }
+        Error::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
+        Error::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
         Error::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
         Error::NoSpace { .. } | Error::Os { .. } | Error::AttachmentTableFull { .. } => match errno
         {
@@ -117,26 +113,99 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         Error::TagMismatch { .. } => PyTypeError::new_err(msg),
         Error::ValueOutOfRange { .. } => PyOverflowError::new_err(msg),
         Error::Unsupported { .. } => PyNotImplementedError::new_err(msg),
-        Error::IsADirectory { .. } => PyIsADirectoryError::new_err((errno, msg)),
-        Error::NotADirectory { .. } => PyNotADirectoryError::new_err((errno, msg)),
-        Error::QuotaExceeded {
-            requested,
-            available,
-        } => Python::attach(|py| new_err2(quota_exceeded_error(py), requested, available)),
-        Error::NodeLimitExceeded { current, limit } => {
-            Python::attach(|py| new_err2(node_limit_error(py), current, limit))
-        }
-        Error::LockTimeout { .. } | Error::FileBusy { .. } => {
-            PyBlockingIOError::new_err((errno, msg))
-        }
-        Error::UnsupportedOperation(_) => {
-            Python::attach(|py| new_err(py, unsupported_operation(py), None, msg))
-        }
-        Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
+        Error::Fs(e) => fs_to_py(e),
         // `memspace::Error` is non_exhaustive for other crates; every variant that exists is
         // matched above, and a new one must be added here deliberately.
         _ => PyOSError::new_err(msg),
     }
+}
+
+/// Converts a filesystem error into the exception D-MemFS raises, with D-MemFS's wording
+/// (the core's `Display` is not the Python message). One exhaustive `match`: a new
+/// `FsError` variant without a Python face here is a compile error.
+fn fs_to_py(err: FsError) -> PyErr {
+    let errno = err.raw_os_error();
+    match err {
+        FsError::NoSuchPath { path } => {
+            PyFileNotFoundError::new_err((errno, format!("no such file or directory: '{path}'")))
+        }
+        FsError::PathExists { path } => {
+            PyFileExistsError::new_err((errno, format!("file exists: '{path}'")))
+        }
+        FsError::IsADirectory { path } => {
+            PyIsADirectoryError::new_err((errno, format!("is a directory: '{path}'")))
+        }
+        FsError::NotADirectory { path } => {
+            PyNotADirectoryError::new_err((errno, format!("not a directory: '{path}'")))
+        }
+        FsError::PathTraversal { path } => {
+            PyValueError::new_err(format!("path traversal attempt detected: '{path}'"))
+        }
+        // These two word their own message (memspace/errors.py), as dmemfs's do.
+        FsError::QuotaExceeded {
+            requested,
+            available,
+        } => Python::attach(|py| new_err2(quota_exceeded_error(py), requested, available)),
+        FsError::NodeLimitExceeded { current, limit } => {
+            Python::attach(|py| new_err2(node_limit_error(py), current, limit))
+        }
+        FsError::LockTimeout { path, kind } => PyBlockingIOError::new_err((
+            errno,
+            format!(
+                "could not acquire the {} lock on '{path}' within the timeout",
+                kind.as_str()
+            ),
+        )),
+        FsError::FileBusy { path } => {
+            PyBlockingIOError::new_err((errno, format!("file is open: '{path}'")))
+        }
+        FsError::OutOfMemory { requested } => {
+            PyMemoryError::new_err(format!("memory allocation of {requested} bytes failed"))
+        }
+        FsError::NotReadable { mode } => {
+            unsupported_operation_err(&format!("not readable in mode '{}'", mode.as_str()))
+        }
+        FsError::NotWritable { mode } => {
+            unsupported_operation_err(&format!("not writable in mode '{}'", mode.as_str()))
+        }
+        FsError::PromotionDisabled => unsupported_operation_err(
+            "Random-access write on a sequential-only file: promotion is disabled \
+             (default_storage='sequential').",
+        ),
+        FsError::PromotionTooLarge { size, limit } => unsupported_operation_err(&format!(
+            "Cannot promote SequentialMemoryFile: size {size} exceeds hard limit {limit}."
+        )),
+        FsError::Closed => PyValueError::new_err("I/O operation on closed file."),
+        FsError::WriteOverflow { offset, len } => {
+            PyValueError::new_err(format!("write of {len} bytes at offset {offset} overflows"))
+        }
+        FsError::SeekBeforeStart { .. } => {
+            PyValueError::new_err("seek offset must be >= 0 for SEEK_SET")
+        }
+        FsError::SeekPastEnd { .. } => PyValueError::new_err(
+            "Seeking past end-of-file (SEEK_END with positive offset) is not supported in MFS.",
+        ),
+        FsError::InvalidWhence { whence } => PyValueError::new_err(format!(
+            "Invalid whence value: {whence}. Must be 0, 1, or 2."
+        )),
+        FsError::NegativePosition { position } => {
+            PyValueError::new_err(format!("Resulting cursor position {position} is negative."))
+        }
+        FsError::PositionTooLarge { position } => {
+            PyValueError::new_err(format!("seek position {position} is too large"))
+        }
+        FsError::RootOperation { op } => {
+            PyValueError::new_err(format!("Cannot {op} the root directory."))
+        }
+        FsError::IntoOwnSubtree { src, dst } => {
+            PyValueError::new_err(format!("Cannot move '{src}' into its own subtree '{dst}'."))
+        }
+    }
+}
+
+/// An `io.UnsupportedOperation` with a message of the bindings' own.
+pub(crate) fn unsupported_operation_err(msg: &str) -> PyErr {
+    Python::attach(|py| new_err(py, unsupported_operation(py), None, msg.to_owned()))
 }
 
 /// `Result<T, memspace::Error>` -> `PyResult<T>`.

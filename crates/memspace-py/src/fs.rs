@@ -7,10 +7,13 @@
 //! GIL is released for a large copy, so it is waited for with the GIL released too.
 
 use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use memspace::fs::{FileHandle, FsOptions, MemoryFileSystem, OpenMode, SharedBytes, StorageKind};
+use memspace::fs::{
+    FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode, SharedBytes,
+    StorageKind,
+};
 use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
 use pyo3::ffi;
@@ -18,7 +21,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::args::{lock_timeout_arg, Data};
-use crate::error::IntoPyResult;
+use crate::error::{unsupported_operation_err, IntoPyResult};
+use crate::gil::{detached, lock_unheld};
 
 /// Copies at least this large run with the GIL released, so other threads keep running.
 const RELEASE_GIL_AT: usize = 64 * 1024;
@@ -141,16 +145,11 @@ impl PyFileSystem {
         memory_guard_action: &str,
         memory_guard_interval: f64,
     ) -> PyResult<Self> {
-        let storage = match default_storage {
-            "auto" => StorageKind::Auto,
-            "sequential" => StorageKind::Sequential,
-            "random_access" => StorageKind::RandomAccess,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "Invalid default_storage value: '{other}'. \
-                     Expected 'auto', 'sequential', or 'random_access'."
-                )))
-            }
+        let Some(storage) = StorageKind::parse(default_storage) else {
+            return Err(PyValueError::new_err(format!(
+                "Invalid default_storage value: '{default_storage}'. \
+                 Expected 'auto', 'sequential', or 'random_access'."
+            )));
         };
         if !matches!(memory_guard_action, "warn" | "raise") {
             return Err(PyValueError::new_err(format!(
@@ -198,10 +197,13 @@ impl PyFileSystem {
         let pre = u64::try_from(preallocate).unwrap_or(0);
         let wait = lock_timeout_arg(lock_timeout)?;
         // Try once without releasing the GIL (the common, uncontended case); wait for the
-        // lock with the GIL released only if someone holds it.
+        // lock with the GIL released only if someone holds it, handling signals meanwhile.
         let h = match self.fs.open(path, m, pre, Some(Duration::ZERO)) {
-            Err(memspace::Error::LockTimeout { .. }) if wait != Some(Duration::ZERO) => {
-                self.open_waiting(py, path, m, pre, wait)?
+            Err(memspace::Error::Fs(FsError::LockTimeout { .. }))
+                if wait != Some(Duration::ZERO) =>
+            {
+                let fs = &self.fs;
+                detached(py, |interrupt| fs.open_with(path, m, pre, wait, interrupt))?
             }
             r => r.py_err()?,
         };
@@ -315,12 +317,9 @@ impl PyFileSystem {
         only_dirty: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for p in self.fs.file_paths(prefix, only_dirty).py_err()? {
-            match self.read_bytes(py, &p, None) {
-                Ok(b) => d.set_item(p, b)?,
-                Err(e) if e.is_instance_of::<pyo3::exceptions::PyFileNotFoundError>(py) => {}
-                Err(e) => return Err(e),
-            }
+        for item in self.fs.export_iter(prefix, only_dirty).py_err()? {
+            let (p, snap) = item.py_err()?;
+            d.set_item(p, copy_out(py, &snap, None)?)?;
         }
         Ok(d)
     }
@@ -365,73 +364,39 @@ impl PyFileSystem {
         path: &str,
         max_size: Option<i64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        self.read_bytes(py, path, max_size)
+        copy_out(py, &self.fs.snapshot(path).py_err()?, max_size)
     }
 }
 
-impl PyFileSystem {
-    /// Waits for a file lock in slices with the GIL released, checking for signals (Ctrl-C)
-    /// between slices. A failed attempt changes nothing, so retrying is safe.
-    fn open_waiting(
-        &self,
-        py: Python<'_>,
-        path: &str,
-        mode: OpenMode,
-        preallocate: u64,
-        wait: Option<Duration>,
-    ) -> PyResult<FileHandle> {
-        const SLICE: Duration = Duration::from_millis(100);
-        let total = wait.or(self.fs.options().get_default_lock_timeout());
-        let deadline = total.map(|t| std::time::Instant::now() + t);
-        loop {
-            let slice = match deadline {
-                None => SLICE,
-                Some(d) => d
-                    .saturating_duration_since(std::time::Instant::now())
-                    .min(SLICE),
-            };
-            match py.detach(|| self.fs.open(path, mode, preallocate, Some(slice))) {
-                Err(e @ memspace::Error::LockTimeout { .. }) => {
-                    py.check_signals()?;
-                    if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                        return Err(crate::error::to_py(e));
-                    }
-                }
-                r => return r.py_err(),
+/// A new `bytes` with a copy of a snapshot's data (the GIL released for a large copy);
+/// `ValueError` if it is larger than `max_size`.
+fn copy_out<'py>(
+    py: Python<'py>,
+    snap: &FileSnapshot,
+    max_size: Option<i64>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    loop {
+        let n = snap.len();
+        if let Some(m) = max_size {
+            if i128::from(n) > i128::from(m) {
+                return Err(PyValueError::new_err(format!(
+                    "File size {n} exceeds max_size={m}."
+                )));
             }
         }
-    }
-
-    fn read_bytes<'py>(
-        &self,
-        py: Python<'py>,
-        path: &str,
-        max_size: Option<i64>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
-        let snap = self.fs.snapshot(path).py_err()?;
-        loop {
-            let n = snap.len();
-            if let Some(m) = max_size {
-                if i128::from(n) > i128::from(m) {
-                    return Err(PyValueError::new_err(format!(
-                        "File size {n} exceeds max_size={m}."
-                    )));
-                }
-            }
-            let mut size_now = n;
-            let bytes = bytes_filled(py, n as usize, |buf| {
-                let (done, sz) = if buf.len() >= RELEASE_GIL_AT {
-                    py.detach(|| snap.read_into(buf))
-                } else {
-                    snap.read_into(buf)
-                };
-                size_now = sz;
-                done
-            })?;
-            // A writer changed the size between measuring and copying: measure again.
-            if size_now == n {
-                return Ok(bytes);
-            }
+        let mut size_now = n;
+        let bytes = bytes_filled(py, n as usize, |buf| {
+            let (done, sz) = if buf.len() >= RELEASE_GIL_AT {
+                py.detach(|| snap.read_into(buf))
+            } else {
+                snap.read_into(buf)
+            };
+            size_now = sz;
+            done
+        })?;
+        // A writer changed the size between measuring and copying: measure again.
+        if size_now == n {
+            return Ok(bytes);
         }
     }
 }
@@ -474,15 +439,7 @@ impl Drop for PyFileHandle {
 impl PyFileHandle {
     /// Locks the handle; waits with the GIL released if another thread is using it.
     fn lock(&self, py: Python<'_>) -> MutexGuard<'_, FileHandle> {
-        loop {
-            match self.inner.try_lock() {
-                Ok(g) => return g,
-                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(TryLockError::WouldBlock) => py.detach(|| {
-                    drop(self.inner.lock());
-                }),
-            }
-        }
+        lock_unheld(py, &self.inner)
     }
 
     fn read_n<'py>(
@@ -491,10 +448,7 @@ impl PyFileHandle {
         size: Option<i64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let remaining = h.remaining().py_err()?;
-        let n = match size {
-            Some(s) if s >= 0 => remaining.min(s as u64),
-            _ => remaining,
-        } as usize;
+        let n = limit_arg(size).map_or(remaining, |s| remaining.min(s)) as usize;
         let mut err = None;
         let bytes = bytes_filled(py, n, |buf| {
             let r = if n >= RELEASE_GIL_AT {
@@ -512,30 +466,11 @@ impl PyFileHandle {
             None => Ok(bytes),
         }
     }
+}
 
-    fn readline_inner(h: &mut FileHandle, limit: Option<i64>) -> PyResult<Vec<u8>> {
-        let mut out = Vec::new();
-        let limit = limit.filter(|&l| l >= 0).map(|l| l as usize);
-        let mut chunk = [0u8; 256];
-        loop {
-            let want = limit.map_or(chunk.len(), |l| (l - out.len()).min(chunk.len()));
-            if want == 0 {
-                break;
-            }
-            let pos = h.tell().py_err()?;
-            let n = h.read_into(&mut chunk[..want]).py_err()?;
-            if n == 0 {
-                break;
-            }
-            if let Some(i) = chunk[..n].iter().position(|&b| b == b'\n') {
-                out.extend_from_slice(&chunk[..=i]);
-                h.seek((pos + i as u64 + 1) as i64, 0).py_err()?;
-                break;
-            }
-            out.extend_from_slice(&chunk[..n]);
-        }
-        Ok(out)
-    }
+/// A Python size or hint (`None` or negative: no limit) -> a core limit.
+fn limit_arg(n: Option<i64>) -> Option<u64> {
+    n.and_then(|n| u64::try_from(n).ok())
 }
 
 #[pymethods]
@@ -584,29 +519,17 @@ impl PyFileHandle {
     /// Reads one line (up to and including `\n`), at most `size` bytes.
     #[pyo3(signature = (size=-1), text_signature = "($self, size=-1)")]
     fn readline<'py>(&self, py: Python<'py>, size: Option<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let mut h = self.lock(py);
-        let line = Self::readline_inner(&mut h, size)?;
+        let line = self.lock(py).read_line(limit_arg(size)).py_err()?;
         Ok(PyBytes::new(py, &line))
     }
 
     /// Reads the remaining lines (stopping once `hint` bytes have been read, if positive).
     #[pyo3(signature = (hint=-1), text_signature = "($self, hint=-1)")]
     fn readlines<'py>(&self, py: Python<'py>, hint: Option<i64>) -> PyResult<Bound<'py, PyList>> {
-        let mut h = self.lock(py);
-        let list = PyList::empty(py);
-        let mut total = 0usize;
-        loop {
-            let line = Self::readline_inner(&mut h, None)?;
-            if line.is_empty() {
-                break;
-            }
-            total += line.len();
-            list.append(PyBytes::new(py, &line))?;
-            if matches!(hint, Some(hint) if hint > 0 && total >= hint as usize) {
-                break;
-            }
-        }
-        Ok(list)
+        // A hint of 0 (or less) means no limit, as in `io`.
+        let hint = limit_arg(hint).filter(|&h| h > 0);
+        let lines = self.lock(py).read_lines(hint).py_err()?;
+        PyList::new(py, lines.iter().map(|l| PyBytes::new(py, l)))
     }
 
     /// Writes a bytes-like object; returns its length.
@@ -663,38 +586,38 @@ impl PyFileHandle {
 
     /// Does nothing (there is no buffer), but fails on a closed handle like `io` does.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.lock(py).tell().py_err().map(|_| ())
+        self.lock(py).ensure_open().py_err()
     }
 
     /// Whether the handle may read.
     fn readable(&self, py: Python<'_>) -> PyResult<bool> {
         let h = self.lock(py);
-        h.tell().py_err()?;
+        h.ensure_open().py_err()?;
         Ok(h.mode().readable())
     }
 
     /// Whether the handle may write.
     fn writable(&self, py: Python<'_>) -> PyResult<bool> {
         let h = self.lock(py);
-        h.tell().py_err()?;
+        h.ensure_open().py_err()?;
         Ok(h.mode().writable())
     }
 
     /// Always `True` (on an open handle).
     fn seekable(&self, py: Python<'_>) -> PyResult<bool> {
-        self.lock(py).tell().py_err().map(|_| true)
+        self.lock(py).ensure_open().py_err().map(|()| true)
     }
 
     /// Always `False`.
     fn isatty(&self, py: Python<'_>) -> PyResult<bool> {
-        self.lock(py).tell().py_err().map(|_| false)
+        self.lock(py).ensure_open().py_err().map(|()| false)
     }
 
     /// There is no file descriptor: `io.UnsupportedOperation`.
     fn fileno(&self) -> PyResult<i32> {
-        Err(crate::error::to_py(memspace::Error::UnsupportedOperation(
-            "MFS files have no file descriptor".to_owned(),
-        )))
+        Err(unsupported_operation_err(
+            "MFS files have no file descriptor",
+        ))
     }
 
     /// Releases the file's lock. Idempotent.
@@ -731,13 +654,12 @@ impl PyFileHandle {
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-        slf.borrow().lock(slf.py()).tell().py_err()?;
+        slf.borrow().lock(slf.py()).ensure_open().py_err()?;
         Ok(slf)
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let mut h = self.lock(py);
-        let line = Self::readline_inner(&mut h, None)?;
+        let line = self.lock(py).read_line(None).py_err()?;
         Ok((!line.is_empty()).then(|| PyBytes::new(py, &line)))
     }
 

@@ -223,87 +223,9 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// A filesystem path (of [`crate::fs::MemoryFileSystem`]) that names nothing.
-    #[error("no such file or directory: '{path}'")]
-    NoSuchPath {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A filesystem path that must not exist yet but does.
-    #[error("file exists: '{path}'")]
-    PathExists {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A file operation was given a directory.
-    #[error("is a directory: '{path}'")]
-    IsADirectory {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A directory operation was given a file (or a path goes through a file).
-    #[error("not a directory: '{path}'")]
-    NotADirectory {
-        /// The path as given.
-        path: String,
-    },
-
-    /// A path that climbs above the root (`/../x`).
-    #[error("path traversal attempt detected: '{path}'")]
-    PathTraversal {
-        /// The path as given.
-        path: String,
-    },
-
-    /// The filesystem quota cannot hold `requested` more bytes.
-    #[error("MFS quota exceeded: requested {requested} bytes, only {available} bytes available.")]
-    QuotaExceeded {
-        /// Bytes asked for.
-        requested: u64,
-        /// Bytes that were free at the time.
-        available: u64,
-    },
-
-    /// The filesystem already holds `limit` nodes (files and directories, the root included).
-    #[error("MFS node limit exceeded: current {current} nodes, limit is {limit}.")]
-    NodeLimitExceeded {
-        /// Nodes present.
-        current: u64,
-        /// The configured `max_nodes`.
-        limit: u64,
-    },
-
-    /// A file lock could not be taken within the timeout.
-    #[error("could not acquire the {kind} lock on '{path}' within the timeout")]
-    LockTimeout {
-        /// The path as given.
-        path: String,
-        /// `"read"` or `"write"`.
-        kind: &'static str,
-    },
-
-    /// The file (or a file below a directory) is open, so it cannot be removed, renamed or
-    /// replaced.
-    #[error("file is open: '{path}'")]
-    FileBusy {
-        /// The path of the open file.
-        path: String,
-    },
-
-    /// An operation the object does not support in its current mode or storage (writing a
-    /// file opened for reading, a random write into sequential-only storage, ...).
-    #[error("{0}")]
-    UnsupportedOperation(String),
-
-    /// The operating system could not allocate memory for the data (the quota allowed it).
-    #[error("memory allocation of {requested} bytes failed")]
-    OutOfMemory {
-        /// Bytes asked for.
-        requested: u64,
-    },
+    /// A filesystem operation failed ([`crate::fs`]).
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
 }
 
 impl Error {
@@ -323,14 +245,12 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Os { source, .. } => source.raw_os_error(),
-            Error::AlreadyExists { .. } | Error::PathExists { .. } => Some(libc::EEXIST),
-            Error::NotFound { .. } | Error::NoSuchPath { .. } => Some(libc::ENOENT),
+            Error::AlreadyExists { .. } => Some(libc::EEXIST),
+            Error::NotFound { .. } => Some(libc::ENOENT),
             Error::PermissionDenied { .. } => Some(libc::EACCES),
             Error::NoSpace { .. } => Some(libc::ENOSPC),
-            Error::IsADirectory { .. } => Some(libc::EISDIR),
-            Error::NotADirectory { .. } => Some(libc::ENOTDIR),
-            Error::LockTimeout { .. } | Error::FileBusy { .. } => Some(libc::EAGAIN),
             Error::AttachmentTableFull { .. } => Some(EUSERS),
+            Error::Fs(e) => e.raw_os_error(),
             _ => None,
         }
     }

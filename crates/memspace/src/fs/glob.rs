@@ -1,6 +1,9 @@
 //! Shell-style matching of one path component, as Python's `fnmatch.fnmatchcase`: `*` (any
 //! run of characters), `?` (one character), `[seq]`, `[!seq]` with ranges `a-z`; a `[` without
 //! its `]` is a literal. `/` never occurs in a component, so it needs no special case.
+//!
+//! A whole pattern is split into components ([`pattern_components`]); a filesystem walks its
+//! tree with them, `**` standing for any number of components.
 
 #[derive(Debug)]
 enum Token {
@@ -113,6 +116,15 @@ pub(crate) fn fnmatch(name: &str, pat: &str) -> bool {
         }
     }
     toks[ti..].iter().all(|t| matches!(t, Token::Star))
+}
+
+/// The components of a glob pattern (slashes and backslashes separate them; empty ones vanish).
+pub(crate) fn pattern_components(pattern: &str) -> Vec<String> {
+    pattern
+        .split(['/', '\\'])
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether a pattern component contains any wildcard.

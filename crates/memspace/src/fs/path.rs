@@ -1,10 +1,11 @@
-//! Path normalisation for [`super::MemoryFileSystem`].
+//! The path rules of every filesystem here: normalisation, joining, splitting.
 //!
 //! Paths are POSIX-like strings. Backslashes are read as slashes, a relative path is taken
 //! from the root, `.` and empty components vanish, and `..` climbs one level, but never above
 //! the root: a path that would is refused (it is a traversal attempt, not a path to clamp).
 
-use crate::{Error, Result};
+use super::error::{FsError, FsResult};
+use crate::Result;
 
 /// Splits `path` into its normalised components (the root is the empty list).
 ///
@@ -24,14 +25,14 @@ pub fn normalize(path: &str) -> Result<Vec<String>> {
 }
 
 /// [`normalize`] without copying the components (the hot paths use this).
-pub(crate) fn components(path: &str) -> Result<Vec<&str>> {
+pub(crate) fn components(path: &str) -> FsResult<Vec<&str>> {
     let mut parts: Vec<&str> = Vec::with_capacity(8);
     for part in path.split(['/', '\\']) {
         match part {
             "" | "." => {}
             ".." => {
                 if parts.pop().is_none() {
-                    return Err(Error::PathTraversal {
+                    return Err(FsError::PathTraversal {
                         path: path.to_owned(),
                     });
                 }
@@ -40,6 +41,13 @@ pub(crate) fn components(path: &str) -> Result<Vec<&str>> {
         }
     }
     Ok(parts)
+}
+
+/// Splits a path into (parent components, name); the root has no name.
+pub(crate) fn split(path: &str) -> FsResult<(Vec<String>, Option<String>)> {
+    let mut parts: Vec<String> = components(path)?.into_iter().map(str::to_owned).collect();
+    let name = parts.pop();
+    Ok((parts, name))
 }
 
 /// The absolute path string of `parts` (`/` for the root).
@@ -67,6 +75,7 @@ pub(crate) fn child(parent: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use proptest::prelude::*;
 
     #[test]
@@ -75,10 +84,13 @@ mod tests {
         assert_eq!(normalize("a/b").unwrap(), ["a", "b"]);
         assert_eq!(normalize("/a/b/..").unwrap(), ["a"]);
         assert_eq!(normalize("/a/..").unwrap(), Vec::<String>::new());
-        assert!(matches!(normalize(".."), Err(Error::PathTraversal { .. })));
+        assert!(matches!(
+            normalize(".."),
+            Err(Error::Fs(FsError::PathTraversal { .. }))
+        ));
         assert!(matches!(
             normalize("/a/../.."),
-            Err(Error::PathTraversal { .. })
+            Err(Error::Fs(FsError::PathTraversal { .. }))
         ));
         assert_eq!(join(&normalize("//a///b/").unwrap()), "/a/b");
         assert_eq!(child("/", "x"), "/x");

@@ -1,4 +1,4 @@
-//! File data and the quota it is charged to.
+//! File data on the heap and the quota it is charged to.
 //!
 //! A file's data is either *sequential* (a list of chunks, one per append: appending never
 //! copies what is there) or *random-access* (one contiguous buffer). A sequential file is
@@ -10,10 +10,11 @@
 //! *before* it allocates and gives back exactly what it reserved when it fails, so the
 //! filesystem's `used` always equals the sum of its files' charges.
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::{Error, Result};
+use crate::fs::bytes::{ByteSink, SharedBytes};
+use crate::fs::error::{FsError, FsResult};
+use crate::fs::options::StorageKind;
 
 /// The byte budget of one filesystem.
 pub(crate) struct Quota {
@@ -35,7 +36,7 @@ impl Quota {
     }
 
     /// Reserves `n` bytes or fails without changing anything.
-    pub(crate) fn reserve(&self, n: u64) -> Result<()> {
+    pub(crate) fn reserve(&self, n: u64) -> FsResult<()> {
         self.exchange(0, n)
     }
 
@@ -51,12 +52,12 @@ impl Quota {
     }
 
     /// Atomically gives back `release` bytes and reserves `reserve`, or fails without change.
-    pub(crate) fn exchange(&self, release: u64, reserve: u64) -> Result<()> {
+    pub(crate) fn exchange(&self, release: u64, reserve: u64) -> FsResult<()> {
         let mut used = self.used_mut();
         let base = used.saturating_sub(release);
         let available = self.max.saturating_sub(base);
         if reserve > available {
-            return Err(Error::QuotaExceeded {
+            return Err(FsError::QuotaExceeded {
                 requested: reserve,
                 available,
             });
@@ -77,32 +78,11 @@ impl Quota {
     }
 }
 
-/// How new files store their data.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum StorageKind {
-    /// Chunked, promoted to contiguous on the first random write.
-    #[default]
-    Auto,
-    /// Chunked only; a random write is refused.
-    Sequential,
-    /// Contiguous from the start.
-    RandomAccess,
-}
-
 /// What a storage operation needs to know about its filesystem.
 #[derive(Clone, Copy)]
 pub(crate) struct Cfg {
     pub(crate) overhead: u64,
     pub(crate) hard_limit: u64,
-}
-
-/// Immutable bytes owned elsewhere that a file may keep instead of copying them (the Python
-/// bindings pass large `bytes` objects this way, as D-MemFS keeps references to them).
-///
-/// The bytes must never change while the value is alive.
-pub trait SharedBytes: Send + Sync {
-    /// The bytes.
-    fn bytes(&self) -> &[u8];
 }
 
 /// One run of a file's bytes.
@@ -135,46 +115,12 @@ pub(crate) struct Data {
     promote: bool,
 }
 
-/// A destination for copied-out bytes: initialised (`[u8]`) or not (`[MaybeUninit<u8>]`, so
-/// that a caller can copy straight into freshly allocated memory without zeroing it first).
-pub trait ByteSink {
-    /// Its length in bytes.
-    fn len(&self) -> usize;
-    /// Whether it is empty.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Copies `src` to `at..at + src.len()`.
-    fn put(&mut self, at: usize, src: &[u8]);
-}
-
-impl ByteSink for [u8] {
-    fn len(&self) -> usize {
-        <[u8]>::len(self)
-    }
-    fn put(&mut self, at: usize, src: &[u8]) {
-        self[at..at + src.len()].copy_from_slice(src);
-    }
-}
-
-impl ByteSink for [MaybeUninit<u8>] {
-    fn len(&self) -> usize {
-        <[MaybeUninit<u8>]>::len(self)
-    }
-    fn put(&mut self, at: usize, src: &[u8]) {
-        // A plain byte loop: the compiler turns it into memcpy.
-        for (d, s) in self[at..at + src.len()].iter_mut().zip(src) {
-            d.write(*s);
-        }
-    }
-}
-
-fn oom(requested: u64) -> Error {
-    Error::OutOfMemory { requested }
+fn oom(requested: u64) -> FsError {
+    FsError::OutOfMemory { requested }
 }
 
 /// Grows `v` to `new_len` (zero-filled) without aborting if memory runs out; never shrinks.
-fn grow_to(v: &mut Vec<u8>, new_len: usize) -> Result<()> {
+fn grow_to(v: &mut Vec<u8>, new_len: usize) -> FsResult<()> {
     if new_len <= v.len() {
         return Ok(());
     }
@@ -207,7 +153,7 @@ impl Data {
 
     /// A file holding a copy of `data` in one piece (one chunk). The caller has reserved
     /// [`Data::charge_for`] already.
-    pub(crate) fn from_bytes(kind: StorageKind, data: &[u8]) -> Result<Self> {
+    pub(crate) fn from_bytes(kind: StorageKind, data: &[u8]) -> FsResult<Self> {
         let mut d = Self::new(kind);
         if !data.is_empty() {
             let mut v = Vec::new();
@@ -252,7 +198,7 @@ impl Data {
 
     /// The bytes as one owned buffer of at least `min_len` capacity, copying only if there
     /// are several pieces or a shared one. On failure nothing has changed.
-    fn contiguous(&mut self, min_len: usize) -> Result<&mut Vec<u8>> {
+    fn contiguous(&mut self, min_len: usize) -> FsResult<&mut Vec<u8>> {
         let single_owned = self.pieces.len() == 1 && matches!(self.pieces[0], Piece::Owned(_));
         if !single_owned {
             let size = self.size() as usize;
@@ -319,7 +265,7 @@ impl Data {
     }
 
     /// Appends to a sequential file: into the last owned piece, or a new one.
-    fn append_owned(&mut self, data: &[u8]) -> Result<()> {
+    fn append_owned(&mut self, data: &[u8]) -> FsResult<()> {
         let n = data.len();
         if let Some(Piece::Owned(v)) = self.pieces.last_mut() {
             v.try_reserve(n).map_err(|_| oom(n as u64))?;
@@ -343,7 +289,7 @@ impl Data {
         shared: Arc<dyn SharedBytes>,
         cfg: Cfg,
         quota: &Quota,
-    ) -> Result<()> {
+    ) -> FsResult<()> {
         let n = shared.bytes().len() as u64;
         match self.chunks {
             Some(c) if off == self.size() && n > 0 => {
@@ -364,13 +310,14 @@ impl Data {
         data: &[u8],
         cfg: Cfg,
         quota: &Quota,
-    ) -> Result<()> {
+    ) -> FsResult<()> {
         if data.is_empty() {
             return Ok(());
         }
         let n = data.len() as u64;
-        let end = off.checked_add(n).ok_or_else(|| {
-            Error::InvalidArgument(format!("write of {n} bytes at offset {off} overflows"))
+        let end = off.checked_add(n).ok_or(FsError::WriteOverflow {
+            offset: off,
+            len: n,
         })?;
         let size = self.size();
         match self.chunks {
@@ -386,17 +333,13 @@ impl Data {
             }
             Some(c) => {
                 if !self.promote {
-                    return Err(Error::UnsupportedOperation(
-                        "Random-access write on a sequential-only file: promotion is disabled \
-                         (default_storage='sequential')."
-                            .to_owned(),
-                    ));
+                    return Err(FsError::PromotionDisabled);
                 }
                 if size > cfg.hard_limit {
-                    return Err(Error::UnsupportedOperation(format!(
-                        "Cannot promote SequentialMemoryFile: size {size} exceeds hard limit {}.",
-                        cfg.hard_limit
-                    )));
+                    return Err(FsError::PromotionTooLarge {
+                        size,
+                        limit: cfg.hard_limit,
+                    });
                 }
                 // D-MemFS's quota steps, so that the same write fails at the same byte: the
                 // copy it makes is reserved while both exist, the chunk overhead is given back,
@@ -448,7 +391,7 @@ impl Data {
     }
 
     /// Resizes to `new` bytes (zero-filled when growing).
-    pub(crate) fn truncate(&mut self, new: u64, cfg: Cfg, quota: &Quota) -> Result<()> {
+    pub(crate) fn truncate(&mut self, new: u64, cfg: Cfg, quota: &Quota) -> FsResult<()> {
         let old = self.size();
         if new == old {
             return Ok(());
@@ -514,7 +457,7 @@ impl Data {
         Ok(())
     }
 
-    fn append_zeros(&mut self, n: usize) -> Result<()> {
+    fn append_zeros(&mut self, n: usize) -> FsResult<()> {
         if let Some(Piece::Owned(v)) = self.pieces.last_mut() {
             let len = v.len();
             grow_to(v, len + n)?;
@@ -569,7 +512,7 @@ mod tests {
         let mut d = Data::new(StorageKind::Sequential);
         assert!(matches!(
             d.write_at(0, &[1; 73], CFG, &q),
-            Err(Error::QuotaExceeded {
+            Err(FsError::QuotaExceeded {
                 requested: 201,
                 available: 200
             })
@@ -578,7 +521,7 @@ mod tests {
         assert_eq!(q.snapshot().1, 200);
         assert!(matches!(
             d.write_at(1, b"x", CFG, &q),
-            Err(Error::UnsupportedOperation(_))
+            Err(FsError::PromotionDisabled)
         ));
         assert_eq!(contents(&d), vec![1; 72]);
     }

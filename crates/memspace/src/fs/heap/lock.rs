@@ -9,31 +9,23 @@
 //! readers cannot starve a writer. A file removed while someone waited is marked `unlinked`
 //! (atomically with the "is it open?" check), and the waiter is told so instead of getting a
 //! handle on a file that no longer has a name.
+//!
+//! A wait sleeps in slices of [`WAIT_SLICE`] and runs the caller's interrupt check between
+//! them (with no lock held), like the cross-process locks, so that Python can handle Ctrl-C.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Shared (read) or exclusive (write).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LockKind {
-    Read,
-    Write,
-}
-
-impl LockKind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            LockKind::Read => "read",
-            LockKind::Write => "write",
-        }
-    }
-}
+use crate::fs::options::LockKind;
+use crate::lock::mutex::WAIT_SLICE;
+use crate::lock::Interrupt;
 
 /// Why an acquisition failed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum AcquireError {
     Timeout,
     Unlinked,
+    Interrupted,
 }
 
 #[derive(Default)]
@@ -67,13 +59,17 @@ impl FileLock {
         lock
     }
 
-    /// Takes the lock, waiting at most `timeout` (`None`: forever; zero: try once).
+    /// Takes the lock, waiting at most `timeout` (`None`: forever; zero: try once), and
+    /// running `interrupt` after every slice of [`WAIT_SLICE`] spent waiting.
     pub(crate) fn acquire(
         &self,
         kind: LockKind,
         timeout: Option<Duration>,
+        interrupt: Interrupt<'_>,
     ) -> Result<(), AcquireError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let mut next_check = start + WAIT_SLICE;
         let mut st = self.state();
         if kind == LockKind::Write {
             st.writers_waiting += 1;
@@ -93,26 +89,29 @@ impl FileLock {
                 }
                 break Ok(());
             }
-            let wait_for = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        break Err(AcquireError::Timeout);
-                    }
-                    Some(d - now)
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break Err(AcquireError::Timeout);
+            }
+            if now >= next_check {
+                // Never call out with the state locked: the check may wait for Python's GIL.
+                drop(st);
+                let stop = interrupt();
+                st = self.state();
+                if stop {
+                    break Err(AcquireError::Interrupted);
                 }
-            };
+                next_check = Instant::now() + WAIT_SLICE;
+                // The lock may have been freed or the file removed meanwhile: look again.
+                continue;
+            }
+            let until = deadline.map_or(next_check, |d| d.min(next_check));
             st.sleepers += 1;
-            st = match wait_for {
-                None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
-                Some(t) => {
-                    self.cond
-                        .wait_timeout(st, t)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            st = self
+                .cond
+                .wait_timeout(st, until - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
             st.sleepers -= 1;
         };
         if kind == LockKind::Write {
@@ -177,33 +176,43 @@ mod tests {
     #[test]
     fn readers_share_writers_exclude() {
         let l = FileLock::default();
-        l.acquire(LockKind::Read, Some(Duration::ZERO)).unwrap();
-        l.acquire(LockKind::Read, Some(Duration::ZERO)).unwrap();
+        l.acquire(LockKind::Read, Some(Duration::ZERO), &mut || false)
+            .unwrap();
+        l.acquire(LockKind::Read, Some(Duration::ZERO), &mut || false)
+            .unwrap();
         assert_eq!(
-            l.acquire(LockKind::Write, Some(Duration::ZERO)),
+            l.acquire(LockKind::Write, Some(Duration::ZERO), &mut || false),
             Err(AcquireError::Timeout)
         );
         l.release(LockKind::Read);
         l.release(LockKind::Read);
-        l.acquire(LockKind::Write, Some(Duration::ZERO)).unwrap();
+        l.acquire(LockKind::Write, Some(Duration::ZERO), &mut || false)
+            .unwrap();
         assert_eq!(
-            l.acquire(LockKind::Read, Some(Duration::from_millis(10))),
+            l.acquire(LockKind::Read, Some(Duration::from_millis(10)), &mut || {
+                false
+            }),
             Err(AcquireError::Timeout)
         );
         assert!(!l.try_unlink());
         l.release(LockKind::Write);
         assert!(l.try_unlink());
-        assert_eq!(l.acquire(LockKind::Read, None), Err(AcquireError::Unlinked));
+        assert_eq!(
+            l.acquire(LockKind::Read, None, &mut || false),
+            Err(AcquireError::Unlinked)
+        );
     }
 
     #[test]
     fn waiting_writer_holds_new_readers_back() {
         let l = Arc::new(FileLock::default());
-        l.acquire(LockKind::Read, None).unwrap();
+        l.acquire(LockKind::Read, None, &mut || false).unwrap();
         let l2 = Arc::clone(&l);
         let writer = thread::spawn(move || {
-            l2.acquire(LockKind::Write, Some(Duration::from_secs(10)))
-                .unwrap();
+            l2.acquire(LockKind::Write, Some(Duration::from_secs(10)), &mut || {
+                false
+            })
+            .unwrap();
             l2.release(LockKind::Write);
         });
         // Wait until the writer is queued.
@@ -211,11 +220,12 @@ mod tests {
             thread::yield_now();
         }
         assert_eq!(
-            l.acquire(LockKind::Read, Some(Duration::ZERO)),
+            l.acquire(LockKind::Read, Some(Duration::ZERO), &mut || false),
             Err(AcquireError::Timeout)
         );
         l.release(LockKind::Read);
         writer.join().unwrap();
-        l.acquire(LockKind::Read, Some(Duration::ZERO)).unwrap();
+        l.acquire(LockKind::Read, Some(Duration::ZERO), &mut || false)
+            .unwrap();
     }
 }

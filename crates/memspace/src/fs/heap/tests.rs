@@ -1,9 +1,13 @@
 use std::collections::BTreeMap;
+use std::sync::{mpsc, Arc};
 use std::thread;
+use std::time::Duration;
 
 use proptest::prelude::*;
 
 use super::*;
+use crate::fs::{FsError, SharedBytes};
+use crate::Error;
 
 struct Shared(Vec<u8>);
 
@@ -36,31 +40,37 @@ fn tree_basics() {
     fs.mkdir("/a/b/c", false).unwrap();
     assert!(matches!(
         fs.mkdir("/a/b", false),
-        Err(Error::PathExists { .. })
+        Err(Error::Fs(FsError::PathExists { .. }))
     ));
     fs.mkdir("/a/b", true).unwrap();
     put(&fs, "/a/b/f.txt", b"x").unwrap();
     assert!(matches!(
         fs.mkdir("/a/b/f.txt/d", true),
-        Err(Error::PathExists { .. })
+        Err(Error::Fs(FsError::PathExists { .. }))
     ));
     assert_eq!(fs.listdir("/a/b").unwrap(), ["c", "f.txt"]);
     assert!(fs.is_dir("/a") && fs.is_file("/a/b/f.txt") && !fs.exists("/../x"));
-    assert!(matches!(fs.remove("/a"), Err(Error::IsADirectory { .. })));
+    assert!(matches!(
+        fs.remove("/a"),
+        Err(Error::Fs(FsError::IsADirectory { .. }))
+    ));
     assert!(matches!(
         fs.rmtree("/a/b/f.txt"),
-        Err(Error::NotADirectory { .. })
+        Err(Error::Fs(FsError::NotADirectory { .. }))
     ));
-    assert!(matches!(fs.rmtree("/"), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        fs.rmtree("/"),
+        Err(Error::Fs(FsError::RootOperation { .. }))
+    ));
     fs.rename("/a/b", "/a/z").unwrap();
     assert_eq!(get(&fs, "/a/z/f.txt"), b"x");
     assert!(matches!(
         fs.rename("/a", "/a/z/q"),
-        Err(Error::InvalidArgument(_))
+        Err(Error::Fs(FsError::IntoOwnSubtree { .. }))
     ));
     assert!(matches!(
         fs.rename("/a/z", "/n/m"),
-        Err(Error::NoSuchPath { .. })
+        Err(Error::Fs(FsError::NoSuchPath { .. }))
     ));
     fs.move_path("/a/z", "/n/m").unwrap();
     assert!(fs.is_file("/n/m/f.txt"));
@@ -79,10 +89,10 @@ fn quota_boundary_is_exact() {
     let err = f.write(b"y").unwrap_err();
     assert!(matches!(
         err,
-        Error::QuotaExceeded {
+        Error::Fs(FsError::QuotaExceeded {
             requested: 129,
             available: 0
-        }
+        })
     ));
     drop(f);
     assert_eq!(fs.get_size("/a").unwrap(), 872);
@@ -95,13 +105,13 @@ fn node_limit_nested_mkdir_leaves_nothing() {
     let fs = MemoryFileSystem::new(FsOptions::new().max_nodes(Some(3)));
     assert!(matches!(
         fs.mkdir("/a/b/c", false),
-        Err(Error::NodeLimitExceeded { .. })
+        Err(Error::Fs(FsError::NodeLimitExceeded { .. }))
     ));
     assert!(!fs.exists("/a"));
     fs.mkdir("/a/b", false).unwrap();
     assert!(matches!(
         put(&fs, "/a/x", b""),
-        Err(Error::NodeLimitExceeded { .. })
+        Err(Error::Fs(FsError::NodeLimitExceeded { .. }))
     ));
 }
 
@@ -112,7 +122,7 @@ fn import_tree_is_all_or_nothing() {
     let before = fs.stats();
     let big = vec![0u8; 900];
     let r = fs.import_tree([("/x/a", &b"1"[..]), ("/x/b", &big[..])]);
-    assert!(matches!(r, Err(Error::QuotaExceeded { .. })));
+    assert!(matches!(r, Err(Error::Fs(FsError::QuotaExceeded { .. }))));
     assert!(!fs.exists("/x"));
     assert_eq!(fs.stats(), before);
     fs.import_tree([("/x/a", &b"1"[..]), ("/keep", &b"new"[..])])
@@ -122,7 +132,7 @@ fn import_tree_is_all_or_nothing() {
     let _h = fs.open("/keep", OpenMode::Read, 0, None).unwrap();
     assert!(matches!(
         fs.import_tree([("/keep", &b"z"[..])]),
-        Err(Error::FileBusy { .. })
+        Err(Error::Fs(FsError::FileBusy { .. }))
     ));
 }
 
@@ -178,12 +188,96 @@ fn lock_timeout_does_not_block_other_operations() {
     // The tree is free while the other thread waits.
     fs.mkdir("/other", false).unwrap();
     put(&fs, "/other/g", b"2").unwrap();
-    assert!(matches!(t.join().unwrap(), Err(Error::LockTimeout { .. })));
-    assert!(matches!(fs.remove("/f"), Err(Error::FileBusy { .. })));
+    assert!(matches!(
+        t.join().unwrap(),
+        Err(Error::Fs(FsError::LockTimeout { .. }))
+    ));
+    assert!(matches!(
+        fs.remove("/f"),
+        Err(Error::Fs(FsError::FileBusy { .. }))
+    ));
     // The snapshot does not wait for the writer.
     assert_eq!(fs.read_file("/f").unwrap(), b"");
     drop(w);
     fs.remove("/f").unwrap();
+}
+
+/// Holds `path` open in `mode` on another thread until the returned sender is dropped.
+fn hold(
+    fs: &MemoryFileSystem,
+    path: &str,
+    mode: OpenMode,
+) -> (mpsc::Sender<()>, thread::JoinHandle<()>) {
+    let (held_tx, held_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let (fs, path) = (fs.clone(), path.to_owned());
+    let t = thread::spawn(move || {
+        let _h = fs.open(&path, mode, 0, None).unwrap();
+        held_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+    });
+    held_rx.recv().unwrap();
+    (release_tx, t)
+}
+
+#[test]
+fn interrupting_a_blocked_open() {
+    let fs = fs_with(1 << 20);
+    put(&fs, "/f", b"1").unwrap();
+    // `ab` takes the exclusive lock without emptying the file.
+    let (release, holder) = hold(&fs, "/f", OpenMode::Append);
+    let mut calls = 0;
+    // A long timeout as a watchdog: if the check were never run, this fails, not hangs.
+    let r = fs.open_with(
+        "/f",
+        OpenMode::Read,
+        0,
+        Some(Duration::from_secs(30)),
+        &mut || {
+            calls += 1;
+            calls == 2
+        },
+    );
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
+    assert_eq!(calls, 2);
+    // Nothing changed: the writer still holds the file; once it lets go, a reader gets in.
+    assert!(matches!(
+        fs.open("/f", OpenMode::Read, 0, Some(Duration::ZERO)),
+        Err(Error::Fs(FsError::LockTimeout { .. }))
+    ));
+    drop(release);
+    holder.join().unwrap();
+    assert_eq!(
+        fs.open_with("/f", OpenMode::Read, 0, None, &mut || true)
+            .unwrap()
+            .read_to_end()
+            .unwrap(),
+        b"1"
+    );
+}
+
+#[test]
+fn an_interrupted_writer_stops_holding_readers_back() {
+    let fs = fs_with(1 << 20);
+    put(&fs, "/f", b"1").unwrap();
+    let (release, holder) = hold(&fs, "/f", OpenMode::Read);
+    let r = fs.open_with(
+        "/f",
+        OpenMode::Write,
+        0,
+        Some(Duration::from_secs(30)),
+        &mut || true,
+    );
+    assert!(matches!(r, Err(Error::Interrupted)), "{r:?}");
+    // The writer no longer waits, so a new reader is not held back behind it.
+    let r2 = fs
+        .open("/f", OpenMode::Read, 0, Some(Duration::ZERO))
+        .unwrap();
+    drop(r2);
+    drop(release);
+    holder.join().unwrap();
+    // The write was never applied: the file is as it was.
+    assert_eq!(get(&fs, "/f"), b"1");
 }
 
 #[test]
@@ -191,12 +285,12 @@ fn handle_modes_and_seek() {
     let fs = fs_with(1 << 20);
     assert!(matches!(
         fs.open("/nope", OpenMode::Read, 0, None),
-        Err(Error::NoSuchPath { .. })
+        Err(Error::Fs(FsError::NoSuchPath { .. }))
     ));
     let mut f = fs.open("/f", OpenMode::CreateNew, 4, None).unwrap();
     assert!(matches!(
         f.read_into(&mut [0u8; 1][..]),
-        Err(Error::UnsupportedOperation(_))
+        Err(Error::Fs(FsError::NotReadable { .. }))
     ));
     f.seek(2, 0).unwrap();
     f.write(b"ab").unwrap();
@@ -206,7 +300,7 @@ fn handle_modes_and_seek() {
     assert_eq!(get(&fs, "/f"), b"\0\0ab");
     assert!(matches!(
         fs.open("/f", OpenMode::CreateNew, 0, None),
-        Err(Error::PathExists { .. })
+        Err(Error::Fs(FsError::PathExists { .. }))
     ));
     let mut f = fs.open("/f", OpenMode::ReadWrite, 0, None).unwrap();
     f.truncate(Some(1)).unwrap();
