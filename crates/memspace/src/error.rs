@@ -6,7 +6,7 @@
 
 use std::io;
 
-use crate::shm::Location;
+use crate::location::Location;
 
 /// Everything that can go wrong in memspace.
 #[derive(Debug, thiserror::Error)]

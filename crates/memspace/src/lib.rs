@@ -38,6 +38,7 @@
 
 mod error;
 pub mod fs;
+mod location;
 pub mod lock;
 pub mod mpmc;
 #[cfg_attr(loom, allow(dead_code))]

@@ -35,10 +35,11 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::os::{self, MutexLock};
 use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
-use crate::shm::{Location, Segment};
 use crate::sync::{AtomicU32, Ordering};
 
 /// Bytes of a mutex area.

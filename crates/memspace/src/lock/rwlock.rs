@@ -51,11 +51,12 @@ use std::cell::RefCell;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::lock::eventcount::{EventCount, Futex, OsFutex};
 use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA};
 use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
-use crate::shm::{Location, Segment};
 use crate::sync::{handshake_fence, AtomicU32, Ordering};
 
 const WRITER: u32 = 1 << 31;

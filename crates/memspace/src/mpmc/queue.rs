@@ -38,13 +38,14 @@ use std::time::{Duration, Instant};
 use super::core::{self as qcore, Claim, Control, Corrupt, Geometry, Owner, Take, Taken};
 use super::parts::PartsLayout;
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::lock::eventcount::{EventCount, OsFutex};
 use crate::lock::mutex::{self, Interrupt, RobustMutex};
 use crate::record::{record_size, MapRegion, Region};
 use crate::shm::attach::SlotInfo;
 use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
-use crate::shm::{Location, Segment};
 use crate::spsc::ring::{deadline, no_interrupt, wait_for};
 use crate::sync::{AtomicU32, Ordering};
 

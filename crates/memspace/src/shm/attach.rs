@@ -38,20 +38,15 @@ use std::fs::File;
 use std::sync::Mutex as StdMutex;
 
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::os;
 use crate::shm::header::Geometry;
-use crate::shm::{Location, Segment};
+use crate::shm::segment::Segment;
 use crate::sync::{AtomicU32, Ordering};
 
-/// Bytes of one slot record.
-pub const SLOT_SIZE: usize = 32;
-/// Bytes before the first slot record.
-pub const TABLE_HEADER: u64 = 64;
-
-/// Bytes the table of `slots` slots occupies.
-pub fn table_bytes(slots: u32) -> u64 {
-    TABLE_HEADER + u64::from(slots) * SLOT_SIZE as u64
-}
+// The table's sizes are planned with the rest of the layout in `header`; re-exported here,
+// where its records are described.
+pub use crate::shm::header::{table_bytes, SLOT_SIZE, TABLE_HEADER};
 
 /// Information about one slot, for inspection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

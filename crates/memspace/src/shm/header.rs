@@ -38,7 +38,7 @@
 //! the file's real size before using any offset. Validation never writes to the segment.
 
 use crate::error::{Error, Result};
-use crate::shm::Location;
+use crate::location::Location;
 
 /// `b"MEMSPACE"`.
 pub const MAGIC: [u8; 8] = *b"MEMSPACE";
@@ -56,6 +56,19 @@ pub const AREA_ALIGN: u64 = 64;
 pub const MAX_ATTACH_SLOTS: u32 = 1024;
 /// Byte offset of the `state` word.
 pub const STATE_OFFSET: usize = 120;
+
+// The attachment table's size is part of the layout planned here; what its bytes mean is
+// `attach`'s (see its encoding table), which builds on this module and never the reverse.
+
+/// Bytes of one attachment slot record.
+pub const SLOT_SIZE: usize = 32;
+/// Bytes of the attachment table before its first slot record.
+pub const TABLE_HEADER: u64 = 64;
+
+/// Bytes the attachment table of `slots` slots occupies.
+pub fn table_bytes(slots: u32) -> u64 {
+    TABLE_HEADER + u64::from(slots) * SLOT_SIZE as u64
+}
 
 /// The creator has not finished (the zero state of a fresh file).
 pub const STATE_INITIALIZING: u32 = 0;
@@ -254,7 +267,7 @@ impl Geometry {
         }
         let too_big = || Error::InvalidArgument("requested sizes are too large".into());
         let attach_off = HEADER_SIZE as u64;
-        let attach_end = attach_off + crate::shm::attach::table_bytes(req.attach_slots);
+        let attach_end = attach_off + table_bytes(req.attach_slots);
         let lock_off = align_up(attach_end).ok_or_else(too_big)?;
         let data_off = lock_off
             .checked_add(req.lock_size)
@@ -296,7 +309,7 @@ impl Geometry {
             total_size: self.total_size,
             attach_off: self.attach_off,
             attach_slots: self.attach_slots,
-            attach_slot_size: crate::shm::attach::SLOT_SIZE as u32,
+            attach_slot_size: SLOT_SIZE as u32,
             lock_off: self.lock_off,
             lock_size: self.lock_size,
             data_off: self.data_off,
@@ -379,11 +392,10 @@ impl Geometry {
                 h.attach_slots
             )));
         }
-        if h.attach_slot_size as usize != crate::shm::attach::SLOT_SIZE {
+        if h.attach_slot_size as usize != SLOT_SIZE {
             return Err(bad(format!(
                 "attachment slot size {}, expected {}",
-                h.attach_slot_size,
-                crate::shm::attach::SLOT_SIZE
+                h.attach_slot_size, SLOT_SIZE
             )));
         }
         let aligned = |v: u64| v % AREA_ALIGN == 0;
@@ -391,7 +403,7 @@ impl Geometry {
             (
                 "attachment table",
                 h.attach_off,
-                crate::shm::attach::table_bytes(h.attach_slots),
+                table_bytes(h.attach_slots),
             ),
             ("lock area", h.lock_off, h.lock_size),
             ("data area", h.data_off, h.data_size),

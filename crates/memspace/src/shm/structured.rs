@@ -10,12 +10,13 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::shm::attach::{self, Attachment};
 use crate::shm::header::{
-    Geometry, Kind, LayoutRequest, HEADER_SIZE, MAGIC, STATE_INITIALIZING, STATE_OFFSET,
-    STATE_POISONED, STATE_READY,
+    table_bytes, Geometry, Kind, LayoutRequest, HEADER_SIZE, MAGIC, STATE_INITIALIZING,
+    STATE_OFFSET, STATE_POISONED, STATE_READY,
 };
-use crate::shm::{Location, Segment, SegmentOptions};
+use crate::shm::segment::{Segment, SegmentOptions};
 use crate::sync::Ordering;
 
 /// How long `open` waits for a segment that is still INITIALIZING.
@@ -288,7 +289,7 @@ pub fn staleness(location: &Location) -> Result<Staleness> {
     let state = state_word(&seg).load(Ordering::Acquire);
     let locked = match Geometry::decode(&bytes, seg.len() as u64, location) {
         Ok(geo) if state != STATE_INITIALIZING => {
-            attach::anyone_locks(&seg, geo.attach_off, attach::table_bytes(geo.attach_slots))?
+            attach::anyone_locks(&seg, geo.attach_off, table_bytes(geo.attach_slots))?
         }
         // Initialising or unreadable: in use if anyone holds any lock on the file at all.
         _ => attach::anyone_locks(&seg, 0, 0)?,

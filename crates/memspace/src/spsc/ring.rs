@@ -43,13 +43,14 @@ use std::time::{Duration, Instant};
 
 use super::core::{self as ring_core, Control, Corrupt, Geometry};
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::lock::eventcount::{EventCount, OsFutex};
 use crate::lock::mutex::{Interrupt, WAIT_SLICE};
 use crate::os;
 use crate::record::{record_size, MapRegion, Region};
 use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
-use crate::shm::{Location, Segment};
 use crate::sync::{AtomicU32, Ordering};
 
 const LOCK_AREA: u64 = 512;

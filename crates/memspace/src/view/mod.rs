@@ -55,10 +55,11 @@ pub mod codec;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::lock::mutex::{Interrupt, DEFAULT_SLOTS};
 use crate::lock::rwlock::ShmRwLock;
 use crate::shm::header::Kind;
-use crate::shm::{Location, Segment};
+use crate::shm::segment::Segment;
 use crate::sync::Ordering;
 
 /// The type tag of an encoded value.
