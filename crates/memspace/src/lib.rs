@@ -36,6 +36,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod channel;
 mod error;
 pub mod fs;
 mod location;
@@ -43,8 +44,6 @@ pub mod lock;
 pub mod mpmc;
 #[cfg_attr(loom, allow(dead_code))]
 mod os;
-#[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
-mod record;
 pub mod shm;
 pub mod spsc;
 #[allow(dead_code)]

@@ -9,7 +9,8 @@
 pub(crate) mod core;
 pub(crate) mod ring;
 
+pub use crate::channel::wait::never_interrupted;
 pub use ring::{
-    never_interrupted, Consumer, Message, Producer, Reservation, Ring, RingOptions, Role,
-    DEFAULT_SLOTS, MAX_CAPACITY, MIN_CAPACITY,
+    Consumer, Message, Producer, Reservation, Ring, RingOptions, Role, DEFAULT_SLOTS, MAX_CAPACITY,
+    MIN_CAPACITY,
 };
