@@ -644,6 +644,19 @@ mod tests {
         RwLock::remove(l.location()).unwrap();
     }
 
+    #[test]
+    fn a_mutex_segment_is_not_an_rwlock() {
+        let n = name("kind");
+        let m = crate::lock::mutex::Mutex::create_named(&n).unwrap();
+        let loc = m.location().clone();
+        assert!(matches!(
+            RwLock::open(loc.clone()),
+            Err(Error::WrongKind { .. })
+        ));
+        drop(m);
+        crate::lock::mutex::Mutex::remove(&loc).unwrap();
+    }
+
     impl RwLock {
         fn open_named_for_test(n: &str) -> RwLock {
             RwLock::open(Location::Name(n.to_owned())).unwrap()
