@@ -39,7 +39,8 @@ pub(crate) fn blocking<T: Send>(
     op: impl Fn(Option<Duration>, Interrupt<'_>) -> memspace::Result<T> + Sync,
 ) -> PyResult<T> {
     match op(Some(Duration::ZERO), &mut || false) {
-        Err(memspace::Error::Timeout { .. }) if timeout != Some(Duration::ZERO) => {}
+        Err(memspace::Error::Lock(memspace::LockError::Timeout { .. }))
+            if timeout != Some(Duration::ZERO) => {}
         r => return r.py_err(),
     }
     detached(py, |interrupt| op(timeout, interrupt))

@@ -50,10 +50,11 @@ pub mod spsc;
 mod sync;
 pub mod view;
 
+pub use channel::error::ChannelError;
 pub use error::{Error, Result};
-pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
+pub use lock::{LockError, Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use mpmc::{Queue, QueueOptions};
 pub use shm::header::Kind;
-pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
+pub use shm::{Location, OpenMode, Segment, SegmentError, SegmentInfo, SegmentOptions};
 pub use spsc::{Ring, RingOptions};
-pub use view::View;
+pub use view::{DataError, View};

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use memspace::{Error, Segment, SegmentOptions};
+use memspace::{Error, Segment, SegmentError, SegmentOptions};
 
 const CHILD_ENV: &str = "MEMSPACE_TEST_CHILD_SEGMENT";
 
@@ -58,7 +58,7 @@ fn named_segment_is_shared_with_a_child_process() {
     Segment::unlink_named(&name).unwrap();
     assert!(matches!(
         Segment::open_named(&name),
-        Err(Error::NotFound { .. })
+        Err(Error::Segment(SegmentError::NotFound { .. }))
     ));
 }
 

@@ -20,6 +20,7 @@
 //! [`Region`]: frame::Region
 //! [`Corrupt`]: geometry::Corrupt
 
+pub(crate) mod error;
 pub(crate) mod frame;
 pub(crate) mod geometry;
 pub(crate) mod role;

@@ -13,8 +13,10 @@
 
 use std::fs::File;
 
+use crate::channel::error::ChannelError;
 use crate::error::{Error, Result};
 use crate::os;
+use crate::shm::error::SegmentError;
 use crate::shm::structured::Structured;
 
 /// A held role: an OFD lock on the role's byte through a private file description.
@@ -27,21 +29,23 @@ pub(crate) struct RoleLock {
 
 impl RoleLock {
     /// Claims the role `role` (its name, for the error) whose byte is at `offset` of `st`'s
-    /// file; [`Error::RoleTaken`] while a live process holds it.
+    /// file; [`ChannelError::RoleTaken`] while a live process holds it.
     pub(crate) fn claim(st: &Structured, offset: u64, role: &'static str) -> Result<RoleLock> {
         let loc = st.location();
-        let os_err = |op, e| Error::Os {
-            op,
-            location: loc.clone(),
-            source: e,
+        let os_err = |op, e| {
+            Error::Segment(SegmentError::Os {
+                op,
+                location: loc.clone(),
+                source: e,
+            })
         };
         os::install_fork_hook();
         let file = os::reopen(st.segment().file()).map_err(|e| os_err("reopen", e))?;
         if !os::ofd_try_lock(&file, offset, 1).map_err(|e| os_err("fcntl(F_OFD_SETLK)", e))? {
-            return Err(Error::RoleTaken {
+            return Err(Error::Channel(ChannelError::RoleTaken {
                 location: loc.clone(),
                 role,
-            });
+            }));
         }
         Ok(RoleLock {
             file,

@@ -27,9 +27,11 @@
 //! - The `pthread_mutex_t` bytes are validated (type field, our magic) before every lock but
 //!   are glibc's to interpret; see [`mutex`] for what a hostile writer can still do.
 
+pub(crate) mod error;
 pub(crate) mod eventcount;
 pub mod mutex;
 pub mod rwlock;
 
+pub use error::LockError;
 pub use mutex::{Interrupt, Mutex, MutexGuard};
 pub use rwlock::{ReadGuard, RwLock, ShmRwLock, WriteGuard};

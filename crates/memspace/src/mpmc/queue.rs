@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::core::{self as qcore, Claim, Take, Taken};
 use super::parts::PartsLayout;
 use super::segment::{self, lock_area, Shared, NOT_EMPTY_OFF, NOT_FULL_OFF};
+use crate::channel::error::ChannelError;
 use crate::channel::frame::{record_size, Region};
 use crate::channel::geometry::Geometry;
 use crate::channel::wait::{deadline, no_interrupt, wait_for};
@@ -349,11 +350,11 @@ impl Queue {
     }
 
     fn timeout_error(&self, what: &'static str, timeout: Option<Duration>) -> Error {
-        Error::Timeout {
+        Error::Channel(ChannelError::Timeout {
             what,
             location: self.location().clone(),
             timeout: timeout.unwrap_or_default(),
-        }
+        })
     }
 
     /// One attempt at claiming `lens` (in order, as many as fit) under one hold of the P-lock.
@@ -550,7 +551,7 @@ impl Queue {
         Ok(true)
     }
 
-    /// Sends one message, waiting at most `timeout` for room; [`Error::Timeout`] then.
+    /// Sends one message, waiting at most `timeout` for room; [`ChannelError::Timeout`] then.
     pub fn push(
         &self,
         data: &[u8],
@@ -564,7 +565,7 @@ impl Queue {
 
     /// Sends every message of `items` in order, claiming as many as fit under one lock hold
     /// and waiting for room as needed (all waits bounded by `timeout` in total). Returns how
-    /// many were sent; [`Error::Timeout`] only if none was.
+    /// many were sent; [`ChannelError::Timeout`] only if none was.
     pub fn push_many(
         &self,
         items: &[&[u8]],
@@ -821,6 +822,7 @@ impl Queue {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::shm::error::SegmentError;
 
     /// A wait this long means the queue is stuck: fail instead of hanging.
     const STUCK: Duration = Duration::from_secs(60);
@@ -875,7 +877,7 @@ mod tests {
                 Some(Duration::from_millis(20)),
                 &mut no_interrupt
             ),
-            Err(Error::Timeout { .. })
+            Err(Error::Channel(ChannelError::Timeout { .. }))
         ));
         let q2 = q.clone();
         let t = std::thread::spawn(move || {
@@ -1020,10 +1022,13 @@ mod tests {
         let l = loc("corrupt");
         let q = QueueOptions::new(l.clone(), 256).create().unwrap();
         q.shared.control().head.pos.store(4096, Ordering::Relaxed);
-        assert!(matches!(q.try_pop(), Err(Error::CorruptSegment { .. })));
+        assert!(matches!(
+            q.try_pop(),
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
+        ));
         assert!(matches!(
             Queue::open(l.clone()),
-            Err(Error::CorruptSegment { .. })
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
         ));
         Queue::remove(&l).unwrap();
     }

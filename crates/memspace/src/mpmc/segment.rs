@@ -35,7 +35,9 @@ use crate::channel::geometry::Geometry;
 use crate::channel::segment::ChannelSegment;
 use crate::error::{Error, Result};
 use crate::location::Location;
+use crate::lock::error::LockError;
 use crate::lock::mutex::{self, Interrupt, RobustMutex};
+use crate::shm::error::SegmentError;
 use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
 use crate::sync::{AtomicU32, Ordering};
@@ -109,13 +111,15 @@ impl Shared {
             .filter(|_| {
                 geo.attach_slots <= qcore::MAX_SLOTS && geo.lock_size >= lock_area(geo.attach_slots)
             })
-            .ok_or_else(|| Error::IncompatibleLayout {
-                location: st.location().clone(),
-                reason: format!(
+            .ok_or_else(|| {
+                Error::Segment(SegmentError::IncompatibleLayout {
+                    location: st.location().clone(),
+                    reason: format!(
                     "a queue of {} bytes with max_message_size {}, {} slots and a {}-byte lock \
                      area is not a valid queue geometry",
                     geo.data_size, geo.kind_param, geo.attach_slots, geo.lock_size
                 ),
+                })
             })
     }
 
@@ -205,7 +209,7 @@ impl Shared {
         let timeout = Some(until.saturating_duration_since(Instant::now()));
         match m.lock(slot, timeout, interrupt, self.location(), what) {
             Ok(_) => Ok(Some(())),
-            Err(Error::Timeout { .. }) => Ok(None),
+            Err(Error::Lock(LockError::Timeout { .. })) => Ok(None),
             Err(e) => Err(e),
         }
     }

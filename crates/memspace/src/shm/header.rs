@@ -39,6 +39,7 @@
 
 use crate::error::{Error, Result};
 use crate::location::Location;
+use crate::shm::error::SegmentError;
 
 /// `b"MEMSPACE"`.
 pub const MAGIC: [u8; 8] = *b"MEMSPACE";
@@ -337,9 +338,11 @@ impl Geometry {
         file_size: u64,
         location: &Location,
     ) -> Result<Geometry> {
-        let bad = |reason: String| Error::IncompatibleLayout {
-            location: location.clone(),
-            reason,
+        let bad = |reason: String| {
+            Error::Segment(SegmentError::IncompatibleLayout {
+                location: location.clone(),
+                reason,
+            })
         };
         let h = RawHeader::from_bytes(bytes);
         if h.magic != MAGIC {

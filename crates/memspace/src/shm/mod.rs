@@ -13,11 +13,13 @@
 //! re-exports; code inside the crate imports from the module that defines an item.
 
 pub mod attach;
+pub(crate) mod error;
 pub mod header;
 pub(crate) mod list;
 pub(crate) mod segment;
 pub mod structured;
 
 pub use crate::location::Location;
+pub use error::SegmentError;
 pub use list::{current_uid, list_named, SegmentInfo};
 pub use segment::{validate_name, OpenMode, Segment, SegmentOptions, MAX_SEGMENT_SIZE};

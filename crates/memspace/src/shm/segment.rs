@@ -8,7 +8,7 @@
 //! What this module promises:
 //! - creation is exclusive (`O_CREAT | O_EXCL`), the mode is exactly what was asked whatever the
 //!   umask, and the space is reserved up front (`posix_fallocate`), so that a full `/dev/shm` is
-//!   an [`Error::NoSpace`] at creation and never a `SIGBUS` at first touch;
+//!   an [`SegmentError::NoSpace`] at creation and never a `SIGBUS` at first touch;
 //! - opening checks that the object is a non-empty regular file before mapping it;
 //! - nothing is ever unlinked implicitly: only [`Segment::unlink_named`] / [`Segment::unlink_path`]
 //!   (or the owner's explicit request) remove a segment;
@@ -28,6 +28,7 @@ use std::ptr::NonNull;
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::os;
+use crate::shm::error::SegmentError;
 
 // Defined here rather than beside the type: checking a location is the segment's rule, and
 // `location` stays plain data that every module (the errors included) may import.
@@ -58,10 +59,10 @@ impl Location {
 /// than the platform allows.
 pub fn validate_name(name: &str) -> Result<()> {
     let bad = |reason| {
-        Err(Error::InvalidName {
+        Err(Error::Segment(SegmentError::InvalidName {
             name: name.to_owned(),
             reason,
-        })
+        }))
     };
     let Some(rest) = name.strip_prefix('/') else {
         return bad("a segment name must start with '/' (like \"/demo\")");
@@ -91,9 +92,9 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// How [`SegmentOptions::build`] treats an existing segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
-    /// Create; fail with [`Error::AlreadyExists`] if something is there.
+    /// Create; fail with [`SegmentError::AlreadyExists`] if something is there.
     CreateNew,
-    /// Open; fail with [`Error::NotFound`] if nothing is there.
+    /// Open; fail with [`SegmentError::NotFound`] if nothing is there.
     OpenExisting,
     /// Open if present, otherwise create.
     OpenOrCreate,
@@ -190,7 +191,7 @@ impl SegmentOptions {
             OpenMode::CreateNew => self.do_create(),
             OpenMode::OpenExisting => self.do_open(),
             OpenMode::OpenOrCreate => match self.do_create() {
-                Err(Error::AlreadyExists { .. }) => self.do_open(),
+                Err(Error::Segment(SegmentError::AlreadyExists { .. })) => self.do_open(),
                 other => other,
             },
         }
@@ -214,10 +215,10 @@ impl SegmentOptions {
             os::set_mode(&file, self.mode).map_err(|e| os_error("fchmod", loc, e))?;
             os::reserve(&file, size).map_err(|e| {
                 if e.raw_os_error() == Some(libc::ENOSPC) {
-                    Error::NoSpace {
+                    Error::Segment(SegmentError::NoSpace {
                         location: loc.clone(),
                         requested: size,
-                    }
+                    })
                 } else {
                     os_error("posix_fallocate", loc, e)
                 }
@@ -239,24 +240,24 @@ impl SegmentOptions {
         .map_err(|e| os_error("open", loc, e))?;
         let meta = file.metadata().map_err(|e| os_error("fstat", loc, e))?;
         if !meta.file_type().is_file() {
-            return Err(Error::Unusable {
+            return Err(Error::Segment(SegmentError::Unusable {
                 location: loc.clone(),
                 reason: "it is not a regular file".into(),
-            });
+            }));
         }
         let size = meta.len();
         if size == 0 {
-            return Err(Error::Unusable {
+            return Err(Error::Segment(SegmentError::Unusable {
                 location: loc.clone(),
                 reason: "it is empty (0 bytes); it may still be being created".into(),
-            });
+            }));
         }
         if let Some(min) = self.size {
             if size < min {
-                return Err(Error::Unusable {
+                return Err(Error::Segment(SegmentError::Unusable {
                     location: loc.clone(),
                     reason: format!("it has {size} bytes, fewer than the {min} expected"),
-                });
+                }));
             }
         }
         check_size(size)?;
@@ -280,24 +281,24 @@ fn check_size(size: u64) -> Result<()> {
 
 pub(crate) fn os_error(op: &'static str, loc: &Location, e: io::Error) -> Error {
     match e.kind() {
-        io::ErrorKind::AlreadyExists => Error::AlreadyExists {
+        io::ErrorKind::AlreadyExists => Error::Segment(SegmentError::AlreadyExists {
             location: loc.clone(),
-        },
-        io::ErrorKind::NotFound => Error::NotFound {
+        }),
+        io::ErrorKind::NotFound => Error::Segment(SegmentError::NotFound {
             location: loc.clone(),
-        },
-        io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+        }),
+        io::ErrorKind::PermissionDenied => Error::Segment(SegmentError::PermissionDenied {
             location: loc.clone(),
-        },
-        _ if e.raw_os_error() == Some(libc::ENOSPC) => Error::NoSpace {
+        }),
+        _ if e.raw_os_error() == Some(libc::ENOSPC) => Error::Segment(SegmentError::NoSpace {
             location: loc.clone(),
             requested: 0,
-        },
-        _ => Error::Os {
+        }),
+        _ => Error::Segment(SegmentError::Os {
             op,
             location: loc.clone(),
             source: e,
-        },
+        }),
     }
 }
 
@@ -406,11 +407,11 @@ impl Segment {
     pub fn check_range(&self, offset: u64, len: u64) -> Result<usize> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len as u64 => Ok(offset as usize),
-            _ => Err(Error::OutOfBounds {
+            _ => Err(Error::Segment(SegmentError::OutOfBounds {
                 offset,
                 len,
                 size: self.len as u64,
-            }),
+            })),
         }
     }
 
@@ -527,7 +528,10 @@ mod tests {
     fn names_are_validated() {
         for bad in ["", "x", "/", "/a/b", "/a\0b", "/.", "/.."] {
             assert!(
-                matches!(validate_name(bad), Err(Error::InvalidName { .. })),
+                matches!(
+                    validate_name(bad),
+                    Err(Error::Segment(SegmentError::InvalidName { .. }))
+                ),
                 "{bad:?}"
             );
         }
@@ -550,16 +554,16 @@ mod tests {
         assert_eq!(b.read_u64(16).unwrap(), 0xdead_beef);
         assert!(matches!(
             Segment::create_named(&name, 1),
-            Err(Error::AlreadyExists { .. })
+            Err(Error::Segment(SegmentError::AlreadyExists { .. }))
         ));
         Segment::unlink_named(&name).unwrap();
         assert!(matches!(
             Segment::open_named(&name),
-            Err(Error::NotFound { .. })
+            Err(Error::Segment(SegmentError::NotFound { .. }))
         ));
         assert!(matches!(
             Segment::unlink_named(&name),
-            Err(Error::NotFound { .. })
+            Err(Error::Segment(SegmentError::NotFound { .. }))
         ));
     }
 
@@ -571,7 +575,7 @@ mod tests {
         assert!(s.write_at(16, b"").is_ok());
         assert!(matches!(
             s.write_at(15, b"ab"),
-            Err(Error::OutOfBounds { .. })
+            Err(Error::Segment(SegmentError::OutOfBounds { .. }))
         ));
         assert!(s.read_u64(9).is_err());
         assert!(s.read_u64(8).is_ok());
@@ -600,7 +604,7 @@ mod tests {
         // Nothing was left behind by the refusals.
         assert!(matches!(
             Segment::open_named(&name),
-            Err(Error::NotFound { .. })
+            Err(Error::Segment(SegmentError::NotFound { .. }))
         ));
     }
 
@@ -632,7 +636,7 @@ mod tests {
         assert_eq!(&out, b"persist");
         assert!(matches!(
             SegmentOptions::path(&path).size(33).open(),
-            Err(Error::Unusable { .. })
+            Err(Error::Segment(SegmentError::Unusable { .. }))
         ));
         Segment::unlink_path(&path).unwrap();
     }

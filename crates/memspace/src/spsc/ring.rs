@@ -42,6 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{self as ring_core, Control};
+use crate::channel::error::ChannelError;
 use crate::channel::frame::{record_size, Region};
 use crate::channel::geometry::{Corrupt, Geometry};
 use crate::channel::role::{self, RoleLock};
@@ -51,6 +52,7 @@ use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::lock::eventcount::OsFutex;
 use crate::lock::mutex::Interrupt;
+use crate::shm::error::SegmentError;
 use crate::shm::header::{Kind, LayoutRequest};
 use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
@@ -246,13 +248,15 @@ impl Ring {
         let geo = *st.geometry();
         let g = Geometry::new(geo.data_size, geo.kind_param)
             .filter(|_| geo.lock_size >= LOCK_AREA)
-            .ok_or_else(|| Error::IncompatibleLayout {
-                location: st.location().clone(),
-                reason: format!(
-                    "a ring of {} bytes with max_message_size {} and a {}-byte lock area is \
+            .ok_or_else(|| {
+                Error::Segment(SegmentError::IncompatibleLayout {
+                    location: st.location().clone(),
+                    reason: format!(
+                        "a ring of {} bytes with max_message_size {} and a {}-byte lock area is \
                      not a valid ring geometry",
-                    geo.data_size, geo.kind_param, geo.lock_size
-                ),
+                        geo.data_size, geo.kind_param, geo.lock_size
+                    ),
+                })
             })?;
         Ring::from_structured(st, g)
     }
@@ -326,7 +330,7 @@ impl Ring {
         RoleLock::claim(st, role.lock_offset(st.geometry().lock_off), role.name())
     }
 
-    /// Claims the producer role; [`Error::RoleTaken`] while another live process holds it.
+    /// Claims the producer role; [`ChannelError::RoleTaken`] while another live process holds it.
     pub fn producer(&self) -> Result<Producer> {
         let role = self.claim(Role::Producer)?;
         let core = ring_core::Producer::attach(self.shared.g(), self.shared.control())
@@ -339,7 +343,7 @@ impl Ring {
         })
     }
 
-    /// Claims the consumer role; [`Error::RoleTaken`] while another live process holds it.
+    /// Claims the consumer role; [`ChannelError::RoleTaken`] while another live process holds it.
     pub fn consumer(&self) -> Result<Consumer> {
         let role = self.claim(Role::Consumer)?;
         let core = ring_core::Consumer::attach(self.shared.g(), self.shared.control())
@@ -449,7 +453,7 @@ impl Producer {
     }
 
     /// Writes and publishes one message, waiting for room at most `timeout` (`None`: no
-    /// limit). [`Error::Timeout`] if there is still no room then.
+    /// limit). [`ChannelError::Timeout`] if there is still no room then.
     pub fn push(
         &mut self,
         data: &[u8],
@@ -478,16 +482,18 @@ impl Producer {
         let done = wait_for(shared.ch.event(NOT_FULL_OFF), deadline, interrupt, || {
             Ok(self.try_write(data)?.then_some(()))
         })?;
-        done.ok_or_else(|| Error::Timeout {
-            what: "room in the ring",
-            location: self.shared.location().clone(),
-            timeout: timeout.unwrap_or_default(),
+        done.ok_or_else(|| {
+            Error::Channel(ChannelError::Timeout {
+                what: "room in the ring",
+                location: self.shared.location().clone(),
+                timeout: timeout.unwrap_or_default(),
+            })
         })
     }
 
     /// Writes every message of `items` in order, publishing once per run that fits and
     /// waiting for room as needed (each wait bounded by what is left of `timeout`). Returns
-    /// how many were written before a timeout (then also [`Error::Timeout`] if none).
+    /// how many were written before a timeout (then also [`ChannelError::Timeout`] if none).
     pub fn push_many<'a, I>(
         &mut self,
         items: I,
@@ -503,7 +509,7 @@ impl Producer {
             if !self.try_write(data)? {
                 match self.wait_room(data, deadline, &mut *interrupt, timeout) {
                     Ok(()) => {}
-                    Err(Error::Timeout { .. }) if n > 0 => {
+                    Err(Error::Channel(ChannelError::Timeout { .. })) if n > 0 => {
                         self.flush();
                         return Ok(n);
                     }
@@ -546,10 +552,12 @@ impl Producer {
             interrupt,
             || try_reserve(self),
         )?;
-        found.ok_or_else(|| Error::Timeout {
-            what: "room in the ring",
-            location: self.shared.location().clone(),
-            timeout: timeout.unwrap_or_default(),
+        found.ok_or_else(|| {
+            Error::Channel(ChannelError::Timeout {
+                what: "room in the ring",
+                location: self.shared.location().clone(),
+                timeout: timeout.unwrap_or_default(),
+            })
         })
     }
 
@@ -755,10 +763,10 @@ mod tests {
         let tx = ring.producer().unwrap();
         assert!(matches!(
             ring.producer(),
-            Err(Error::RoleTaken {
+            Err(Error::Channel(ChannelError::RoleTaken {
                 role: "producer",
                 ..
-            })
+            }))
         ));
         assert!(ring.role_held(Role::Producer).unwrap());
         assert!(!ring.role_held(Role::Consumer).unwrap());
@@ -860,10 +868,13 @@ mod tests {
             .head
             .pos
             .store(4096, Ordering::Relaxed);
-        assert!(matches!(ring.consumer(), Err(Error::CorruptSegment { .. })));
+        assert!(matches!(
+            ring.consumer(),
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
+        ));
         assert!(matches!(
             Ring::open(l.clone()),
-            Err(Error::CorruptSegment { .. })
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
         ));
         Ring::remove(&l).unwrap();
     }

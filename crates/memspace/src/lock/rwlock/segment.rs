@@ -7,8 +7,8 @@
 //! liveness. It never touches the data the lock protects.
 //!
 //! Reentrancy is detected per thread (a thread-local list of the locks it holds): read or
-//! write while holding the same lock is [`Error::WouldDeadlock`]; releasing a lock the thread
-//! does not hold is [`Error::NotHeld`].
+//! write while holding the same lock is [`LockError::WouldDeadlock`]; releasing a lock the thread
+//! does not hold is [`LockError::NotHeld`].
 //!
 //! # Encoding of the rwlock area (64-aligned; `192 + 4 * slots` bytes)
 //!
@@ -22,7 +22,7 @@
 //! | 192 + 4·i | `readers[i]` | u32 (atomic) | bits 0..20: read holds of attachment slot i; bits 20..32: the slot's claim generation (ABA guard) |
 //!
 //! Untrusted: a reader count that cannot be explained (release finds 0) is reported as
-//! [`Error::CorruptSegment`]; any other value at worst makes a writer wait until its timeout.
+//! [`SegmentError::Corrupt`]; any other value at worst makes a writer wait until its timeout.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -30,8 +30,10 @@ use std::time::Duration;
 use super::core::{Failures, Liveness, RwCore, WriterLock, COUNT_MASK, GEN_ONE};
 use crate::error::{Error, Result};
 use crate::location::Location;
+use crate::lock::error::LockError;
 use crate::lock::eventcount::{EventCount, OsFutex};
 use crate::lock::mutex::{self, Interrupt, RobustMutex, MUTEX_AREA};
+use crate::shm::error::SegmentError;
 use crate::shm::header::{Kind, LayoutRequest};
 use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
@@ -137,17 +139,17 @@ struct ShmFail<'a>(&'a Location, &'static str);
 
 impl Failures for ShmFail<'_> {
     fn timeout(&self, timeout: Duration) -> Error {
-        Error::Timeout {
+        Error::Lock(LockError::Timeout {
             what: self.1,
             location: self.0.clone(),
             timeout,
-        }
+        })
     }
     fn corrupt(&self, reason: String) -> Error {
-        Error::CorruptSegment {
+        Error::Segment(SegmentError::Corrupt {
             location: self.0.clone(),
             reason,
-        }
+        })
     }
 }
 
@@ -243,20 +245,22 @@ impl ShmRwLock {
         let s = Structured::open(location, kind, kind_param, &|_| {})?;
         let g = *s.geometry();
         if g.lock_size < area_size(g.attach_slots) {
-            return Err(Error::IncompatibleLayout {
+            return Err(Error::Segment(SegmentError::IncompatibleLayout {
                 location: s.location().clone(),
                 reason: format!(
                     "rwlock area of {} bytes is too small for {} slots",
                     g.lock_size, g.attach_slots
                 ),
-            });
+            }));
         }
         let l = Self::wrap(s);
         // SAFETY: the lock area was validated to hold area_size(slots) bytes.
         let m = unsafe { RobustMutex::at(l.area) };
-        m.validate().map_err(|reason| Error::CorruptSegment {
-            location: l.location().clone(),
-            reason,
+        m.validate().map_err(|reason| {
+            Error::Segment(SegmentError::Corrupt {
+                location: l.location().clone(),
+                reason,
+            })
         })?;
         let slot = l.s.attachment().slot(&|_| {})?;
         // SAFETY: as above.
@@ -319,10 +323,10 @@ impl ShmRwLock {
     }
 
     fn deadlock(&self) -> Error {
-        Error::WouldDeadlock {
+        Error::Lock(LockError::WouldDeadlock {
             what: "rwlock",
             location: self.location().clone(),
-        }
+        })
     }
 
     /// Runs `f(owner_died)` under the read lock, released when `f` returns. The hold is
@@ -348,7 +352,7 @@ impl ShmRwLock {
 
     /// Runs `f(owner_died)` under the write lock, released when `f` returns (see
     /// [`ShmRwLock::with_read`]). If this thread holds the write lock already, `f` runs at
-    /// once; if it holds a read lock, [`Error::WouldDeadlock`].
+    /// once; if it holds a read lock, [`LockError::WouldDeadlock`].
     pub fn with_write<T>(
         &self,
         timeout: Option<Duration>,
@@ -383,10 +387,10 @@ impl ShmRwLock {
     /// Releases a read lock this thread holds.
     pub fn raw_read_unlock(&self) -> Result<()> {
         if !pop_held(self.id, Held::Read) {
-            return Err(Error::NotHeld {
+            return Err(Error::Lock(LockError::NotHeld {
                 what: "rwlock read lock",
                 location: self.location().clone(),
-            });
+            }));
         }
         let slot = self.slot()?;
         self.core(slot).read_unlock(slot)
@@ -407,10 +411,10 @@ impl ShmRwLock {
     /// Releases the write lock this thread holds.
     pub fn raw_write_unlock(&self) -> Result<()> {
         if !pop_held(self.id, Held::Write) {
-            return Err(Error::NotHeld {
+            return Err(Error::Lock(LockError::NotHeld {
                 what: "rwlock write lock",
                 location: self.location().clone(),
-            });
+            }));
         }
         let slot = self.slot()?;
         self.core(slot).write_unlock()
@@ -597,30 +601,42 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let r = l2.write_with(Some(Duration::from_millis(60)), &mut || false);
-                assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+                assert!(
+                    matches!(r, Err(Error::Lock(LockError::Timeout { .. }))),
+                    "{r:?}"
+                );
             });
         });
         // The aborted writer let readers in again.
         assert!(!l.raw().is_write_locked());
         drop(r2);
-        assert!(matches!(l.read(), Err(Error::WouldDeadlock { .. })));
-        assert!(matches!(l.write(), Err(Error::WouldDeadlock { .. })));
+        assert!(matches!(
+            l.read(),
+            Err(Error::Lock(LockError::WouldDeadlock { .. }))
+        ));
+        assert!(matches!(
+            l.write(),
+            Err(Error::Lock(LockError::WouldDeadlock { .. }))
+        ));
         drop(r1);
         let w = l.write().unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 let r = l2.read_with(Some(Duration::ZERO), &mut || false);
-                assert!(matches!(r, Err(Error::Timeout { .. })), "{r:?}");
+                assert!(
+                    matches!(r, Err(Error::Lock(LockError::Timeout { .. }))),
+                    "{r:?}"
+                );
             });
         });
         drop(w);
         assert!(matches!(
             l.raw().raw_read_unlock(),
-            Err(Error::NotHeld { .. })
+            Err(Error::Lock(LockError::NotHeld { .. }))
         ));
         assert!(matches!(
             l.raw().raw_write_unlock(),
-            Err(Error::NotHeld { .. })
+            Err(Error::Lock(LockError::NotHeld { .. }))
         ));
         RwLock::remove(l.location()).unwrap();
     }
@@ -651,7 +667,7 @@ mod tests {
         let loc = m.location().clone();
         assert!(matches!(
             RwLock::open(loc.clone()),
-            Err(Error::WrongKind { .. })
+            Err(Error::Segment(SegmentError::WrongKind { .. }))
         ));
         drop(m);
         crate::lock::mutex::Mutex::remove(&loc).unwrap();
