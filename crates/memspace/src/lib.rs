@@ -3,14 +3,23 @@
 //! This crate is the pure-Rust core of memspace; the Python package is a thin layer over it.
 //! It owns:
 //!
-//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]), and the
-//!   header, attachment table and liveness rules of structured segments;
+//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`], at a
+//!   [`Location`]), and the header, attachment table and liveness rules of structured segments;
 //! - [`lock`]: a robust cross-process [`Mutex`] and a writer-preferring [`RwLock`] that
 //!   survive a killed holder, over an eventcount (futex wait/wake);
-//! - [`view`]: typed views ([`View`]) and fixed records behind such an rwlock;
+//! - [`view`]: typed views ([`View`]) and fixed records behind such an rwlock, and the tagged
+//!   value encoding ([`view::codec`]) that channels carry;
 //! - [`spsc`]: the single-producer/single-consumer [`Ring`];
+//! - [`mpmc`]: the multi-producer/multi-consumer [`Queue`], and messages made of aligned parts
+//!   ([`mpmc::parts`]);
 //! - [`fs`]: a bounded in-memory filesystem ([`fs::MemoryFileSystem`]) with a hard byte quota,
-//!   a node limit and per-file reader/writer locks.
+//!   a node limit and per-file reader/writer locks;
+//! - [`Error`]: one error type wrapping an enum per domain ([`SegmentError`], [`LockError`],
+//!   [`ChannelError`], [`DataError`], the filesystem's).
+//!
+//! Every channel (the ring, the queue) stands on the private `channel` layer, which holds
+//! what they share (record framing, data-area geometry, waits, roles) and never one channel;
+//! no channel module imports another.
 //!
 //! Everything that touches the operating system goes through the private `os` module, and
 //! every atomic through `sync`, so that the algorithms can be model-checked with loom and run
@@ -42,11 +51,9 @@ pub mod fs;
 mod location;
 pub mod lock;
 pub mod mpmc;
-#[cfg_attr(loom, allow(dead_code))]
 mod os;
 pub mod shm;
 pub mod spsc;
-#[allow(dead_code)]
 mod sync;
 pub mod view;
 

@@ -6,6 +6,8 @@
 //!   and per-attachment reader counters, so dead readers and writers are recognised.
 //! - `eventcount` (crate-internal): wait for a change of shared state without polling; a wake
 //!   costs no syscall when nobody waits.
+//! - [`LockError`]: what can go wrong taking or releasing them (a holder's death is not an
+//!   error: it comes with the acquired lock).
 //!
 //! All waits use the monotonic clock and are cut into slices of [`mutex::WAIT_SLICE`], with a
 //! caller-supplied interrupt check between slices.

@@ -91,11 +91,11 @@ pub enum Kind {
     View = 3,
     /// A fixed-layout record (a view with a declared layout).
     Record = 4,
-    /// A single-producer/single-consumer ring (reserved).
+    /// A single-producer/single-consumer ring ([`crate::spsc::Ring`]).
     Ring = 5,
-    /// A multi-producer/multi-consumer queue (reserved).
+    /// A multi-producer/multi-consumer queue ([`crate::mpmc::Queue`]).
     Queue = 6,
-    /// A shared filesystem (reserved).
+    /// A shared filesystem (reserved: no segment holds one yet).
     FileSystem = 7,
 }
 

@@ -7,6 +7,8 @@
 //! - [`attach`]: the attachment table, which tells live attached processes from dead ones.
 //! - [`structured`]: a segment with a validated header plus this process's attachment, the
 //!   building block under every lock, view, ring and queue.
+//! - `error` (re-exported here): [`SegmentError`], what can go wrong with a segment or its
+//!   layout.
 //!
 //! The layering inside is one-way: `segment` knows nothing of headers, `header` nothing of
 //! segments, `attach` uses both, `structured` all three. This file only declares and
