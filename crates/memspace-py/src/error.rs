@@ -1,12 +1,14 @@
 //! Maps every core error to the Python exception a Python user expects.
 //!
-//! One exhaustive `match`: adding a variant to `memspace::Error` without deciding its Python
-//! face here is a compile error (the enum is `non_exhaustive` only for downstream crates).
+//! One `match` over `memspace::Error`, with a nested `match` per domain enum (`SegmentError`,
+//! `LockError`, `ChannelError`, `DataError`, `FsError`), and no catch-all arm at any level: adding a
+//! variant to any of the core's error enums without deciding its Python face here is a compile
+//! error (which is why none of them is `#[non_exhaustive]`).
 //! memspace's own exception classes are defined in Python (`memspace/errors.py`, so that they can
 //! derive from both `MemspaceError` and a builtin) and looked up once.
 
 use memspace::fs::FsError;
-use memspace::Error;
+use memspace::{ChannelError, DataError, Error, LockError, SegmentError};
 use pyo3::exceptions::{
     PyBlockingIOError, PyFileExistsError, PyFileNotFoundError, PyIndexError, PyIsADirectoryError,
     PyKeyboardInterrupt, PyMemoryError, PyNotADirectoryError, PyNotImplementedError, PyOSError,
@@ -82,41 +84,51 @@ fn new_err(
 pub(crate) fn to_py(err: Error) -> PyErr {
     let msg = err.to_string();
     let errno = err.raw_os_error();
+    let os_error = |errno: Option<i32>, msg: String| match errno {
+        Some(e) => PyOSError::new_err((e, msg)),
+        None => PyOSError::new_err(msg),
+    };
     match err {
-        Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::InvalidData { .. } => {
-            PyValueError::new_err(msg)
-        }
-        Error::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
-        Error::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
-        Error::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
-        Error::NoSpace { .. } | Error::Os { .. } | Error::AttachmentTableFull { .. } => match errno
-        {
-            Some(e) => PyOSError::new_err((e, msg)),
-            None => PyOSError::new_err(msg),
+        Error::Segment(e) => match e {
+            SegmentError::InvalidName { .. } => PyValueError::new_err(msg),
+            SegmentError::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
+            SegmentError::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
+            SegmentError::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
+            SegmentError::NoSpace { .. }
+            | SegmentError::Os { .. }
+            | SegmentError::AttachmentTableFull { .. } => os_error(errno, msg),
+            SegmentError::OutOfBounds { .. } => PyIndexError::new_err(msg),
+            SegmentError::Unusable { .. }
+            | SegmentError::WrongKind { .. }
+            | SegmentError::IncompatibleLayout { .. }
+            | SegmentError::NotReady { .. } => {
+                Python::attach(|py| new_err(py, layout_error(py), None, msg))
+            }
+            SegmentError::Corrupt { .. } => {
+                Python::attach(|py| new_err(py, corrupt_error(py), None, msg))
+            }
         },
-        Error::OutOfBounds { .. } => PyIndexError::new_err(msg),
-        Error::Unusable { .. }
-        | Error::WrongKind { .. }
-        | Error::IncompatibleLayout { .. }
-        | Error::NotReady { .. } => Python::attach(|py| new_err(py, layout_error(py), None, msg)),
-        Error::RoleTaken { .. } => {
-            Python::attach(|py| new_err(py, role_taken_error(py), None, msg))
-        }
-        Error::CorruptSegment { .. } => {
-            Python::attach(|py| new_err(py, corrupt_error(py), None, msg))
-        }
-        Error::WouldDeadlock { .. } | Error::NotHeld { .. } => {
-            Python::attach(|py| new_err(py, lock_error(py), None, msg))
-        }
-        Error::Timeout { .. } => PyTimeoutError::new_err(msg),
+        Error::Lock(e) => match e {
+            LockError::Timeout { .. } => PyTimeoutError::new_err(msg),
+            LockError::WouldDeadlock { .. } | LockError::NotHeld { .. } => {
+                Python::attach(|py| new_err(py, lock_error(py), None, msg))
+            }
+        },
+        Error::Channel(e) => match e {
+            ChannelError::RoleTaken { .. } => {
+                Python::attach(|py| new_err(py, role_taken_error(py), None, msg))
+            }
+            ChannelError::Timeout { .. } => PyTimeoutError::new_err(msg),
+        },
+        Error::Data(e) => match e {
+            DataError::TagMismatch { .. } => PyTypeError::new_err(msg),
+            DataError::InvalidData { .. } => PyValueError::new_err(msg),
+            DataError::ValueOutOfRange { .. } => PyOverflowError::new_err(msg),
+        },
+        Error::InvalidArgument(_) => PyValueError::new_err(msg),
         Error::Interrupted => PyKeyboardInterrupt::new_err(msg),
-        Error::TagMismatch { .. } => PyTypeError::new_err(msg),
-        Error::ValueOutOfRange { .. } => PyOverflowError::new_err(msg),
         Error::Unsupported { .. } => PyNotImplementedError::new_err(msg),
         Error::Fs(e) => fs_to_py(e),
-        // `memspace::Error` is non_exhaustive for other crates; every variant that exists is
-        // matched above, and a new one must be added here deliberately.
-        _ => PyOSError::new_err(msg),
     }
 }
 

@@ -9,7 +9,7 @@ use std::ffi::{c_int, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use memspace::{Location, Segment, SegmentOptions};
+use memspace::{Location, Segment, SegmentError, SegmentOptions};
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -59,7 +59,7 @@ impl PySharedMemory {
         let taken = self.lock().take();
         if taken.is_some() && self.auto_unlink {
             match Segment::unlink(&self.location) {
-                Ok(()) | Err(memspace::Error::NotFound { .. }) => {}
+                Ok(()) | Err(memspace::Error::Segment(SegmentError::NotFound { .. })) => {}
                 Err(e) => return Err(crate::error::to_py(e)),
             }
         }

@@ -1,84 +1,63 @@
-//! The one error type of the core.
+//! The error type of the core: one [`Error`] that wraps an error enum per domain.
 //!
-//! Every fallible operation returns [`Result`]. Variants carry structured fields so that the
-//! Python bindings can map each to the right exception (`FileExistsError`, `ValueError`, ...)
-//! with a message that names the object and the cause; `Display` is that message.
+//! Every fallible operation returns [`Result`]. The domains are those of the crate:
+//!
+//! | variant | enum | what went wrong |
+//! |---|---|---|
+//! | [`Error::Segment`] | [`SegmentError`] (`shm`) | a segment's name, existence, permissions, space, bounds, layout, state, attachment table, or a system call on it |
+//! | [`Error::Lock`] | [`LockError`] (`lock`) | a lock not acquired in time, a wait that would deadlock, a release by a non-holder |
+//! | [`Error::Channel`] | [`ChannelError`] (`channel`) | a ring role held by a live process, a channel wait that timed out |
+//! | [`Error::Data`] | [`DataError`] (`view`) | typed data of another type, undecodable, or out of range |
+//! | [`Error::Fs`] | [`FsError`](crate::fs::FsError) (`fs`) | a path that names nothing or the wrong kind, the quota or node limit, a file lock, a closed or busy handle, ... |
+//!
+//! and three cross-cutting variants that belong to no one domain: [`Error::InvalidArgument`]
+//! (a caller's argument outside its domain, whichever object refused it),
+//! [`Error::Interrupted`] (any wait abandoned by the caller's interrupt check) and
+//! [`Error::Unsupported`] (an operation this platform lacks).
+//!
+//! Variants carry structured fields (the location, the sizes, what was waited for) so that
+//! callers, and the Python bindings, decide on the variant and never parse a message. `Display`
+//! is a message that names the object and the cause, in the core's words; the domain enums are
+//! wrapped transparently, so an error's message and `source()` are its domain error's.
+//!
+//! None of these enums is `#[non_exhaustive]`, deliberately: the Python bindings map every
+//! variant with one exhaustive `match` per enum and no catch-all arm, so that adding a variant
+//! here without deciding its Python exception fails to compile the bindings. A
+//! `#[non_exhaustive]` enum would force a wildcard arm on them (they are another crate) and hide
+//! exactly that missing decision.
 
-use std::io;
-
-use crate::shm::Location;
+use crate::channel::error::ChannelError;
+use crate::lock::error::LockError;
+use crate::shm::error::SegmentError;
+use crate::view::error::DataError;
 
 /// Everything that can go wrong in memspace.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
-    /// A segment name that the platform would reject or that memspace refuses.
-    #[error("invalid segment name {name:?}: {reason}")]
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// Why it is refused.
-        reason: &'static str,
-    },
+    /// A segment (or its layout) refused the operation.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+
+    /// A lock could not be taken or released.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+
+    /// A channel (ring, queue) refused or timed out.
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+
+    /// Typed data could not be read or written as asked.
+    #[error(transparent)]
+    Data(#[from] DataError),
 
     /// An argument outside its domain (a size of zero, a size the platform cannot map, ...).
     #[error("{0}")]
     InvalidArgument(String),
 
-    /// `create` found something already at that name or path.
-    #[error("segment {location} already exists")]
-    AlreadyExists {
-        /// Where.
-        location: Location,
-    },
-
-    /// `open` or `remove` found nothing at that name or path.
-    #[error("segment {location} does not exist")]
-    NotFound {
-        /// Where.
-        location: Location,
-    },
-
-    /// The operating system refused access.
-    #[error("permission denied for segment {location}")]
-    PermissionDenied {
-        /// Where.
-        location: Location,
-    },
-
-    /// Not enough room in the backing store (`/dev/shm` or the file system) to reserve the
-    /// segment. Reported at creation, so that no later access can fault.
-    #[error(
-        "not enough space to reserve {requested} bytes for segment {location} \
-         (the backing file system, e.g. /dev/shm, is full or too small)"
-    )]
-    NoSpace {
-        /// Where.
-        location: Location,
-        /// Bytes asked for.
-        requested: u64,
-    },
-
-    /// An access outside a segment.
-    #[error("range {offset}..{offset}+{len} is outside the segment of {size} bytes")]
-    OutOfBounds {
-        /// Start of the access.
-        offset: u64,
-        /// Length of the access.
-        len: u64,
-        /// Size of the segment.
-        size: u64,
-    },
-
-    /// The object behind a name or path is not something memspace can map (a directory, a
-    /// device, an empty file, or a file smaller than the caller requires).
-    #[error("segment {location} cannot be used: {reason}")]
-    Unusable {
-        /// Where.
-        location: Location,
-        /// Why.
-        reason: String,
-    },
+    /// A wait was abandoned because the caller's interrupt check asked for it (in Python: a
+    /// signal handler raised, e.g. `KeyboardInterrupt`).
+    #[error("interrupted while waiting")]
+    Interrupted,
 
     /// The operation is not available on this platform.
     #[error("{what} is not supported on this platform")]
@@ -87,152 +66,19 @@ pub enum Error {
         what: &'static str,
     },
 
-    /// A structured segment holds another kind of object than the one asked for.
-    #[error("segment {location} holds a {found}, not a {expected}")]
-    WrongKind {
-        /// Where.
-        location: Location,
-        /// The kind asked for.
-        expected: &'static str,
-        /// The kind found in the header.
-        found: String,
-    },
-
-    /// A segment's header is not one this version can use: not a memspace header, another
-    /// major layout version, another byte order, a bad checksum or sizes that do not add up.
-    #[error("segment {location} has an incompatible or invalid layout: {reason}")]
-    IncompatibleLayout {
-        /// Where.
-        location: Location,
-        /// What did not match (expected and found values).
-        reason: String,
-    },
-
-    /// A structured segment whose creator has not finished (or died while) initialising it.
-    #[error(
-        "segment {location} is still being initialised after {waited_ms} ms \
-         (its creator may have died; `memspace rm --stale` removes such segments)"
-    )]
-    NotReady {
-        /// Where.
-        location: Location,
-        /// How long the opener waited.
-        waited_ms: u64,
-    },
-
-    /// A value read from a live structured segment is impossible (memory corrupted by a bug or
-    /// a hostile process). Nothing outside the segment was touched.
-    #[error("segment {location} is corrupt: {reason}")]
-    CorruptSegment {
-        /// Where.
-        location: Location,
-        /// What was found.
-        reason: String,
-    },
-
-    /// A lock could not be acquired within the timeout (or at once, for a try-lock).
-    #[error("timed out after {timeout:?} waiting for the {what} of {location}")]
-    Timeout {
-        /// Which lock.
-        what: &'static str,
-        /// Where.
-        location: Location,
-        /// The timeout that elapsed.
-        timeout: std::time::Duration,
-    },
-
-    /// A wait was abandoned because the caller's interrupt check asked for it (in Python: a
-    /// signal handler raised, e.g. `KeyboardInterrupt`).
-    #[error("interrupted while waiting")]
-    Interrupted,
-
-    /// The calling thread already holds this lock; waiting for it would deadlock.
-    #[error("the calling thread already holds the {what} of {location}; waiting would deadlock")]
-    WouldDeadlock {
-        /// Which lock.
-        what: &'static str,
-        /// Where.
-        location: Location,
-    },
-
-    /// A release of a lock the calling thread does not hold.
-    #[error("the calling thread does not hold the {what} of {location}")]
-    NotHeld {
-        /// Which lock.
-        what: &'static str,
-        /// Where.
-        location: Location,
-    },
-
-    /// A ring role (producer or consumer) is held by another live process (or handle).
-    #[error("the {role} role of ring {location} is held by a live process")]
-    RoleTaken {
-        /// Where.
-        location: Location,
-        /// `"producer"` or `"consumer"`.
-        role: &'static str,
-    },
-
-    /// Every slot of the attachment table is held by a live process.
-    #[error("all {slots} attachment slots of segment {location} are in use by live processes")]
-    AttachmentTableFull {
-        /// Where.
-        location: Location,
-        /// Size of the table.
-        slots: u32,
-    },
-
-    /// A typed read found a value of another type than the one asked for.
-    #[error("at offset {offset}: expected a {expected} value, found {found}")]
-    TagMismatch {
-        /// Offset of the value's tag.
-        offset: u64,
-        /// Type asked for.
-        expected: &'static str,
-        /// What is stored there.
-        found: String,
-    },
-
-    /// Stored data that cannot be decoded (invalid UTF-8, an impossible bool byte, ...).
-    #[error("at offset {offset}: {reason}")]
-    InvalidData {
-        /// Where.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-
-    /// A number that does not fit the field or type it is written to.
-    #[error("{value} does not fit in a {ty}")]
-    ValueOutOfRange {
-        /// The value.
-        value: String,
-        /// The type.
-        ty: &'static str,
-    },
-
-    /// Any other operating-system error, with the call that failed.
-    #[error("{op} failed for {location}: {source}")]
-    Os {
-        /// The system call or operation.
-        op: &'static str,
-        /// Where.
-        location: Location,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-
-    /// A filesystem operation failed ([`crate::fs`]).
+    /// The filesystem (in-process or shared) refused the operation.
     #[error(transparent)]
     Fs(#[from] crate::fs::FsError),
 }
 
 impl Error {
-    /// True for a wait that ran out of time (a lock, a role or a channel wait), including a
-    /// try that found the lock busy.
+    /// True for a wait that ran out of time (a lock or a channel wait), including a try that
+    /// found the lock busy.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Error::Timeout { .. })
+        matches!(
+            self,
+            Error::Lock(LockError::Timeout { .. }) | Error::Channel(ChannelError::Timeout { .. })
+        )
     }
 
     /// True for a wait abandoned by the caller's interrupt check.
@@ -244,22 +90,17 @@ impl Error {
     /// build `OSError(errno, ...)`).
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
-            Error::Os { source, .. } => source.raw_os_error(),
-            Error::AlreadyExists { .. } => Some(libc::EEXIST),
-            Error::NotFound { .. } => Some(libc::ENOENT),
-            Error::PermissionDenied { .. } => Some(libc::EACCES),
-            Error::NoSpace { .. } => Some(libc::ENOSPC),
-            Error::AttachmentTableFull { .. } => Some(EUSERS),
+            Error::Segment(e) => e.raw_os_error(),
             Error::Fs(e) => e.raw_os_error(),
-            _ => None,
+            Error::Lock(_)
+            | Error::Channel(_)
+            | Error::Data(_)
+            | Error::InvalidArgument(_)
+            | Error::Interrupted
+            | Error::Unsupported { .. } => None,
         }
     }
 }
-
-#[cfg(unix)]
-const EUSERS: i32 = libc::EUSERS;
-#[cfg(not(unix))]
-const EUSERS: i32 = 87;
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

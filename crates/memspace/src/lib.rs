@@ -3,14 +3,23 @@
 //! This crate is the pure-Rust core of memspace; the Python package is a thin layer over it.
 //! It owns:
 //!
-//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`]), and the
-//!   header, attachment table and liveness rules of structured segments;
+//! - [`shm`]: named (POSIX) and file-backed shared-memory segments ([`Segment`], at a
+//!   [`Location`]), and the header, attachment table and liveness rules of structured segments;
 //! - [`lock`]: a robust cross-process [`Mutex`] and a writer-preferring [`RwLock`] that
 //!   survive a killed holder, over an eventcount (futex wait/wake);
-//! - [`view`]: typed views ([`View`]) and fixed records behind such an rwlock;
+//! - [`view`]: typed views ([`View`]) and fixed records behind such an rwlock, and the tagged
+//!   value encoding ([`view::codec`]) that channels carry;
 //! - [`spsc`]: the single-producer/single-consumer [`Ring`];
+//! - [`mpmc`]: the multi-producer/multi-consumer [`Queue`], and messages made of aligned parts
+//!   ([`mpmc::parts`]);
 //! - [`fs`]: a bounded in-memory filesystem ([`fs::MemoryFileSystem`]) with a hard byte quota,
-//!   a node limit and per-file reader/writer locks.
+//!   a node limit and per-file reader/writer locks;
+//! - [`Error`]: one error type wrapping an enum per domain ([`SegmentError`], [`LockError`],
+//!   [`ChannelError`], [`DataError`], the filesystem's).
+//!
+//! Every channel (the ring, the queue) stands on the private `channel` layer, which holds
+//! what they share (record framing, data-area geometry, waits, roles) and never one channel;
+//! no channel module imports another.
 //!
 //! Everything that touches the operating system goes through the private `os` module, and
 //! every atomic through `sync`, so that the algorithms can be model-checked with loom and run
@@ -36,24 +45,23 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod channel;
 mod error;
 pub mod fs;
+mod location;
 pub mod lock;
 pub mod mpmc;
-#[cfg_attr(loom, allow(dead_code))]
 mod os;
-#[allow(dead_code)] // used by the ring (spsc) now and the queue (mpmc) next
-mod record;
 pub mod shm;
 pub mod spsc;
-#[allow(dead_code)]
 mod sync;
 pub mod view;
 
+pub use channel::error::ChannelError;
 pub use error::{Error, Result};
-pub use lock::{Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
+pub use lock::{LockError, Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use mpmc::{Queue, QueueOptions};
 pub use shm::header::Kind;
-pub use shm::{Location, OpenMode, Segment, SegmentInfo, SegmentOptions};
+pub use shm::{Location, OpenMode, Segment, SegmentError, SegmentInfo, SegmentOptions};
 pub use spsc::{Ring, RingOptions};
-pub use view::View;
+pub use view::{DataError, View};

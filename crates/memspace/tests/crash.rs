@@ -85,7 +85,7 @@ fn killed_mutex_holder_is_replaced_with_owner_died() {
         let child = spawn_holder("mutex", &n);
         assert!(matches!(
             m.lock_timeout(Duration::from_millis(50)),
-            Err(memspace::Error::Timeout { .. })
+            Err(memspace::Error::Lock(memspace::LockError::Timeout { .. }))
         ));
         let killed = kill(child);
         let g = m.lock_timeout(Duration::from_secs(5)).unwrap();

@@ -1,6 +1,6 @@
 //! Segments shared by real processes: the test binary re-executes itself as the child.
 
-use memspace::{Error, Segment, SegmentOptions};
+use memspace::{Error, Segment, SegmentError, SegmentOptions};
 
 mod common;
 use common::unique;
@@ -53,7 +53,7 @@ fn named_segment_is_shared_with_a_child_process() {
     Segment::unlink_named(&name).unwrap();
     assert!(matches!(
         Segment::open_named(&name),
-        Err(Error::NotFound { .. })
+        Err(Error::Segment(SegmentError::NotFound { .. }))
     ));
 }
 

@@ -6,6 +6,8 @@
 //!   and per-attachment reader counters, so dead readers and writers are recognised.
 //! - `eventcount` (crate-internal): wait for a change of shared state without polling; a wake
 //!   costs no syscall when nobody waits.
+//! - [`LockError`]: what can go wrong taking or releasing them (a holder's death is not an
+//!   error: it comes with the acquired lock).
 //!
 //! All waits use the monotonic clock and are cut into slices of [`mutex::WAIT_SLICE`], with a
 //! caller-supplied interrupt check between slices.
@@ -27,9 +29,11 @@
 //! - The `pthread_mutex_t` bytes are validated (type field, our magic) before every lock but
 //!   are glibc's to interpret; see [`mutex`] for what a hostile writer can still do.
 
+pub(crate) mod error;
 pub(crate) mod eventcount;
 pub mod mutex;
 pub mod rwlock;
 
+pub use error::LockError;
 pub use mutex::{Interrupt, Mutex, MutexGuard};
 pub use rwlock::{ReadGuard, RwLock, ShmRwLock, WriteGuard};

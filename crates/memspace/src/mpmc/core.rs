@@ -3,7 +3,7 @@
 //!
 //! # Algorithm
 //!
-//! A byte ring of 8-byte aligned records (the format of [`crate::record`]) addressed by three
+//! A byte ring of 8-byte aligned records (the framing of `channel::frame`) addressed by three
 //! monotonic 64-bit byte positions, `tail <= cpos <= head`, with `head - tail <= capacity`:
 //!
 //! - `head`: end of the space claimed by producers. Producers are serialised by a lock (the
@@ -70,8 +70,8 @@
 //!
 //! This module never waits, never calls the OS and touches memory only through a [`Region`].
 
-use crate::record::{record_size, Region, HEADER, KIND_DATA, KIND_PADDING};
-pub(crate) use crate::spsc::core::{Corrupt, Geometry, Line};
+use crate::channel::frame::{record_size, Region, HEADER, KIND_DATA, KIND_PADDING};
+use crate::channel::geometry::{Corrupt, Geometry, Line};
 use crate::sync::Ordering;
 
 const CONSUMED: u32 = 0x6d73_6330; // "msc0"
@@ -606,7 +606,7 @@ impl<R: Region> Queue<'_, R> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::HeapRegion;
+    use crate::channel::frame::HeapRegion;
     use proptest::prelude::*;
     use std::collections::HashSet;
 
@@ -933,7 +933,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::record::HeapRegion;
+    use crate::channel::frame::HeapRegion;
     use loom::sync::{Arc, Mutex};
 
     struct Shared {

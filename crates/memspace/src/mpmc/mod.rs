@@ -9,10 +9,16 @@
 //!   [`parts::decode`].
 //! - `core` (crate-internal): the claim/commit/take/release protocol over any byte region,
 //!   checked with loom and proptest on the heap.
+//! - `segment` (crate-internal): the queue segment's lock area (control block, eventcounts,
+//!   producer and consumer locks, slot generations) and a process's identity in records.
+//!
+//! Built on the crate's channel layer (record framing, geometry, waits) beside the ring,
+//! never on it.
 
 pub(crate) mod core;
 pub mod parts;
 mod queue;
+mod segment;
 
 pub use queue::{
     Attempt, Message, Queue, QueueInfo, QueueOptions, Reservation, DEFAULT_SLOTS, MAX_CAPACITY,

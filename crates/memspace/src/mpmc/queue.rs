@@ -1,58 +1,36 @@
-//! The segment-backed queue: locks, owners, blocking waits and inspection over the
-//! [`core`](super::core) protocol.
+//! The segment-backed queue: claims, takes, blocking waits and inspection over the
+//! [`core`](super::core) protocol, on the lock area laid out by [`segment`].
 //!
-//! This module owns the layout of a queue segment's lock area, the identity of a process in a
-//! record (attachment slot + generation), and the wait/wake protocol. It never interprets
+//! This module owns the public handle and the wait/wake protocol. It never interprets
 //! payloads.
-//!
-//! # Layout (kind [`Kind::Queue`]; offsets from the lock area, native-endian)
-//!
-//! | offset | field | type | meaning |
-//! |---:|---|---|---|
-//! | 0 | `head` | u64 (atomic) | end of the space claimed by producers |
-//! | 8 | `puts` | u64 (atomic) | messages claimed (advisory, for `len`) |
-//! | 128 | `cpos` | u64 (atomic) | the next record to hand to a consumer |
-//! | 136 | `gets` | u64 (atomic) | messages taken (advisory) |
-//! | 256 | `tail` | u64 (atomic) | end of the space handed back to producers |
-//! | 384 | `not_empty` | eventcount (2 × u32) | consumers sleep here; a commit wakes them |
-//! | 448 | `not_full` | eventcount (2 × u32) | producers sleep here; reclaiming wakes them |
-//! | 512 | P-lock | robust mutex (128 bytes, see [`crate::lock`]) | serialises claims |
-//! | 640 | C-lock | robust mutex (128 bytes) | serialises takes |
-//! | 768 | `gens[slots]` | u32 (atomic) each | claim generation of each attachment slot |
-//!
-//! The data area is the byte ring (`capacity` bytes, a power of two); the header's
-//! `kind_param` is `max_message_size`. A process that attaches takes an attachment slot, then
-//! increments that slot's generation: records that name the slot with an older generation
-//! belong to a dead predecessor (see [`core`](super::core) for the record encoding).
 //!
 //! # Waiting
 //!
 //! A producer that finds no room (after reclaiming) and a consumer that finds nothing
-//! committed unlock, spin briefly, then sleep on their eventcount in slices of
-//! [`WAIT_SLICE`], re-checking (including the liveness of the owners of stuck records) and
-//! running the caller's interrupt check between slices. No lock is held while waiting.
+//! committed unlock, then wait with the channel layer's `wait_for`: spin briefly, then sleep
+//! on their eventcount in slices of [`WAIT_SLICE`](crate::lock::mutex::WAIT_SLICE),
+//! re-checking (including the liveness of the owners of stuck records) and running the
+//! caller's interrupt check between slices. No lock is held while waiting.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::core::{self as qcore, Claim, Control, Corrupt, Geometry, Owner, Take, Taken};
+use super::core::{self as qcore, Claim, Take, Taken};
 use super::parts::PartsLayout;
+use super::segment::{self, lock_area, Shared, NOT_EMPTY_OFF, NOT_FULL_OFF};
+use crate::channel::error::ChannelError;
+use crate::channel::frame::{record_size, Region};
+use crate::channel::geometry::Geometry;
+use crate::channel::wait::{deadline, no_interrupt, wait_for};
 use crate::error::{Error, Result};
-use crate::lock::eventcount::{EventCount, OsFutex};
-use crate::lock::mutex::{self, Interrupt, RobustMutex};
-use crate::record::{record_size, MapRegion, Region};
+use crate::location::Location;
+use crate::lock::eventcount::OsFutex;
+use crate::lock::mutex::Interrupt;
 use crate::shm::attach::SlotInfo;
 use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
-use crate::shm::{Location, Segment};
-use crate::spsc::ring::{deadline, no_interrupt, wait_for};
-use crate::sync::{AtomicU32, Ordering};
-
-const NOT_EMPTY_OFF: usize = 384;
-const NOT_FULL_OFF: usize = 448;
-const P_LOCK_OFF: u64 = 512;
-const C_LOCK_OFF: u64 = 640;
-const GENS_OFF: u64 = 768;
+use crate::sync::Ordering;
 
 /// Smallest queue memspace creates (bytes).
 pub const MIN_CAPACITY: u64 = 64;
@@ -90,10 +68,6 @@ pub enum Attempt<T> {
     /// died, which only a liveness check (a syscall, made by the `try_` and waiting calls)
     /// tells.
     Pending,
-}
-
-fn lock_area(slots: u32) -> u64 {
-    (GENS_OFF + 4 * u64::from(slots)).next_multiple_of(64)
 }
 
 /// Builder for a new [`Queue`].
@@ -174,130 +148,8 @@ impl QueueOptions {
             data_size: cap,
             kind_param: max_len,
         };
-        // Zero-filled: positions, counters, eventcounts and generations start at 0; only the
-        // two mutexes need initialising.
-        let init = |seg: &Segment, geo: &crate::shm::header::Geometry| {
-            mutex::init_area(seg, geo.lock_off + P_LOCK_OFF)?;
-            mutex::init_area(seg, geo.lock_off + C_LOCK_OFF)
-        };
-        let st = Structured::create(self.location, self.mode, &req, &init, &|_| {})?;
+        let st = Structured::create(self.location, self.mode, &req, &segment::init, &|_| {})?;
         Queue::from_structured(st, g)
-    }
-}
-
-struct Shared {
-    st: Structured,
-    g: Geometry,
-    region: MapRegion,
-    p_lock: RobustMutex,
-    c_lock: RobustMutex,
-}
-
-// SAFETY: the raw pointers inside point into the mapping that `st` keeps alive; every access
-// through them is atomic or a copy into space the protocol gives the caller exclusively.
-unsafe impl Send for Shared {}
-// SAFETY: as above.
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    fn lock_word32(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: `off + 4` lies inside the lock area (the constants above and `lock_area`,
-        // validated at attach), which is 64-aligned inside the live mapping.
-        unsafe { crate::sync::atomic_u32(self.st.lock_ptr().add(off)) }
-    }
-
-    fn control(&self) -> &Control {
-        // SAFETY: the lock area starts 64-aligned with at least 384 bytes for the control
-        // block, accessed by everyone through atomics only.
-        unsafe { Control::from_ptr(self.st.lock_ptr()) }
-    }
-
-    fn q(&self) -> qcore::Queue<'_, MapRegion> {
-        qcore::Queue {
-            g: self.g,
-            ctl: self.control(),
-            region: &self.region,
-        }
-    }
-
-    fn event(&self, off: usize) -> EventCount<'_> {
-        EventCount::new(self.lock_word32(off), self.lock_word32(off + 4))
-    }
-
-    fn gen_word(&self, slot: u32) -> Option<&AtomicU32> {
-        (slot < self.st.geometry().attach_slots)
-            .then(|| self.lock_word32((GENS_OFF + 4 * u64::from(slot)) as usize))
-    }
-
-    fn bump_gen(&self, slot: u32) {
-        if let Some(w) = self.gen_word(slot) {
-            // SYNC: Release pairs with the Acquire load in `is_dead`: a process that sees the
-            // new generation knows the slot changed hands.
-            w.fetch_add(1, Ordering::Release);
-        }
-    }
-
-    fn owner(&self) -> Result<Owner> {
-        let slot = self.st.attachment().slot(&|s| self.bump_gen(s))?;
-        let w = self.gen_word(slot).ok_or_else(|| {
-            self.st
-                .corrupt(format!("attachment slot {slot} outside the table"))
-        })?;
-        Ok(Owner {
-            slot,
-            // SYNC: Relaxed: our own slot's word, which only we change while we hold it.
-            gen: w.load(Ordering::Relaxed) as u16,
-        })
-    }
-
-    /// Whether the process that wrote `o` into a record is gone: its slot is unheld, or held
-    /// by a later process (another generation). A stopped process is alive.
-    fn is_dead(&self, o: Owner, check_os: bool) -> bool {
-        let Some(w) = self.gen_word(o.slot) else {
-            return true;
-        };
-        // SYNC: Acquire pairs with the Release increment in `bump_gen`.
-        if w.load(Ordering::Acquire) as u16 != o.gen {
-            return true;
-        }
-        check_os && !self.st.attachment().is_alive(o.slot).unwrap_or(true)
-    }
-
-    fn corrupt(&self, c: Corrupt) -> Error {
-        self.st.corrupt(c.0)
-    }
-
-    fn location(&self) -> &Location {
-        self.st.location()
-    }
-
-    /// Locks `m`, waiting until `until` at most (`None`: not at all, only a try).
-    fn lock(
-        &self,
-        m: RobustMutex,
-        slot: u32,
-        until: Option<Instant>,
-        interrupt: Interrupt<'_>,
-        what: &'static str,
-    ) -> Result<Option<()>> {
-        if m.try_lock(slot, self.location(), what)?.is_some() {
-            // owner_died needs no repair: every prefix of a critical section is consistent
-            // (see the core's docs), so the flag is only informative.
-            return Ok(Some(()));
-        }
-        let Some(until) = until else {
-            return Ok(None);
-        };
-        let timeout = Some(until.saturating_duration_since(Instant::now()));
-        match m.lock(slot, timeout, interrupt, self.location(), what) {
-            Ok(_) => Ok(Some(())),
-            Err(Error::Timeout { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn unlock(&self, m: RobustMutex, what: &'static str) -> Result<()> {
-        m.unlock(self.location(), what)
     }
 }
 
@@ -411,51 +263,15 @@ impl<T> Sink<T> for Option<T> {
 
 impl Queue {
     fn from_structured(st: Structured, g: Geometry) -> Result<Queue> {
-        // SAFETY: the data area is `data_size` bytes inside the mapping, which `st` keeps
-        // alive as long as the region is used (both live in `Shared`).
-        let region = unsafe { MapRegion::new(st.data_ptr(), st.geometry().data_size as usize) };
-        // SAFETY: both mutex areas lie inside the validated lock area (offsets above,
-        // `lock_area` checked at attach), 64-aligned, and live as long as `st`.
-        let (p_lock, c_lock) = unsafe {
-            (
-                RobustMutex::at(st.lock_ptr().add(P_LOCK_OFF as usize)),
-                RobustMutex::at(st.lock_ptr().add(C_LOCK_OFF as usize)),
-            )
-        };
-        let shared = Shared {
-            st,
-            g,
-            region,
-            p_lock,
-            c_lock,
-        };
-        let slot = shared.st.attachment().slot(&|_| {})?;
-        shared.bump_gen(slot);
-        shared.q().validate().map_err(|c| shared.corrupt(c))?;
-        for m in [p_lock, c_lock] {
-            m.validate().map_err(|r| shared.st.corrupt(r))?;
-        }
         Ok(Queue {
-            shared: Arc::new(shared),
+            shared: Arc::new(Shared::attach(st, g)?),
         })
     }
 
     /// Opens an existing queue; refuses another kind or an inconsistent geometry.
     pub fn open(location: Location) -> Result<Queue> {
         let st = Structured::open(location, Kind::Queue, None, &|_| {})?;
-        let geo = *st.geometry();
-        let g = Geometry::new(geo.data_size, geo.kind_param)
-            .filter(|_| {
-                geo.attach_slots <= qcore::MAX_SLOTS && geo.lock_size >= lock_area(geo.attach_slots)
-            })
-            .ok_or_else(|| Error::IncompatibleLayout {
-                location: st.location().clone(),
-                reason: format!(
-                    "a queue of {} bytes with max_message_size {}, {} slots and a {}-byte lock \
-                     area is not a valid queue geometry",
-                    geo.data_size, geo.kind_param, geo.attach_slots, geo.lock_size
-                ),
-            })?;
+        let g = Shared::geometry_of(&st)?;
         Queue::from_structured(st, g)
     }
 
@@ -471,12 +287,12 @@ impl Queue {
 
     /// Capacity in bytes (a power of two).
     pub fn capacity(&self) -> u64 {
-        self.shared.g.capacity()
+        self.shared.ch.geometry().capacity()
     }
 
     /// Largest message in bytes.
     pub fn max_message_size(&self) -> u64 {
-        self.shared.g.max_len()
+        self.shared.ch.geometry().max_len()
     }
 
     /// Messages claimed and not yet taken (exact when nobody is mid-operation).
@@ -519,7 +335,7 @@ impl Queue {
             capacity: self.capacity(),
             max_message_size: self.max_message_size(),
             positions,
-            attached: self.shared.st.attachment().snapshot()?,
+            attached: self.shared.ch.structured().attachment().snapshot()?,
         })
     }
 
@@ -534,11 +350,11 @@ impl Queue {
     }
 
     fn timeout_error(&self, what: &'static str, timeout: Option<Duration>) -> Error {
-        Error::Timeout {
+        Error::Channel(ChannelError::Timeout {
             what,
             location: self.location().clone(),
             timeout: timeout.unwrap_or_default(),
-        }
+        })
     }
 
     /// One attempt at claiming `lens` (in order, as many as fit) under one hold of the P-lock.
@@ -568,10 +384,10 @@ impl Queue {
             let q = s.q();
             if deep {
                 q.reclaim(Some(&mut |o| s.is_dead(o, true)))
-                    .map_err(|c| s.corrupt(c))?;
+                    .map_err(|c| s.ch.corrupt(c))?;
             }
             for len in lens.take(max) {
-                match q.claim(len, owner).map_err(|c| s.corrupt(c))? {
+                match q.claim(len, owner).map_err(|c| s.ch.corrupt(c))? {
                     Some(c) => out.put(c),
                     None => break,
                 }
@@ -625,12 +441,12 @@ impl Queue {
             return Ok(Some(v));
         }
         let shared = self.shared.clone();
-        wait_for(shared.event(NOT_FULL_OFF), until, interrupt, attempt)
+        wait_for(shared.ch.event(NOT_FULL_OFF), until, interrupt, attempt)
     }
 
     /// Where a reservation's payload goes (`r.len()` bytes, ours alone until committed).
     pub fn reservation_ptr(&self, r: &Reservation) -> *mut u8 {
-        let base = self.shared.region.as_ptr().expect("mapped region");
+        let base = self.shared.ch.region().as_ptr().expect("mapped region");
         // SAFETY: the core placed the payload inside the region (offset + len <= capacity).
         unsafe { base.add(r.c.offset) }
     }
@@ -638,7 +454,7 @@ impl Queue {
     /// Writes `data` into a reservation (at most its length).
     pub fn write(&self, r: &Reservation, at: usize, data: &[u8]) {
         assert!(at + data.len() <= r.len(), "write past the reservation");
-        self.shared.region.write(r.c.offset + at, data);
+        self.shared.ch.region().write(r.c.offset + at, data);
     }
 
     /// Writes a [`parts`](super::parts) message into a reservation of `layout.total()` bytes:
@@ -680,8 +496,8 @@ impl Queue {
     #[allow(clippy::needless_pass_by_value)] // taken by value so it cannot be used twice
     pub fn commit(&self, r: Reservation) -> Result<()> {
         let s = &*self.shared;
-        s.q().commit(r.c).map_err(|c| s.corrupt(c))?;
-        s.event(NOT_EMPTY_OFF).notify(&OsFutex);
+        s.q().commit(r.c).map_err(|c| s.ch.corrupt(c))?;
+        s.ch.event(NOT_EMPTY_OFF).notify(&OsFutex);
         Ok(())
     }
 
@@ -689,8 +505,8 @@ impl Queue {
     #[allow(clippy::needless_pass_by_value)] // taken by value so it cannot be used twice
     pub fn abandon(&self, r: Reservation) -> Result<()> {
         let s = &*self.shared;
-        s.q().abandon(r.c).map_err(|c| s.corrupt(c))?;
-        s.event(NOT_EMPTY_OFF).notify(&OsFutex);
+        s.q().abandon(r.c).map_err(|c| s.ch.corrupt(c))?;
+        s.ch.event(NOT_EMPTY_OFF).notify(&OsFutex);
         Ok(())
     }
 
@@ -735,7 +551,7 @@ impl Queue {
         Ok(true)
     }
 
-    /// Sends one message, waiting at most `timeout` for room; [`Error::Timeout`] then.
+    /// Sends one message, waiting at most `timeout` for room; [`ChannelError::Timeout`] then.
     pub fn push(
         &self,
         data: &[u8],
@@ -749,7 +565,7 @@ impl Queue {
 
     /// Sends every message of `items` in order, claiming as many as fit under one lock hold
     /// and waiting for room as needed (all waits bounded by `timeout` in total). Returns how
-    /// many were sent; [`Error::Timeout`] only if none was.
+    /// many were sent; [`ChannelError::Timeout`] only if none was.
     pub fn push_many(
         &self,
         items: &[&[u8]],
@@ -796,11 +612,11 @@ impl Queue {
             let s = &*self.shared;
             for c in claims.drain(..) {
                 let data = items[sent];
-                self.shared.region.write(c.offset, data);
-                s.q().commit(c).map_err(|c| s.corrupt(c))?;
+                self.shared.ch.region().write(c.offset, data);
+                s.q().commit(c).map_err(|c| s.ch.corrupt(c))?;
                 sent += 1;
             }
-            s.event(NOT_EMPTY_OFF).notify(&OsFutex);
+            s.ch.event(NOT_EMPTY_OFF).notify(&OsFutex);
         }
         Ok(sent)
     }
@@ -831,7 +647,7 @@ impl Queue {
             while out.count() < max {
                 match q
                     .take(owner, &mut |o| s.is_dead(o, check_os))
-                    .map_err(|c| s.corrupt(c))?
+                    .map_err(|c| s.ch.corrupt(c))?
                 {
                     Take::Got(t) => out.put(t),
                     Take::Empty => return Ok(false),
@@ -894,7 +710,7 @@ impl Queue {
         if got.is_empty() && timeout != Some(Duration::ZERO) {
             let mut calls = 0u32;
             let shared = self.shared.clone();
-            wait_for(shared.event(NOT_EMPTY_OFF), until, interrupt, || {
+            wait_for(shared.ch.event(NOT_EMPTY_OFF), until, interrupt, || {
                 calls += 1;
                 self.try_take_many(max, &mut got, Some(lock_deadline(until)), calls % 32 == 0)?;
                 Ok((!got.is_empty()).then_some(()))
@@ -918,22 +734,25 @@ impl Queue {
 
     /// Start of a taken message's payload (`m.len()` bytes, stable until released).
     pub fn message_ptr(&self, m: &Message) -> *const u8 {
-        let base = self.shared.region.as_ptr().expect("mapped region");
+        let base = self.shared.ch.region().as_ptr().expect("mapped region");
         // SAFETY: the core validated offset + len against the region.
         unsafe { base.add(m.t.offset) }
     }
 
     /// Copies a taken message out.
     pub fn read(&self, m: &Message, out: &mut [u8]) {
-        self.shared.region.read(m.t.offset, &mut out[..m.len()]);
+        self.shared
+            .ch
+            .region()
+            .read(m.t.offset, &mut out[..m.len()]);
     }
 
     /// Hands a taken message's space back (wakes producers waiting for room).
     #[allow(clippy::needless_pass_by_value)] // taken by value so it cannot be used twice
     pub fn release(&self, m: Message) -> Result<()> {
         let s = &*self.shared;
-        if s.q().release(m.t).map_err(|c| s.corrupt(c))? {
-            s.event(NOT_FULL_OFF).notify(&OsFutex);
+        if s.q().release(m.t).map_err(|c| s.ch.corrupt(c))? {
+            s.ch.event(NOT_FULL_OFF).notify(&OsFutex);
         }
         Ok(())
     }
@@ -995,7 +814,7 @@ impl Queue {
 
     /// Offsets of the control block and the data area in the segment (inspection, tests).
     pub fn offsets(&self) -> (u64, u64) {
-        let g = self.shared.st.geometry();
+        let g = self.shared.ch.structured().geometry();
         (g.lock_off, g.data_off)
     }
 }
@@ -1003,6 +822,7 @@ impl Queue {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::shm::error::SegmentError;
 
     /// A wait this long means the queue is stuck: fail instead of hanging.
     const STUCK: Duration = Duration::from_secs(60);
@@ -1057,7 +877,7 @@ mod tests {
                 Some(Duration::from_millis(20)),
                 &mut no_interrupt
             ),
-            Err(Error::Timeout { .. })
+            Err(Error::Channel(ChannelError::Timeout { .. }))
         ));
         let q2 = q.clone();
         let t = std::thread::spawn(move || {
@@ -1202,10 +1022,13 @@ mod tests {
         let l = loc("corrupt");
         let q = QueueOptions::new(l.clone(), 256).create().unwrap();
         q.shared.control().head.pos.store(4096, Ordering::Relaxed);
-        assert!(matches!(q.try_pop(), Err(Error::CorruptSegment { .. })));
+        assert!(matches!(
+            q.try_pop(),
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
+        ));
         assert!(matches!(
             Queue::open(l.clone()),
-            Err(Error::CorruptSegment { .. })
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
         ));
         Queue::remove(&l).unwrap();
     }

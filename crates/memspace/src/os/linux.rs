@@ -10,6 +10,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 /// Outcome of a futex wait.
+#[cfg_attr(loom, allow(dead_code))] // under loom the eventcount waits on a modelled futex
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
     /// Woken, interrupted by a signal, or the word no longer held the expected value.
@@ -23,6 +24,7 @@ pub(crate) enum FutexWait {
 ///
 /// # Safety
 /// `addr` must be 4-byte aligned and valid for reads for the duration of the call.
+#[cfg_attr(loom, allow(dead_code))] // under loom the eventcount waits on a modelled futex
 pub(crate) unsafe fn futex_wait(addr: *const u32, expected: u32, timeout: Duration) -> FutexWait {
     let ts = libc::timespec {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
@@ -52,6 +54,7 @@ pub(crate) unsafe fn futex_wait(addr: *const u32, expected: u32, timeout: Durati
 ///
 /// # Safety
 /// `addr` must be 4-byte aligned and valid for the duration of the call.
+#[cfg_attr(loom, allow(dead_code))] // under loom the eventcount waits on a modelled futex
 pub(crate) unsafe fn futex_wake(addr: *const u32, n: i32) {
     // SAFETY: the caller guarantees `addr`; FUTEX_WAKE only uses the address as a key.
     unsafe {

@@ -13,6 +13,7 @@ fn unsupported() -> io::Error {
     )
 }
 
+#[cfg_attr(loom, allow(dead_code))] // under loom the eventcount waits on a modelled futex
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
     Returned,
@@ -21,6 +22,7 @@ pub(crate) enum FutexWait {
 
 /// # Safety
 /// `addr` must be valid; it is not dereferenced here.
+#[cfg_attr(loom, allow(dead_code))] // under loom the eventcount waits on a modelled futex
 pub(crate) unsafe fn futex_wait(_addr: *const u32, _expected: u32, timeout: Duration) -> FutexWait {
     std::thread::sleep(timeout.min(Duration::from_millis(1)));
     FutexWait::Returned
@@ -28,6 +30,7 @@ pub(crate) unsafe fn futex_wait(_addr: *const u32, _expected: u32, timeout: Dura
 
 /// # Safety
 /// `addr` must be valid; it is not dereferenced here.
+#[cfg_attr(loom, allow(dead_code))] // under loom the eventcount waits on a modelled futex
 pub(crate) unsafe fn futex_wake(_addr: *const u32, _n: i32) {}
 
 pub(crate) fn ofd_try_lock(_file: &File, _offset: u64, _len: u64) -> io::Result<bool> {

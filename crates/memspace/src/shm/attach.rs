@@ -38,20 +38,16 @@ use std::fs::File;
 use std::sync::Mutex as StdMutex;
 
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::os;
+use crate::shm::error::SegmentError;
 use crate::shm::header::Geometry;
-use crate::shm::{Location, Segment};
+use crate::shm::segment::Segment;
 use crate::sync::{AtomicU32, Ordering};
 
-/// Bytes of one slot record.
-pub const SLOT_SIZE: usize = 32;
-/// Bytes before the first slot record.
-pub const TABLE_HEADER: u64 = 64;
-
-/// Bytes the table of `slots` slots occupies.
-pub fn table_bytes(slots: u32) -> u64 {
-    TABLE_HEADER + u64::from(slots) * SLOT_SIZE as u64
-}
+// The table's sizes are planned with the rest of the layout in `header`; re-exported here,
+// where its records are described.
+pub use crate::shm::header::{table_bytes, SLOT_SIZE, TABLE_HEADER};
 
 /// Information about one slot, for inspection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,10 +195,12 @@ impl Attachment {
         if c.fork_gen == crate::sync::fork_generation() && c.slot == slot {
             return Ok(true);
         }
-        os::ofd_is_locked(&c.file, lock_byte(self.attach_off, slot), 1).map_err(|e| Error::Os {
-            op: "fcntl(F_OFD_GETLK)",
-            location: self.location.clone(),
-            source: e,
+        os::ofd_is_locked(&c.file, lock_byte(self.attach_off, slot), 1).map_err(|e| {
+            Error::Segment(SegmentError::Os {
+                op: "fcntl(F_OFD_GETLK)",
+                location: self.location.clone(),
+                source: e,
+            })
         })
     }
 
@@ -253,10 +251,12 @@ fn claim_slot_raw(
     base: *mut u8,
     (attach_off, slots): (u64, u32),
 ) -> Result<(File, u32)> {
-    let os_err = |op: &'static str, e| Error::Os {
-        op,
-        location: location.clone(),
-        source: e,
+    let os_err = |op: &'static str, e| {
+        Error::Segment(SegmentError::Os {
+            op,
+            location: location.clone(),
+            source: e,
+        })
     };
     // A file description of our own: locks through it are ours alone (not shared with other
     // handles of this process, nor with a parent after fork).
@@ -291,23 +291,27 @@ fn claim_slot_raw(
         }
         return Ok((file, slot));
     }
-    Err(Error::AttachmentTableFull {
+    Err(Error::Segment(SegmentError::AttachmentTableFull {
         location: location.clone(),
         slots,
-    })
+    }))
 }
 
 /// Whether any process holds any lock on `len` bytes at `offset` of the segment file at
 /// `location` (used by `rm --stale`; opens its own description, so it sees everyone).
 pub fn anyone_locks(seg: &Segment, offset: u64, len: u64) -> Result<bool> {
-    let file = os::reopen(seg.file()).map_err(|e| Error::Os {
-        op: "reopen",
-        location: seg.location().clone(),
-        source: e,
+    let file = os::reopen(seg.file()).map_err(|e| {
+        Error::Segment(SegmentError::Os {
+            op: "reopen",
+            location: seg.location().clone(),
+            source: e,
+        })
     })?;
-    os::ofd_is_locked(&file, offset, len).map_err(|e| Error::Os {
-        op: "fcntl(F_OFD_GETLK)",
-        location: seg.location().clone(),
-        source: e,
+    os::ofd_is_locked(&file, offset, len).map_err(|e| {
+        Error::Segment(SegmentError::Os {
+            op: "fcntl(F_OFD_GETLK)",
+            location: seg.location().clone(),
+            source: e,
+        })
     })
 }

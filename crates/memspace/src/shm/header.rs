@@ -38,7 +38,8 @@
 //! the file's real size before using any offset. Validation never writes to the segment.
 
 use crate::error::{Error, Result};
-use crate::shm::Location;
+use crate::location::Location;
+use crate::shm::error::SegmentError;
 
 /// `b"MEMSPACE"`.
 pub const MAGIC: [u8; 8] = *b"MEMSPACE";
@@ -56,6 +57,19 @@ pub const AREA_ALIGN: u64 = 64;
 pub const MAX_ATTACH_SLOTS: u32 = 1024;
 /// Byte offset of the `state` word.
 pub const STATE_OFFSET: usize = 120;
+
+// The attachment table's size is part of the layout planned here; what its bytes mean is
+// `attach`'s (see its encoding table), which builds on this module and never the reverse.
+
+/// Bytes of one attachment slot record.
+pub const SLOT_SIZE: usize = 32;
+/// Bytes of the attachment table before its first slot record.
+pub const TABLE_HEADER: u64 = 64;
+
+/// Bytes the attachment table of `slots` slots occupies.
+pub fn table_bytes(slots: u32) -> u64 {
+    TABLE_HEADER + u64::from(slots) * SLOT_SIZE as u64
+}
 
 /// The creator has not finished (the zero state of a fresh file).
 pub const STATE_INITIALIZING: u32 = 0;
@@ -77,11 +91,11 @@ pub enum Kind {
     View = 3,
     /// A fixed-layout record (a view with a declared layout).
     Record = 4,
-    /// A single-producer/single-consumer ring (reserved).
+    /// A single-producer/single-consumer ring ([`crate::spsc::Ring`]).
     Ring = 5,
-    /// A multi-producer/multi-consumer queue (reserved).
+    /// A multi-producer/multi-consumer queue ([`crate::mpmc::Queue`]).
     Queue = 6,
-    /// A shared filesystem (reserved).
+    /// A shared filesystem (reserved: no segment holds one yet).
     FileSystem = 7,
 }
 
@@ -254,7 +268,7 @@ impl Geometry {
         }
         let too_big = || Error::InvalidArgument("requested sizes are too large".into());
         let attach_off = HEADER_SIZE as u64;
-        let attach_end = attach_off + crate::shm::attach::table_bytes(req.attach_slots);
+        let attach_end = attach_off + table_bytes(req.attach_slots);
         let lock_off = align_up(attach_end).ok_or_else(too_big)?;
         let data_off = lock_off
             .checked_add(req.lock_size)
@@ -296,7 +310,7 @@ impl Geometry {
             total_size: self.total_size,
             attach_off: self.attach_off,
             attach_slots: self.attach_slots,
-            attach_slot_size: crate::shm::attach::SLOT_SIZE as u32,
+            attach_slot_size: SLOT_SIZE as u32,
             lock_off: self.lock_off,
             lock_size: self.lock_size,
             data_off: self.data_off,
@@ -324,9 +338,11 @@ impl Geometry {
         file_size: u64,
         location: &Location,
     ) -> Result<Geometry> {
-        let bad = |reason: String| Error::IncompatibleLayout {
-            location: location.clone(),
-            reason,
+        let bad = |reason: String| {
+            Error::Segment(SegmentError::IncompatibleLayout {
+                location: location.clone(),
+                reason,
+            })
         };
         let h = RawHeader::from_bytes(bytes);
         if h.magic != MAGIC {
@@ -379,11 +395,10 @@ impl Geometry {
                 h.attach_slots
             )));
         }
-        if h.attach_slot_size as usize != crate::shm::attach::SLOT_SIZE {
+        if h.attach_slot_size as usize != SLOT_SIZE {
             return Err(bad(format!(
                 "attachment slot size {}, expected {}",
-                h.attach_slot_size,
-                crate::shm::attach::SLOT_SIZE
+                h.attach_slot_size, SLOT_SIZE
             )));
         }
         let aligned = |v: u64| v % AREA_ALIGN == 0;
@@ -391,7 +406,7 @@ impl Geometry {
             (
                 "attachment table",
                 h.attach_off,
-                crate::shm::attach::table_bytes(h.attach_slots),
+                table_bytes(h.attach_slots),
             ),
             ("lock area", h.lock_off, h.lock_size),
             ("data area", h.data_off, h.data_size),

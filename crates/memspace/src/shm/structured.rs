@@ -10,12 +10,14 @@
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::shm::attach::{self, Attachment};
+use crate::shm::error::SegmentError;
 use crate::shm::header::{
-    Geometry, Kind, LayoutRequest, HEADER_SIZE, MAGIC, STATE_INITIALIZING, STATE_OFFSET,
-    STATE_POISONED, STATE_READY,
+    table_bytes, Geometry, Kind, LayoutRequest, HEADER_SIZE, MAGIC, STATE_INITIALIZING,
+    STATE_OFFSET, STATE_POISONED, STATE_READY,
 };
-use crate::shm::{Location, Segment, SegmentOptions};
+use crate::shm::segment::{Segment, SegmentOptions};
 use crate::sync::Ordering;
 
 /// How long `open` waits for a segment that is still INITIALIZING.
@@ -106,15 +108,15 @@ impl Structured {
         let geo = validate(&seg, ready_timeout)?;
         check_owner(&seg, &geo)?;
         if geo.kind != kind {
-            return Err(Error::WrongKind {
+            return Err(Error::Segment(SegmentError::WrongKind {
                 location,
                 expected: kind.name(),
                 found: geo.kind.name().to_owned(),
-            });
+            }));
         }
         if let Some(p) = kind_param {
             if p != geo.kind_param {
-                return Err(Error::IncompatibleLayout {
+                return Err(Error::Segment(SegmentError::IncompatibleLayout {
                     location,
                     reason: format!(
                         "its {} layout fingerprint is {:#018x}, expected {p:#018x} \
@@ -122,7 +124,7 @@ impl Structured {
                         kind.name(),
                         geo.kind_param
                     ),
-                });
+                }));
             }
         }
         // SAFETY: as in `create`.
@@ -171,10 +173,10 @@ impl Structured {
     /// The error for a corrupt live segment (and poisons it).
     pub fn corrupt(&self, reason: String) -> Error {
         self.poison();
-        Error::CorruptSegment {
+        Error::Segment(SegmentError::Corrupt {
             location: self.location().clone(),
             reason,
-        }
+        })
     }
 }
 
@@ -184,20 +186,22 @@ fn check_owner(seg: &Segment, geo: &Geometry) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let meta = seg.file().metadata().map_err(|e| Error::Os {
-            op: "fstat",
-            location: seg.location().clone(),
-            source: e,
+        let meta = seg.file().metadata().map_err(|e| {
+            Error::Segment(SegmentError::Os {
+                op: "fstat",
+                location: seg.location().clone(),
+                source: e,
+            })
         })?;
         if meta.uid() != geo.creator_uid {
-            return Err(Error::IncompatibleLayout {
+            return Err(Error::Segment(SegmentError::IncompatibleLayout {
                 location: seg.location().clone(),
                 reason: format!(
                     "it is owned by uid {} but its header names uid {} as its creator",
                     meta.uid(),
                     geo.creator_uid
                 ),
-            });
+            }));
         }
     }
     #[cfg(not(unix))]
@@ -210,10 +214,10 @@ fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
     let location = seg.location().clone();
     let size = seg.len() as u64;
     if seg.len() < HEADER_SIZE {
-        return Err(Error::IncompatibleLayout {
+        return Err(Error::Segment(SegmentError::IncompatibleLayout {
             location,
             reason: format!("{size} bytes is too small for a memspace header ({HEADER_SIZE})"),
-        });
+        }));
     }
     let start = Instant::now();
     loop {
@@ -224,10 +228,10 @@ fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
         match state {
             STATE_READY => return Geometry::decode(&bytes, size, &location),
             STATE_POISONED => {
-                return Err(Error::CorruptSegment {
+                return Err(Error::Segment(SegmentError::Corrupt {
                     location,
                     reason: "it was marked POISONED after corruption was detected".into(),
-                })
+                }))
             }
             STATE_INITIALIZING => {
                 let magic_ok = bytes[..8] == MAGIC || bytes[..8] == [0; 8];
@@ -241,10 +245,10 @@ fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
                     }
                 }
                 if start.elapsed() >= ready_timeout {
-                    return Err(Error::NotReady {
+                    return Err(Error::Segment(SegmentError::NotReady {
                         location,
                         waited_ms: start.elapsed().as_millis() as u64,
-                    });
+                    }));
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
@@ -252,10 +256,10 @@ fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
                 if bytes[..8] != MAGIC {
                     return Geometry::decode(&bytes, size, &location);
                 }
-                return Err(Error::IncompatibleLayout {
+                return Err(Error::Segment(SegmentError::IncompatibleLayout {
                     location,
                     reason: format!("state word {other:#x} is not a known state"),
-                });
+                }));
             }
         }
     }
@@ -288,7 +292,7 @@ pub fn staleness(location: &Location) -> Result<Staleness> {
     let state = state_word(&seg).load(Ordering::Acquire);
     let locked = match Geometry::decode(&bytes, seg.len() as u64, location) {
         Ok(geo) if state != STATE_INITIALIZING => {
-            attach::anyone_locks(&seg, geo.attach_off, attach::table_bytes(geo.attach_slots))?
+            attach::anyone_locks(&seg, geo.attach_off, table_bytes(geo.attach_slots))?
         }
         // Initialising or unreadable: in use if anyone holds any lock on the file at all.
         _ => attach::anyone_locks(&seg, 0, 0)?,

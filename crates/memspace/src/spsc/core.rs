@@ -1,6 +1,6 @@
 //! The single-producer/single-consumer byte ring: the data path, without waiting.
 //!
-//! Algorithm: a Lamport ring of variable-length records (see [`crate::record`]) addressed by two
+//! Algorithm: a Lamport ring of variable-length records (see `channel::frame`) addressed by two
 //! monotonic 64-bit byte positions, in the style of the Linux `perf` ring and of Disruptor-like
 //! SPSC queues:
 //!
@@ -27,34 +27,9 @@
 //! This module owns the protocol and its validation; it never waits, never calls the OS and
 //! never touches memory except through a [`Region`].
 
-use crate::record::{record_size, RecordHeader, Region, HEADER};
-use crate::sync::{AtomicU64, Ordering};
-
-/// Impossible state found in the shared control block or data area.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Corrupt(pub(crate) String);
-
-/// Two cache lines (an adjacent-line-prefetch pair) owned by one side: its position and its
-/// advisory message counter. Only atomics, so a shared reference over shared memory is sound.
-#[repr(C, align(64))]
-pub(crate) struct Line {
-    /// The side's byte position.
-    pub(crate) pos: AtomicU64,
-    /// Messages the side has published (producer) or released (consumer); advisory.
-    pub(crate) count: AtomicU64,
-    _pad: [AtomicU64; 14],
-}
-
-impl Line {
-    #[cfg(test)]
-    pub(crate) fn new() -> Line {
-        Line {
-            pos: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-            _pad: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-}
+use crate::channel::frame::{record_size, RecordHeader, Region, HEADER};
+use crate::channel::geometry::{Corrupt, Geometry, Line};
+use crate::sync::Ordering;
 
 /// The shared control block: `head` and `tail` 128 bytes apart, so that the two sides never
 /// write the same cache line.
@@ -97,53 +72,14 @@ impl Control {
     }
 }
 
-/// Capacity and message-size limit, fixed at creation and validated at attach.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Geometry {
-    cap: u64,
-    max_len: u64,
-}
-
-impl Geometry {
-    /// The largest `max_len` a ring of `cap` bytes can promise: a record of that size plus the
-    /// padding in front of it always fits in an empty ring, wherever the lap ends.
-    pub(crate) const fn max_len_for(cap: u64) -> u64 {
-        cap / 2 - HEADER
-    }
-
-    /// `cap` must be a power of two >= 32; `max_len` at most [`Geometry::max_len_for`] and
-    /// below 2^32.
-    pub(crate) fn new(cap: u64, max_len: u64) -> Option<Geometry> {
-        (cap.is_power_of_two()
-            && cap >= 32
-            && max_len <= Self::max_len_for(cap)
-            && max_len < u64::from(u32::MAX))
-        .then_some(Geometry { cap, max_len })
-    }
-
-    #[cfg_attr(loom, allow(dead_code))] // used by the segment-backed ring
-    pub(crate) fn capacity(self) -> u64 {
-        self.cap
-    }
-
-    #[cfg_attr(loom, allow(dead_code))] // used by the segment-backed ring
-    pub(crate) fn max_len(self) -> u64 {
-        self.max_len
-    }
-
-    pub(crate) fn offset(self, pos: u64) -> u64 {
-        pos & (self.cap - 1)
-    }
-}
-
 /// Checks the shared invariants between a trusted position of ours and one loaded from the
 /// other side.
 fn check_positions(g: Geometry, tail: u64, head: u64) -> Result<(), Corrupt> {
     let used = head.wrapping_sub(tail);
-    if used > g.cap || head % 8 != 0 || tail % 8 != 0 {
+    if used > g.capacity() || head % 8 != 0 || tail % 8 != 0 {
         return Err(Corrupt(format!(
             "ring positions are impossible (head {head}, tail {tail}, capacity {})",
-            g.cap
+            g.capacity()
         )));
     }
     Ok(())
@@ -190,7 +126,7 @@ impl Producer {
 
     /// True if `need` more bytes fit, reloading `tail` if the cached value says no.
     fn has_room(&mut self, ctl: &Control, need: u64) -> Result<bool, Corrupt> {
-        if self.head.wrapping_sub(self.cached_tail) + need <= self.g.cap {
+        if self.head.wrapping_sub(self.cached_tail) + need <= self.g.capacity() {
             return Ok(true);
         }
         // SYNC: Acquire pairs with the consumer's Release store of `tail`: the consumer has
@@ -198,7 +134,7 @@ impl Producer {
         let tail = ctl.tail.pos.load(Ordering::Acquire);
         check_positions(self.g, tail, self.published)?;
         self.cached_tail = tail;
-        Ok(self.head.wrapping_sub(tail) + need <= self.g.cap)
+        Ok(self.head.wrapping_sub(tail) + need <= self.g.capacity())
     }
 
     /// Reserves room for a payload of `len` bytes (writing padding and the header), without
@@ -211,10 +147,10 @@ impl Producer {
         region: &R,
         len: u64,
     ) -> Result<Option<Reservation>, Corrupt> {
-        debug_assert!(len <= self.g.max_len, "callers check the message size");
+        debug_assert!(len <= self.g.max_len(), "callers check the message size");
         let rec = record_size(len);
         let off = self.g.offset(self.head);
-        let to_end = self.g.cap - off;
+        let to_end = self.g.capacity() - off;
         let pad = if rec > to_end { to_end } else { 0 };
         if !self.has_room(ctl, pad + rec)? {
             return Ok(None);
@@ -327,7 +263,7 @@ impl Consumer {
             }
             let avail = self.cached_head - self.tail;
             let off = self.g.offset(self.tail);
-            let to_end = self.g.cap - off;
+            let to_end = self.g.capacity() - off;
             let mut hdr = [0u8; 8];
             region.read(off as usize, &mut hdr);
             match RecordHeader::decode(hdr) {
@@ -337,7 +273,7 @@ impl Consumer {
                     self.tail += to_end;
                 }
                 Some(RecordHeader::Data { len })
-                    if len <= self.g.max_len
+                    if len <= self.g.max_len()
                         && record_size(len) <= to_end
                         && record_size(len) <= avail =>
                 {
@@ -394,20 +330,12 @@ impl Consumer {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::record::HeapRegion;
+    use crate::channel::frame::HeapRegion;
     use proptest::prelude::*;
 
     fn ring(cap: u64) -> (Geometry, Control, HeapRegion) {
         let g = Geometry::new(cap, Geometry::max_len_for(cap)).unwrap();
         (g, Control::new(), HeapRegion::new(cap as usize))
-    }
-
-    #[test]
-    fn geometry_is_validated() {
-        assert!(Geometry::new(48, 8).is_none());
-        assert!(Geometry::new(16, 0).is_none());
-        assert!(Geometry::new(64, 25).is_none());
-        assert_eq!(Geometry::new(64, 24).unwrap().max_len(), 24);
     }
 
     #[test]
@@ -590,7 +518,7 @@ mod tests {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::record::HeapRegion;
+    use crate::channel::frame::HeapRegion;
     use loom::sync::Arc;
 
     /// Two threads, a 64-byte ring, messages of different sizes that force padding and

@@ -24,33 +24,39 @@
 //! # Roles
 //!
 //! A role is held by holding an OFD lock (`fcntl(F_OFD_SETLK)`) on its byte through a file
-//! description private to the role handle. The kernel drops it when the holder dies, however
-//! it dies, so claiming a role is a non-blocking lock attempt: it fails while the holder is
-//! alive (a stopped process included) and succeeds once it is dead. The new holder then
-//! continues from the shared positions: a dead producer's unpublished bytes are overwritten, a
-//! dead consumer's unreleased messages are read again.
+//! description private to the role handle (the channel layer's `role`). The kernel drops it
+//! when the holder dies, however it dies, so claiming a role is a non-blocking lock attempt: it
+//! fails while the holder is alive (a stopped process included) and succeeds once it is dead.
+//! The new holder then continues from the shared positions: a dead producer's unpublished bytes
+//! are overwritten, a dead consumer's unreleased messages are read again.
 //!
 //! # Waiting
 //!
 //! A side that cannot proceed first publishes what it has (so no batch size can deadlock),
-//! spins briefly, then sleeps on its eventcount in slices of [`WAIT_SLICE`], running the
+//! then waits with the channel layer's `wait_for`: spins briefly, then sleeps on its
+//! eventcount in slices of [`WAIT_SLICE`](crate::lock::mutex::WAIT_SLICE), running the
 //! caller's interrupt check between slices. The other side wakes it after every publish or
 //! release; that costs no syscall when nobody sleeps.
 
-use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::core::{self as ring_core, Control, Corrupt, Geometry};
+use super::core::{self as ring_core, Control};
+use crate::channel::error::ChannelError;
+use crate::channel::frame::{record_size, Region};
+use crate::channel::geometry::{Corrupt, Geometry};
+use crate::channel::role::{self, RoleLock};
+use crate::channel::segment::ChannelSegment;
+use crate::channel::wait::{deadline, wait_for};
 use crate::error::{Error, Result};
-use crate::lock::eventcount::{EventCount, OsFutex};
-use crate::lock::mutex::{Interrupt, WAIT_SLICE};
-use crate::os;
-use crate::record::{record_size, MapRegion, Region};
+use crate::location::Location;
+use crate::lock::eventcount::OsFutex;
+use crate::lock::mutex::Interrupt;
+use crate::shm::error::SegmentError;
 use crate::shm::header::{Kind, LayoutRequest};
+use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
-use crate::shm::{Location, Segment};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::Ordering;
 
 const LOCK_AREA: u64 = 512;
 const PRODUCER_ROLE_OFF: u64 = 256;
@@ -64,15 +70,6 @@ pub const MIN_CAPACITY: u64 = 64;
 pub const MAX_CAPACITY: u64 = 1 << 40;
 /// Default number of attachment slots of a ring segment.
 pub const DEFAULT_SLOTS: u32 = 32;
-
-/// How long a waiter spins (checking the condition) before it sleeps. A futex sleep/wake
-/// round trip costs tens of microseconds here (about 70 us measured), a cross-core cache-line
-/// round trip about 130 ns: while the other side is streaming, the condition comes true well
-/// within this, so neither side enters the kernel; an idle waiter spins this long once, then
-/// sleeps until woken.
-const SPIN_TIME: Duration = Duration::from_micros(30);
-/// Condition checks between two looks at the clock while spinning.
-const SPIN_CHECKS: u32 = 64;
 
 /// Which end of a ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,36 +169,25 @@ impl RingOptions {
     }
 }
 
-/// State shared by a ring handle and its role handles.
+/// State shared by a ring handle and its role handles: the channel segment, whose lock area
+/// is laid out as in the module docs.
 struct Shared {
-    st: Structured,
-    g: Geometry,
-    region: MapRegion,
+    ch: ChannelSegment,
 }
 
 impl Shared {
-    fn lock_word32(&self, off: usize) -> &AtomicU32 {
-        // SAFETY: `off` + 4 <= LOCK_AREA (constants above) and the lock area is 64-aligned
-        // inside the live mapping, which `self.st` keeps alive for the returned borrow.
-        unsafe { crate::sync::atomic_u32(self.st.lock_ptr().add(off)) }
-    }
-
     fn control(&self) -> &Control {
-        // SAFETY: the lock area starts 64-aligned with LOCK_AREA >= 256 bytes, and everyone
-        // accesses the control block through atomics only.
-        unsafe { Control::from_ptr(self.st.lock_ptr()) }
+        // SAFETY: the lock area starts 64-aligned with LOCK_AREA >= 256 bytes (checked at
+        // open), and everyone accesses the control block through atomics only.
+        unsafe { Control::from_ptr(self.ch.structured().lock_ptr()) }
     }
 
-    fn event(&self, off: usize) -> EventCount<'_> {
-        EventCount::new(self.lock_word32(off), self.lock_word32(off + 4))
-    }
-
-    fn corrupt(&self, c: Corrupt) -> Error {
-        self.st.corrupt(c.0)
+    fn g(&self) -> Geometry {
+        self.ch.geometry()
     }
 
     fn location(&self) -> &Location {
-        self.st.location()
+        self.ch.location()
     }
 }
 
@@ -238,16 +224,15 @@ impl std::fmt::Debug for Ring {
 
 impl Ring {
     fn from_structured(st: Structured, g: Geometry) -> Result<Ring> {
-        // SAFETY: the data area is `data_size` bytes inside the mapping, which `st` keeps
-        // alive as long as the region is used (both live in `Shared`); only copies touch it.
-        let region = unsafe { MapRegion::new(st.data_ptr(), st.geometry().data_size as usize) };
-        let shared = Shared { st, g, region };
+        let shared = Shared {
+            ch: ChannelSegment::new(st, g),
+        };
         // Validate the shared positions once at attach; every later load is checked again.
         let c = shared.control();
         let head = c.head.pos.load(Ordering::Acquire);
         let tail = c.tail.pos.load(Ordering::Acquire);
         if head.wrapping_sub(tail) > g.capacity() || head % 8 != 0 || tail % 8 != 0 {
-            return Err(shared.corrupt(Corrupt(format!(
+            return Err(shared.ch.corrupt(Corrupt(format!(
                 "ring positions are impossible (head {head}, tail {tail}, capacity {})",
                 g.capacity()
             ))));
@@ -263,13 +248,15 @@ impl Ring {
         let geo = *st.geometry();
         let g = Geometry::new(geo.data_size, geo.kind_param)
             .filter(|_| geo.lock_size >= LOCK_AREA)
-            .ok_or_else(|| Error::IncompatibleLayout {
-                location: st.location().clone(),
-                reason: format!(
-                    "a ring of {} bytes with max_message_size {} and a {}-byte lock area is \
+            .ok_or_else(|| {
+                Error::Segment(SegmentError::IncompatibleLayout {
+                    location: st.location().clone(),
+                    reason: format!(
+                        "a ring of {} bytes with max_message_size {} and a {}-byte lock area is \
                      not a valid ring geometry",
-                    geo.data_size, geo.kind_param, geo.lock_size
-                ),
+                        geo.data_size, geo.kind_param, geo.lock_size
+                    ),
+                })
             })?;
         Ring::from_structured(st, g)
     }
@@ -286,12 +273,12 @@ impl Ring {
 
     /// Capacity in bytes (a power of two).
     pub fn capacity(&self) -> u64 {
-        self.shared.g.capacity()
+        self.shared.g().capacity()
     }
 
     /// Largest message in bytes.
     pub fn max_message_size(&self) -> u64 {
-        self.shared.g.max_len()
+        self.shared.g().max_len()
     }
 
     /// Messages published and not yet released (exact when both sides are idle).
@@ -324,25 +311,30 @@ impl Ring {
 
     /// Whether a live process holds `role` (a stopped one counts as alive).
     pub fn role_held(&self, role: Role) -> Result<bool> {
-        let off = role.lock_offset(self.shared.st.geometry().lock_off);
-        crate::shm::attach::anyone_locks(self.shared.st.segment(), off, 1)
+        let st = self.shared.ch.structured();
+        role::is_held(st, role.lock_offset(st.geometry().lock_off))
     }
 
     /// Offset of the control block in the segment (for inspection and tests).
     pub fn control_offset(&self) -> u64 {
-        self.shared.st.geometry().lock_off
+        self.shared.ch.structured().geometry().lock_off
     }
 
     /// Offset of the byte ring in the segment (for inspection and tests).
     pub fn data_offset(&self) -> u64 {
-        self.shared.st.geometry().data_off
+        self.shared.ch.structured().geometry().data_off
     }
 
-    /// Claims the producer role; [`Error::RoleTaken`] while another live process holds it.
+    fn claim(&self, role: Role) -> Result<RoleLock> {
+        let st = self.shared.ch.structured();
+        RoleLock::claim(st, role.lock_offset(st.geometry().lock_off), role.name())
+    }
+
+    /// Claims the producer role; [`ChannelError::RoleTaken`] while another live process holds it.
     pub fn producer(&self) -> Result<Producer> {
-        let role = RoleLock::claim(&self.shared, Role::Producer)?;
-        let core = ring_core::Producer::attach(self.shared.g, self.shared.control())
-            .map_err(|c| self.shared.corrupt(c))?;
+        let role = self.claim(Role::Producer)?;
+        let core = ring_core::Producer::attach(self.shared.g(), self.shared.control())
+            .map_err(|c| self.shared.ch.corrupt(c))?;
         Ok(Producer {
             shared: self.shared.clone(),
             core,
@@ -351,11 +343,11 @@ impl Ring {
         })
     }
 
-    /// Claims the consumer role; [`Error::RoleTaken`] while another live process holds it.
+    /// Claims the consumer role; [`ChannelError::RoleTaken`] while another live process holds it.
     pub fn consumer(&self) -> Result<Consumer> {
-        let role = RoleLock::claim(&self.shared, Role::Consumer)?;
-        let core = ring_core::Consumer::attach(self.shared.g, self.shared.control())
-            .map_err(|c| self.shared.corrupt(c))?;
+        let role = self.claim(Role::Consumer)?;
+        let core = ring_core::Consumer::attach(self.shared.g(), self.shared.control())
+            .map_err(|c| self.shared.ch.corrupt(c))?;
         Ok(Consumer {
             shared: self.shared.clone(),
             core,
@@ -364,117 +356,6 @@ impl Ring {
             role,
         })
     }
-}
-
-/// A held role: an OFD lock on the role's byte through a private file description.
-struct RoleLock {
-    file: File,
-    offset: u64,
-    fork_gen: u64,
-}
-
-impl RoleLock {
-    fn claim(shared: &Shared, role: Role) -> Result<RoleLock> {
-        let loc = shared.location();
-        let os_err = |op, e| Error::Os {
-            op,
-            location: loc.clone(),
-            source: e,
-        };
-        os::install_fork_hook();
-        let file = os::reopen(shared.st.segment().file()).map_err(|e| os_err("reopen", e))?;
-        let offset = role.lock_offset(shared.st.geometry().lock_off);
-        if !os::ofd_try_lock(&file, offset, 1).map_err(|e| os_err("fcntl(F_OFD_SETLK)", e))? {
-            return Err(Error::RoleTaken {
-                location: loc.clone(),
-                role: role.name(),
-            });
-        }
-        Ok(RoleLock {
-            file,
-            offset,
-            fork_gen: crate::sync::fork_generation(),
-        })
-    }
-}
-
-impl RoleLock {
-    /// True in a process forked after the claim: the role belongs to the parent.
-    fn inherited(&self) -> bool {
-        self.fork_gen != crate::sync::fork_generation()
-    }
-}
-
-impl Drop for RoleLock {
-    fn drop(&mut self) {
-        // After a fork the description (and the lock) is shared with the parent, which still
-        // holds the role: leave it alone.
-        if self.fork_gen == crate::sync::fork_generation() {
-            let _ = os::ofd_unlock(&self.file, self.offset, 1);
-        }
-    }
-}
-
-/// Waits for `check` to produce a value: spin, then sleep on `ev` in slices until `deadline`.
-pub(crate) fn wait_for<T>(
-    ev: EventCount<'_>,
-    deadline: Option<Instant>,
-    interrupt: Interrupt<'_>,
-    mut check: impl FnMut() -> Result<Option<T>>,
-) -> Result<Option<T>> {
-    let spin_until = Instant::now() + SPIN_TIME;
-    'spin: loop {
-        for _ in 0..SPIN_CHECKS {
-            if let Some(v) = check()? {
-                return Ok(Some(v));
-            }
-            crate::sync::spin_loop();
-        }
-        if Instant::now() >= spin_until {
-            break 'spin;
-        }
-    }
-    loop {
-        let key = ev.prepare();
-        match check() {
-            Ok(Some(v)) => {
-                ev.cancel();
-                return Ok(Some(v));
-            }
-            Ok(None) => {}
-            Err(e) => {
-                ev.cancel();
-                return Err(e);
-            }
-        }
-        let slice = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    ev.cancel();
-                    return Ok(None);
-                }
-                left.min(WAIT_SLICE)
-            }
-            None => WAIT_SLICE,
-        };
-        ev.wait(&OsFutex, key, Some(slice));
-        if interrupt() {
-            return Err(Error::Interrupted);
-        }
-    }
-}
-
-pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future))
-}
-
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
-pub(crate) fn no_interrupt() -> bool {
-    false
 }
 
 /// The producer end (single owner: not `Clone`).
@@ -513,7 +394,7 @@ impl Reservation {
 
 impl Producer {
     fn check_len(&self, len: usize) -> Result<()> {
-        let max = self.shared.g.max_len();
+        let max = self.shared.g().max_len();
         if len as u64 > max {
             return Err(Error::InvalidArgument(format!(
                 "a message of {len} bytes exceeds the ring's max_message_size of {max} bytes"
@@ -523,7 +404,7 @@ impl Producer {
     }
 
     fn corrupt(&self, c: Corrupt) -> Error {
-        self.shared.corrupt(c)
+        self.shared.ch.corrupt(c)
     }
 
     /// True in a process forked after this handle claimed the role: the role (and the right
@@ -534,7 +415,7 @@ impl Producer {
 
     /// Capacity and limits.
     pub fn ring_capacity(&self) -> u64 {
-        self.shared.g.capacity()
+        self.shared.g().capacity()
     }
 
     /// Writes one message into the ring without publishing it (see [`Producer::flush`]).
@@ -543,7 +424,7 @@ impl Producer {
         self.check_len(data.len())?;
         let ok = self
             .core
-            .try_write(self.shared.control(), &self.shared.region, data)
+            .try_write(self.shared.control(), self.shared.ch.region(), data)
             .map_err(|c| self.corrupt(c))?;
         if ok {
             self.sent += 1;
@@ -558,7 +439,7 @@ impl Producer {
         // least this large (advisory).
         c.head.count.store(self.sent, Ordering::Release);
         if self.core.publish(c) {
-            self.shared.event(NOT_EMPTY_OFF).notify(&OsFutex);
+            self.shared.ch.event(NOT_EMPTY_OFF).notify(&OsFutex);
         }
     }
 
@@ -572,7 +453,7 @@ impl Producer {
     }
 
     /// Writes and publishes one message, waiting for room at most `timeout` (`None`: no
-    /// limit). [`Error::Timeout`] if there is still no room then.
+    /// limit). [`ChannelError::Timeout`] if there is still no room then.
     pub fn push(
         &mut self,
         data: &[u8],
@@ -598,19 +479,21 @@ impl Producer {
         // Publish what we have first: the consumer may be waiting for it to make room.
         self.flush();
         let shared = self.shared.clone();
-        let done = wait_for(shared.event(NOT_FULL_OFF), deadline, interrupt, || {
+        let done = wait_for(shared.ch.event(NOT_FULL_OFF), deadline, interrupt, || {
             Ok(self.try_write(data)?.then_some(()))
         })?;
-        done.ok_or_else(|| Error::Timeout {
-            what: "room in the ring",
-            location: self.shared.location().clone(),
-            timeout: timeout.unwrap_or_default(),
+        done.ok_or_else(|| {
+            Error::Channel(ChannelError::Timeout {
+                what: "room in the ring",
+                location: self.shared.location().clone(),
+                timeout: timeout.unwrap_or_default(),
+            })
         })
     }
 
     /// Writes every message of `items` in order, publishing once per run that fits and
     /// waiting for room as needed (each wait bounded by what is left of `timeout`). Returns
-    /// how many were written before a timeout (then also [`Error::Timeout`] if none).
+    /// how many were written before a timeout (then also [`ChannelError::Timeout`] if none).
     pub fn push_many<'a, I>(
         &mut self,
         items: I,
@@ -626,7 +509,7 @@ impl Producer {
             if !self.try_write(data)? {
                 match self.wait_room(data, deadline, &mut *interrupt, timeout) {
                     Ok(()) => {}
-                    Err(Error::Timeout { .. }) if n > 0 => {
+                    Err(Error::Channel(ChannelError::Timeout { .. })) if n > 0 => {
                         self.flush();
                         return Ok(n);
                     }
@@ -655,31 +538,33 @@ impl Producer {
         let shared = self.shared.clone();
         let try_reserve = |p: &mut Producer| -> Result<Option<Reservation>> {
             p.core
-                .reserve(shared.control(), &shared.region, len as u64)
+                .reserve(shared.control(), shared.ch.region(), len as u64)
                 .map(|r| r.map(|r| Reservation { r }))
-                .map_err(|c| shared.corrupt(c))
+                .map_err(|c| shared.ch.corrupt(c))
         };
         if let Some(r) = try_reserve(self)? {
             return Ok(r);
         }
         self.flush();
         let found = wait_for(
-            shared.event(NOT_FULL_OFF),
+            shared.ch.event(NOT_FULL_OFF),
             deadline(timeout),
             interrupt,
             || try_reserve(self),
         )?;
-        found.ok_or_else(|| Error::Timeout {
-            what: "room in the ring",
-            location: self.shared.location().clone(),
-            timeout: timeout.unwrap_or_default(),
+        found.ok_or_else(|| {
+            Error::Channel(ChannelError::Timeout {
+                what: "room in the ring",
+                location: self.shared.location().clone(),
+                timeout: timeout.unwrap_or_default(),
+            })
         })
     }
 
     /// Where a reservation's payload goes: valid for `r.len()` bytes until it is committed or
     /// another reservation is made. Nobody else reads or writes those bytes until then.
     pub fn reservation_ptr(&self, r: &Reservation) -> *mut u8 {
-        let base = self.shared.region.as_ptr().expect("mapped region");
+        let base = self.shared.ch.region().as_ptr().expect("mapped region");
         // SAFETY: the core placed the payload inside the region (offset + len <= capacity).
         unsafe { base.add(r.r.offset) }
     }
@@ -739,9 +624,9 @@ impl Consumer {
     pub fn peek(&mut self) -> Result<Option<Message>> {
         let shared = &self.shared;
         self.core
-            .peek(shared.control(), &shared.region)
+            .peek(shared.control(), shared.ch.region())
             .map(|m| m.map(|m| Message { m }))
-            .map_err(|c| shared.corrupt(c))
+            .map_err(|c| shared.ch.corrupt(c))
     }
 
     /// Waits at most `timeout` for the next message without consuming it; `Ok(None)` on
@@ -757,7 +642,7 @@ impl Consumer {
         self.release();
         let shared = self.shared.clone();
         wait_for(
-            shared.event(NOT_EMPTY_OFF),
+            shared.ch.event(NOT_EMPTY_OFF),
             deadline(timeout),
             interrupt,
             || self.peek(),
@@ -767,14 +652,17 @@ impl Consumer {
     /// Start of a message's payload, valid for `m.len()` bytes until it is consumed and
     /// released. The producer does not write those bytes until then.
     pub fn message_ptr(&self, m: &Message) -> *const u8 {
-        let base = self.shared.region.as_ptr().expect("mapped region");
+        let base = self.shared.ch.region().as_ptr().expect("mapped region");
         // SAFETY: the core validated offset + len against the region.
         unsafe { base.add(m.m.offset) }
     }
 
     /// Copies a message's payload out.
     pub fn read(&self, m: &Message, out: &mut [u8]) {
-        self.shared.region.read(m.m.offset, &mut out[..m.len()]);
+        self.shared
+            .ch
+            .region()
+            .read(m.m.offset, &mut out[..m.len()]);
     }
 
     /// Consumes a peeked message (handed back to the producer at the next release).
@@ -797,7 +685,7 @@ impl Consumer {
             .count
             .store(self.received, Ordering::Release);
         if self.core.release(self.shared.control()) {
-            self.shared.event(NOT_FULL_OFF).notify(&OsFutex);
+            self.shared.ch.event(NOT_FULL_OFF).notify(&OsFutex);
         }
     }
 
@@ -835,14 +723,11 @@ impl Consumer {
     }
 }
 
-/// A `no_interrupt` check for Rust callers that do not need one.
-pub fn never_interrupted() -> impl FnMut() -> bool {
-    no_interrupt
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::channel::wait::no_interrupt;
+    use std::time::Instant;
 
     fn loc(tag: &str) -> Location {
         use std::sync::atomic::{AtomicU32 as StdU32, Ordering as O};
@@ -878,10 +763,10 @@ mod tests {
         let tx = ring.producer().unwrap();
         assert!(matches!(
             ring.producer(),
-            Err(Error::RoleTaken {
+            Err(Error::Channel(ChannelError::RoleTaken {
                 role: "producer",
                 ..
-            })
+            }))
         ));
         assert!(ring.role_held(Role::Producer).unwrap());
         assert!(!ring.role_held(Role::Consumer).unwrap());
@@ -983,10 +868,13 @@ mod tests {
             .head
             .pos
             .store(4096, Ordering::Relaxed);
-        assert!(matches!(ring.consumer(), Err(Error::CorruptSegment { .. })));
+        assert!(matches!(
+            ring.consumer(),
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
+        ));
         assert!(matches!(
             Ring::open(l.clone()),
-            Err(Error::CorruptSegment { .. })
+            Err(Error::Segment(SegmentError::Corrupt { .. }))
         ));
         Ring::remove(&l).unwrap();
     }

@@ -4,10 +4,11 @@
 //! Same table as the module docs of [`view`](super): one tag byte, then the payload
 //! (native-endian; `str` and `bytes` with a u32 length). A buffer decodes to exactly one value;
 //! trailing bytes, an unknown tag or a length that runs past the end are
-//! [`Error::InvalidData`], never an out-of-bounds read.
+//! [`DataError::InvalidData`], never an out-of-bounds read.
 
 use super::{Tag, Value, ValueRef};
 use crate::error::{Error, Result};
+use crate::view::error::DataError;
 
 /// Appends the encoding of `v` to `out`.
 pub fn encode(v: &ValueRef<'_>, out: &mut Vec<u8>) -> Result<()> {
@@ -38,10 +39,10 @@ pub fn encode(v: &ValueRef<'_>, out: &mut Vec<u8>) -> Result<()> {
 }
 
 fn invalid(offset: usize, reason: impl Into<String>) -> Error {
-    Error::InvalidData {
+    Error::Data(DataError::InvalidData {
         offset: offset as u64,
         reason: reason.into(),
-    }
+    })
 }
 
 fn fixed<const N: usize>(buf: &[u8], at: usize) -> Result<[u8; N]> {
@@ -132,7 +133,7 @@ mod tests {
             &[4, 1, 0, 0, 0, 0xff][..],
         ] {
             assert!(
-                matches!(decode(bad), Err(Error::InvalidData { .. })),
+                matches!(decode(bad), Err(Error::Data(DataError::InvalidData { .. }))),
                 "{bad:?}"
             );
         }

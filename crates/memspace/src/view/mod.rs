@@ -23,7 +23,7 @@
 //! | 9 | `u64` | 8 bytes |
 //! | 10 | `f32` | 4 bytes |
 //!
-//! Reading with another tag than the one stored is [`Error::TagMismatch`] (Python
+//! Reading with another tag than the one stored is [`DataError::TagMismatch`] (Python
 //! `TypeError`); a zeroed area holds no values (tag 0).
 //!
 //! # Reads: optimistic, validated, with the read lock as fallback
@@ -51,14 +51,19 @@
 //! another definition is refused.
 
 pub mod codec;
+pub(crate) mod error;
 
 use std::time::Duration;
 
+pub use error::DataError;
+
 use crate::error::{Error, Result};
+use crate::location::Location;
 use crate::lock::mutex::{Interrupt, DEFAULT_SLOTS};
 use crate::lock::rwlock::ShmRwLock;
+use crate::shm::error::SegmentError;
 use crate::shm::header::Kind;
-use crate::shm::{Location, Segment};
+use crate::shm::segment::Segment;
 use crate::sync::Ordering;
 
 /// The type tag of an encoded value.
@@ -330,7 +335,11 @@ unsafe impl Sync for View {}
 fn check(size: u64, offset: u64, len: u64) -> Result<usize> {
     match offset.checked_add(len) {
         Some(end) if end <= size => Ok(offset as usize),
-        _ => Err(Error::OutOfBounds { offset, len, size }),
+        _ => Err(Error::Segment(SegmentError::OutOfBounds {
+            offset,
+            len,
+            size,
+        })),
     }
 }
 
@@ -396,10 +405,10 @@ impl View {
         let base = l.structured().data_ptr();
         let area = l.structured().geometry().data_size;
         if area <= PREFIX {
-            return Err(Error::IncompatibleLayout {
+            return Err(Error::Segment(SegmentError::IncompatibleLayout {
                 location: l.location().clone(),
                 reason: format!("data area of {area} bytes is too small for a view"),
-            });
+            }));
         }
         // SAFETY: the data area (validated geometry) has more than PREFIX bytes.
         let data = unsafe { base.add(PREFIX as usize) };
@@ -616,7 +625,7 @@ impl View {
     fn get(&self, pos: u64, want: Tag) -> Result<(Value, u64)> {
         let [tag] = self.fixed::<1>(pos)?;
         if tag != want as u8 {
-            return Err(Error::TagMismatch {
+            return Err(Error::Data(DataError::TagMismatch {
                 offset: pos,
                 expected: want.name(),
                 found: Tag::from_u8(tag).map_or_else(
@@ -629,17 +638,17 @@ impl View {
                     },
                     |t| t.name().to_owned(),
                 ),
-            });
+            }));
         }
         let p = pos + 1;
         Ok(match want {
             Tag::Bool => {
                 let [b] = self.fixed::<1>(p)?;
                 if b > 1 {
-                    return Err(Error::InvalidData {
+                    return Err(Error::Data(DataError::InvalidData {
                         offset: p,
                         reason: format!("bool byte {b} is neither 0 nor 1"),
-                    });
+                    }));
                 }
                 (Value::Bool(b == 1), p + 1)
             }
@@ -659,9 +668,11 @@ impl View {
                 if want == Tag::Bytes {
                     (Value::Bytes(b), next)
                 } else {
-                    let s = String::from_utf8(b).map_err(|e| Error::InvalidData {
-                        offset: p + 4,
-                        reason: format!("string is not valid UTF-8: {e}"),
+                    let s = String::from_utf8(b).map_err(|e| {
+                        Error::Data(DataError::InvalidData {
+                            offset: p + 4,
+                            reason: format!("string is not valid UTF-8: {e}"),
+                        })
                     })?;
                     (Value::Str(s), next)
                 }
@@ -721,17 +732,17 @@ impl View {
     }
 
     /// Atomically stores a record field. Integers must fit the field
-    /// ([`Error::ValueOutOfRange`] otherwise); floats are rounded to `f32` for `f32` fields.
+    /// ([`DataError::ValueOutOfRange`] otherwise); floats are rounded to `f32` for `f32` fields.
     pub fn store_field(&self, prim: Prim, offset: u64, value: PrimValue) -> Result<()> {
         let p = self.field_ptr(prim, offset)?;
         let range = |ok: bool, v: &dyn std::fmt::Display| {
             if ok {
                 Ok(())
             } else {
-                Err(Error::ValueOutOfRange {
+                Err(Error::Data(DataError::ValueOutOfRange {
                     value: v.to_string(),
                     ty: prim_name(prim),
-                })
+                }))
             }
         };
         let bits: u64 = match (prim, value) {
@@ -854,11 +865,11 @@ mod tests {
         );
         assert!(matches!(
             v.read_values(0, &[Tag::I64], None, &mut || false),
-            Err(Error::TagMismatch { .. })
+            Err(Error::Data(DataError::TagMismatch { .. }))
         ));
         assert!(matches!(
             v.write_values(60, &[ValueRef::I64(1)], None, &mut || false),
-            Err(Error::OutOfBounds { .. })
+            Err(Error::Segment(SegmentError::OutOfBounds { .. }))
         ));
         // A corrupt length cannot read past the end.
         v.write_values(0, &[ValueRef::Bytes(b"ab")], None, &mut || false)
@@ -871,12 +882,12 @@ mod tests {
             .unwrap();
         assert!(matches!(
             v.read_values(0, &[Tag::Bytes], None, &mut || false),
-            Err(Error::OutOfBounds { .. })
+            Err(Error::Segment(SegmentError::OutOfBounds { .. }))
         ));
         v.zero(None, &mut || false).unwrap();
         assert!(matches!(
             v.read_values(0, &[Tag::Bytes], None, &mut || false),
-            Err(Error::TagMismatch { .. })
+            Err(Error::Data(DataError::TagMismatch { .. }))
         ));
         View::remove(&Location::Name(name)).unwrap();
     }

@@ -1,4 +1,4 @@
-//! The record format shared by the ring and the queue, and the byte regions they live in.
+//! The record framing every channel uses, and the byte regions records live in.
 //!
 //! A channel's data area is a power-of-two number of bytes addressed by monotonic 64-bit
 //! positions (`position % capacity` is the offset). It holds 8-byte aligned records:
@@ -11,8 +11,10 @@
 //!
 //! A record never wraps: when it would not fit before the end of the lap, a padding record fills
 //! the rest of the lap and the message starts at offset 0. So every payload is contiguous, which
-//! is what makes zero-copy views possible. The header is written with plain stores: it is
-//! published together with the payload by the channel's own commit (the ring's head store).
+//! is what makes zero-copy views possible. In the ring the header is written with plain stores
+//! and published together with the payload by the ring's commit (its head store); the queue
+//! keeps a state word in the same 8 bytes (see `mpmc::core`), which a committed record turns
+//! into exactly this header on little-endian machines.
 //!
 //! Everything read back from a data area is untrusted: [`RecordHeader::decode`] and the channel
 //! code check every length against the geometry before any payload byte is touched.
@@ -74,6 +76,7 @@ impl RecordHeader {
 /// outside it; the channel protocol guarantees that a range is never written and read at once.
 pub(crate) trait Region: Send + Sync {
     /// Length in bytes.
+    #[cfg_attr(not(test), allow(dead_code))] // the channels know their geometry; tests check it
     fn len(&self) -> usize;
     /// Copies `src` into the region at `off`.
     fn write(&self, off: usize, src: &[u8]);
@@ -183,7 +186,9 @@ impl HeapRegion {
         }
     }
 
-    /// Overwrites bytes behind the channel's back (to simulate corruption).
+    /// Overwrites bytes behind the channel's back (to simulate corruption; the corruption
+    /// tests do not run under loom).
+    #[cfg(not(loom))]
     pub(crate) fn poke(&self, off: usize, src: &[u8]) {
         self.write(off, src);
     }

@@ -1,0 +1,36 @@
+//! What can go wrong using a channel (ring, queue): a role another live process holds, a wait
+//! for room or for a message that timed out.
+//!
+//! What a channel finds impossible in shared memory is a corrupt *segment*
+//! ([`SegmentError::Corrupt`](crate::SegmentError::Corrupt)), and a message that is too large an
+//! invalid argument. Wrapped as [`Error::Channel`](crate::Error::Channel).
+
+use std::time::Duration;
+
+use crate::location::Location;
+
+/// A channel's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// A single-holder role (a ring's producer or consumer) is held by another live process
+    /// (or handle).
+    #[error("the {role} role of ring {location} is held by a live process")]
+    RoleTaken {
+        /// Where.
+        location: Location,
+        /// `"producer"` or `"consumer"`.
+        role: &'static str,
+    },
+
+    /// What a blocking call waited for (room for a message, ...) did not come within the
+    /// timeout.
+    #[error("timed out after {timeout:?} waiting for the {what} of {location}")]
+    Timeout {
+        /// What was waited for (`"room in the ring"`, `"room in the queue"`).
+        what: &'static str,
+        /// Where.
+        location: Location,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+}

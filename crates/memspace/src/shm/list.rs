@@ -1,0 +1,116 @@
+//! Listing the POSIX segments of this machine (`memspace ls`), with the kind of each.
+//!
+//! This module only reads: it opens each file for its first bytes and never maps or changes
+//! anything.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::error::Result;
+use crate::location::Location;
+use crate::os;
+use crate::shm::header;
+use crate::shm::segment::os_error;
+
+/// What [`list_named`] reports about one POSIX segment.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// Name with its leading `/`.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `"raw"` for plain segments; structured objects report their kind.
+    pub kind: String,
+    /// Last modification time.
+    pub modified: Option<SystemTime>,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+/// Lists the POSIX segments visible to this process (on Linux, the files in `/dev/shm`),
+/// sorted by name. Returns an empty list on platforms that cannot enumerate them.
+pub fn list_named() -> Result<Vec<SegmentInfo>> {
+    #[cfg(unix)]
+    use std::os::unix::fs::MetadataExt;
+
+    let Some(dir) = os::SHM_DIR else {
+        return Ok(Vec::new());
+    };
+    let loc = Location::Path(PathBuf::from(dir));
+    let entries = std::fs::read_dir(dir).map_err(|e| os_error("read_dir", &loc, e))?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.file_type().is_file() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(|s| format!("/{s}")) else {
+            continue;
+        };
+        #[cfg(unix)]
+        let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
+        #[cfg(not(unix))]
+        let (uid, mode) = (0, 0);
+        out.push(SegmentInfo {
+            kind: kind_of(&entry.path()),
+            name,
+            size: meta.len(),
+            modified: meta.modified().ok(),
+            uid,
+            mode,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The kind of the segment stored in the file at `path`: `"raw"` unless it starts with a
+/// memspace header (then the kind's name, or `"corrupt"` if the header does not validate).
+fn kind_of(path: &Path) -> String {
+    use std::io::Read;
+    let Ok(mut f) = File::open(path) else {
+        return "raw".to_owned();
+    };
+    let size = f.metadata().map_or(0, |m| m.len());
+    let mut buf = [0u8; header::HEADER_SIZE];
+    if f.read_exact(&mut buf).is_err() {
+        return "raw".to_owned();
+    }
+    header::kind_from_prefix(&buf, size)
+}
+
+/// Returns the effective uid of this process (segments are listed with their owner).
+pub fn current_uid() -> u32 {
+    os::current_uid()
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::shm::segment::Segment;
+
+    fn unique(tag: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "/memspace-unit-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    #[test]
+    fn listed_in_dev_shm() {
+        let name = unique("ls");
+        let _s = Segment::create_named(&name, 123).unwrap();
+        let found = list_named().unwrap().into_iter().find(|i| i.name == name);
+        Segment::unlink_named(&name).unwrap();
+        let info = found.expect("segment listed");
+        assert_eq!(info.size, 123);
+        assert_eq!(info.kind, "raw");
+        assert_eq!(info.mode, 0o600);
+    }
+}
