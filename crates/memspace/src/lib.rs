@@ -55,6 +55,8 @@ mod os;
 pub mod shm;
 pub mod spsc;
 mod sync;
+#[cfg(all(test, not(loom)))]
+mod testing;
 pub mod view;
 
 pub use channel::error::ChannelError;

@@ -828,13 +828,7 @@ mod tests {
     const STUCK: Duration = Duration::from_secs(60);
 
     fn loc(tag: &str) -> Location {
-        use std::sync::atomic::{AtomicU32 as StdU32, Ordering as O};
-        static N: StdU32 = StdU32::new(0);
-        Location::Name(format!(
-            "/memspace-queue-unit-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, O::Relaxed)
-        ))
+        crate::testing::unique_location("queue", tag)
     }
 
     #[test]
@@ -1044,7 +1038,7 @@ mod batch_tests {
     /// `pop_many`: every message arrives.
     #[test]
     fn threads_batches_through_a_small_queue() {
-        let name = Location::Name(format!("/memspace-queue-batches-{}", std::process::id()));
+        let name = crate::testing::unique_location("queue", "batches");
         let q = QueueOptions::new(name.clone(), 4096).create().unwrap();
         let n = 200_000u32;
         let ps: Vec<_> = (0..4u8)

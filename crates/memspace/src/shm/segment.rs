@@ -515,13 +515,7 @@ mod tests {
     use super::*;
 
     fn unique(tag: &str) -> String {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        format!(
-            "/memspace-unit-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
+        crate::testing::unique_name("seg", tag)
     }
 
     #[test]

@@ -730,13 +730,7 @@ mod tests {
     use std::time::Instant;
 
     fn loc(tag: &str) -> Location {
-        use std::sync::atomic::{AtomicU32 as StdU32, Ordering as O};
-        static N: StdU32 = StdU32::new(0);
-        Location::Name(format!(
-            "/memspace-ring-unit-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, O::Relaxed)
-        ))
+        crate::testing::unique_location("ring", tag)
     }
 
     #[test]

@@ -840,7 +840,7 @@ mod tests {
 
     #[test]
     fn roundtrip_mismatch_and_bounds() {
-        let name = format!("/memspace-view-unit-{}", std::process::id());
+        let name = crate::testing::unique_name("view", "roundtrip");
         let v = View::create(Location::Name(name.clone()), 64, 0o600).unwrap();
         let vals = [
             ValueRef::Str("héllo"),

@@ -581,13 +581,7 @@ mod tests {
     use super::*;
 
     fn name(tag: &str) -> String {
-        use std::sync::atomic::{AtomicU32, Ordering};
-        static N: AtomicU32 = AtomicU32::new(0);
-        format!(
-            "/memspace-rw-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        )
+        crate::testing::unique_name("rw", tag)
     }
 
     #[test]
