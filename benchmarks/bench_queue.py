@@ -167,13 +167,13 @@ def main() -> str:
     for mode in modes:
         if mode == "numpy":
             sections.append(objects())
-            print(sections[-1] + "\n", flush=True)
+            print(sections[-1] + "\n", file=sys.stderr, flush=True)  # progress
             continue
         for size in sizes:
             sections.append(messages(mode, size))
-            print(sections[-1] + "\n", flush=True)
+            print(sections[-1] + "\n", file=sys.stderr, flush=True)  # progress
     return "\n\n".join(sections)
 
 
 if __name__ == "__main__":
-    main()
+    print(main())

@@ -453,15 +453,18 @@ s.delete()
     def available() -> bool:
         return _installed("iceoryx2")
 
+    JOIN_SECONDS = 60
+
     @staticmethod
     def setup(size: int, consumers: int = 1) -> Any:
-        return f"memspace-bench-{os.getpid()}-{os.urandom(3).hex()}"
+        return (f"memspace-bench-{os.getpid()}-{os.urandom(3).hex()}", consumers)
 
     @staticmethod
     def producer(handle: Any) -> End:
         import iceoryx2 as iox
 
-        node, service = _iox_service(handle)
+        name, subscribers = handle
+        node, service = _iox_service(name)
         pub = (
             service.publisher_builder()
             .initial_max_slice_len(64)
@@ -469,6 +472,15 @@ s.delete()
             .backpressure_strategy(iox.BackpressureStrategy.RetryUntilDelivered)
             .create()
         )
+        # What a subscriber misses before the publisher has connected to it is lost to it
+        # (history 0): wait until every subscriber is there, then connect, before the clock.
+        deadline = time.monotonic() + Iceoryx2.JOIN_SECONDS
+        while service.dynamic_config.number_of_subscribers < subscribers:
+            if time.monotonic() > deadline:
+                pub.delete()
+                raise TimeoutError(f"iceoryx2: fewer than {subscribers} subscribers joined")
+            time.sleep(0.001)
+        pub.update_connections()
         return End(
             {"loan": pub.loan_slice_uninit, "memmove": ctypes.memmove},
             close=pub.delete,
@@ -477,7 +489,7 @@ s.delete()
 
     @staticmethod
     def consumer(handle: Any) -> End:
-        node, service = _iox_service(handle)
+        node, service = _iox_service(handle[0])
         sub = service.subscriber_builder().buffer_size(_IOX_BUFFER).create()
         return End(
             {"receive": sub.receive, "string_at": ctypes.string_at},
@@ -645,7 +657,8 @@ class MpQueueObjects(MpQueue):
 
 class Iceoryx2Broadcast(Iceoryx2):
     """The same service as the 1P/1C rows, one subscriber port per subscriber process; the
-    publisher waits for the slowest subscriber (RetryUntilDelivered)."""
+    publisher waits for every subscriber to join before the clock starts, and for the
+    slowest one while it sends (RetryUntilDelivered)."""
 
 
 class MemspaceBroadcast(Transport):

@@ -15,6 +15,7 @@ a snippet through a helper function.
 from __future__ import annotations
 
 import builtins
+import dis
 import functools
 import linecache
 import textwrap
@@ -160,6 +161,12 @@ def _build(template: str, t: type[Transport], names: dict[str, Any], **snippets:
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
     scope: dict[str, Any] = {"__builtins__": builtins}
     exec(compile(src, filename, "exec"), scope)  # our own templates, formatted above
+    code = scope[func].__code__
+    for ins in dis.get_instructions(code):
+        # Every name a snippet uses is a local (the End's names, the template's own) or a
+        # builtin: a missing End name must fail here, not be looked up per message.
+        if ins.opname == "LOAD_GLOBAL" and not hasattr(builtins, ins.argval):
+            raise NameError(f"{t.__name__}.{func}: {ins.argval!r} is not one of its End's names")
     return functools.partial(scope[func], **names)
 
 
