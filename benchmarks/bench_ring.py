@@ -9,10 +9,12 @@ bytes). The ping-pong table times 64 B round trips through two channels (one eac
 The floor rows run the consumer's loop in this process with no transport: the loop alone
 (`k = len(x)` and the compare every row pays), the loop plus one no-op native call (memspace's
 `ring.capacity` getter; membridge's `ring.capacity()` method), and the loop plus a new `bytes`
-of the message size (what every copying receive must at least do). The limit row copies the
-message into a buffer (memcpy through Python, one statement per message). `cost / call floor`
-is a row's time per message divided by the no-op method row's (membridge's; memspace's getter
-where membridge is not installed); `cost / bytes floor` the same against the new-bytes row.
+of the message size (what every copying receive must at least do): by slicing a longer bytes,
+the cheapest way, and by `bytes()` of a memoryview, through the buffer protocol. The limit row
+copies the message into a buffer (memcpy through Python, one statement per message).
+`cost / call floor` is a row's time per message divided by the no-op method row's (membridge's;
+memspace's getter where membridge is not installed); `cost / bytes floor` the same against the
+slicing row.
 
 Counts per repetition: 200,000 at 64 B, 100,000 at 1 KiB, 8,000 at 64 KiB, 500 at 1 MiB.
 `--quick` (MEMSPACE_BENCH_QUICK=1): a hundredth, 64 B and 1 MiB only, one repetition.
