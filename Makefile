@@ -41,9 +41,9 @@ test-loom: ## loom model checks of the lock-free protocols (own target dir: diff
 test-python: ## pytest (real processes, crash tests)
 	$(PY) -m pytest
 
-bench: $(PY) ## Run the side-by-side benchmarks (installs the peers)
+bench: $(PY) ## Run the side-by-side benchmarks (installs the peers); BENCH_ARGS="--quick ring"
 	$(PIP) install --quiet -e ".[demo]" -r benchmarks/requirements.txt -r benchmarks/requirements-fs.txt
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 check-platforms: ## cargo check the core for macOS and Windows (adds the rustup targets)
 	rustup target add x86_64-apple-darwin x86_64-pc-windows-msvc
