@@ -86,8 +86,8 @@ class _Header:
     kind: str
     state: str
     data_size: int
-    creator_pid: int
-    created: datetime.datetime
+    creator_pid: int | None
+    created: datetime.datetime | None
 
 
 def _fnv1a64(data: bytes) -> int:
@@ -98,8 +98,8 @@ def _fnv1a64(data: bytes) -> int:
 
 
 def _read_header(where: dict[str, Any]) -> _Header | None:
-    """The segment's memspace header, or None if it has none (raw) or a bad one (corrupt:
-    then ``"corrupt"`` is the kind)."""
+    """The segment's memspace header; None if it has none (a raw segment). A header that
+    does not validate is reported with the kind ``"corrupt"`` and nothing else trusted."""
     with memspace.SharedMemory.open(**where) as shm:
         if shm.size < _HEADER.size:
             return None
@@ -110,9 +110,7 @@ def _read_header(where: dict[str, Any]) -> _Header | None:
         return None
     checksum, state = fields[-2], fields[-1]
     if major != _MAJOR or endian != _ENDIAN or checksum != _fnv1a64(raw[:112]):
-        return _Header(
-            "corrupt", "-", 0, 0, datetime.datetime.fromtimestamp(0, tz=datetime.timezone.utc)
-        )
+        return _Header("corrupt", "unknown", 0, None, None)
     data_size, creator_pid, created_ns = fields[13], fields[15], fields[18]
     return _Header(
         _KINDS.get(kind, f"kind {kind}"),
@@ -262,7 +260,7 @@ def _report(target: _Target, seg: memspace.SegmentInfo | None) -> dict[str, Any]
         "uid": uid,
         "modified": modified.isoformat() if modified else None,
         "state": header.state if header else None,
-        "created": header.created.isoformat() if header else None,
+        "created": header.created.isoformat() if header and header.created else None,
         "creator_pid": header.creator_pid if header else None,
         "in_use": in_use,
         "empty": holds.empty if header else None,

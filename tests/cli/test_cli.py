@@ -218,6 +218,21 @@ for name in sys.argv[1:]:
 
 
 @linux_only
+def test_a_corrupt_header_is_reported_and_kept(make_name: Callable[[str], str]) -> None:
+    name = make_name("corrupt")
+    make_and_exit("memspace.Mutex.create(sys.argv[1])", name)
+    with SharedMemory.open(name) as raw:
+        raw.write(88, b"\xff\xff")  # creator_pid, under the header checksum
+    report = inspect(name)
+    assert (report["kind"], report["state"], report["created"]) == ("corrupt", "unknown", None)
+    assert report["empty"] is False
+    out = run_cli("rm", "--stale", name).stdout
+    assert f"kept {name} (corrupt, holds unknown data (its header is corrupt)" in out
+    run_cli("rm", "--stale", "--force", name)
+    assert not exists(name)
+
+
+@linux_only
 def test_rm_stale_never_touches_raw_or_attached_segments(
     make_name: Callable[[str], str], start_child: StartChild
 ) -> None:
