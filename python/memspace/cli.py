@@ -1,7 +1,8 @@
 """The ``memspace`` command: list, inspect and remove segments, run the demo.
 
-Every command reads segments without changing them (``inspect`` attaches for a moment, and
-leaves itself out of what it reports); only ``rm`` removes, and ``rm --stale`` removes only
+Only ``rm`` changes anything: ``ls`` reads file metadata and headers, ``inspect`` (and the dry
+run of ``rm --stale``) attaches for a moment as any opener does, takes no message, role or lock,
+and leaves itself out of what it reports; ``rm`` removes, and ``rm --stale`` removes only
 what holds nothing (see :func:`_holds`) unless ``--force`` is given. A closed output pipe
 (``memspace ls --json | head``) ends the output quietly, never the command's work.
 """
