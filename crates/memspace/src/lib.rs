@@ -12,6 +12,8 @@
 //! - [`spsc`]: the single-producer/single-consumer [`Ring`];
 //! - [`mpmc`]: the multi-producer/multi-consumer [`Queue`], and messages made of aligned parts
 //!   ([`mpmc::parts`]);
+//! - [`Signal`] and [`Waiter`]: a channel's eventcount held apart from its handle, and one
+//!   thread waiting on many of them at once (what an event loop integration is built on);
 //! - [`fs`]: a bounded in-memory filesystem ([`fs::MemoryFileSystem`]) with a hard byte quota,
 //!   a node limit and per-file reader/writer locks;
 //! - [`Error`]: one error type wrapping an enum per domain ([`SegmentError`], [`LockError`],
@@ -60,6 +62,8 @@ mod testing;
 pub mod view;
 
 pub use channel::error::ChannelError;
+pub use channel::signal::{Interest, Signal};
+pub use channel::waiter::{WaitStatus, Waiter, WatchId, RECHECK};
 pub use error::{Error, Result};
 pub use lock::{LockError, Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use mpmc::{Queue, QueueOptions};

@@ -11,8 +11,13 @@ pub(crate) use loom::sync::atomic::{
 
 #[cfg(loom)]
 pub(crate) use loom::hint::spin_loop;
+/// The mutex of in-process state that model-checked code shares between threads.
+#[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::hint::spin_loop;
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(not(loom))]
 #[allow(unused_imports)]

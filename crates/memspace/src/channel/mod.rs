@@ -12,17 +12,25 @@
 //! - `wait`: spinning, then sleeping on an eventcount in slices, with deadlines and interrupt
 //!   checks;
 //! - `role`: a single-holder role held by an OFD lock that the kernel drops at its holder's death;
-//! - `segment`: a channel's mapped segment, data region and lock-area words held together.
+//! - `segment`: a channel's mapped segment, data region and lock-area words held together;
+//! - `signal`: one of a channel's eventcounts held apart from its handle ([`Signal`]), what an
+//!   asynchronous waiter sleeps on;
+//! - `waiter`: one thread waiting on many signals at once ([`Waiter`]), the core of Python's
+//!   `memspace.aio`.
 //!
 //! Each channel builds its own protocol (`spsc::core`, `mpmc::core`) and its own
 //! segment-backed handle on these; a channel never imports another channel.
 //!
 //! [`Region`]: frame::Region
 //! [`Corrupt`]: geometry::Corrupt
+//! [`Signal`]: signal::Signal
+//! [`Waiter`]: waiter::Waiter
 
 pub(crate) mod error;
 pub(crate) mod frame;
 pub(crate) mod geometry;
 pub(crate) mod role;
 pub(crate) mod segment;
+pub(crate) mod signal;
 pub(crate) mod wait;
+pub(crate) mod waiter;

@@ -49,7 +49,18 @@ pub(crate) trait Futex {
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool;
     /// Wakes every sleeper on `word`.
     fn wake_all(&self, word: &AtomicU32);
+    /// Sleeps while every `words[i].0 == words[i].1`, for at most `timeout` (`None`: no
+    /// limit); at most [`WAIT_ANY_MAX`] words. `Some(true)` if the timeout elapsed, `None` if
+    /// the platform cannot wait on several words at once (the caller waits another way). May
+    /// return early (spuriously). By default: `None`.
+    fn wait_any(&self, words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> Option<bool> {
+        let _ = (words, timeout);
+        None
+    }
 }
+
+/// Most words one [`Futex::wait_any`] takes.
+pub(crate) const WAIT_ANY_MAX: usize = 128;
 
 /// The operating system's futex (Linux: non-private `FUTEX_WAIT`/`FUTEX_WAKE`, which work
 /// across processes on shared mappings).
@@ -70,6 +81,24 @@ impl Futex for OsFutex {
         // SAFETY: as above.
         unsafe { crate::os::futex_wake(word.as_ptr(), i32::MAX) };
     }
+
+    fn wait_any(&self, words: &[(&AtomicU32, u32)], timeout: Option<Duration>) -> Option<bool> {
+        const _: () = assert!(WAIT_ANY_MAX <= crate::os::FUTEX_WAITV_MAX);
+        if words.len() > WAIT_ANY_MAX {
+            return None;
+        }
+        let mut raw = [(std::ptr::null::<u32>(), 0u32); WAIT_ANY_MAX];
+        for (r, &(w, v)) in raw.iter_mut().zip(words) {
+            *r = (w.as_ptr().cast_const(), v);
+        }
+        let t = timeout.unwrap_or(Duration::from_secs(3600));
+        // SAFETY: every word is a live, aligned u32 borrowed for the duration of the call.
+        match unsafe { crate::os::futex_waitv(&raw[..words.len()], t) } {
+            crate::os::FutexWaitv::Returned => Some(false),
+            crate::os::FutexWaitv::TimedOut => Some(true),
+            crate::os::FutexWaitv::Unsupported => None,
+        }
+    }
 }
 
 /// Under loom the OS futex is never used (the models use [`ModelFutex`]).
@@ -84,6 +113,10 @@ impl Futex for OsFutex {
     }
 
     fn wake_all(&self, _word: &AtomicU32) {
+        unimplemented!("no OS futex under loom")
+    }
+
+    fn wait_any(&self, _words: &[(&AtomicU32, u32)], _timeout: Option<Duration>) -> Option<bool> {
         unimplemented!("no OS futex under loom")
     }
 }
@@ -114,6 +147,18 @@ impl<'a> EventCount<'a> {
     /// Withdraws a `prepare` whose condition turned out to hold.
     pub(crate) fn cancel(&self) {
         self.waiters.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether a notify came after the `prepare` that returned `key` (then the condition may
+    /// hold: check it again). What a waiter sleeping on several eventcounts at once (see
+    /// `channel::waiter`) checks instead of [`EventCount::wait`], which sleeps on one.
+    pub(crate) fn changed(&self, key: u32) -> bool {
+        self.seq.load(Ordering::SeqCst) != key
+    }
+
+    /// The futex word notifies change (for [`Futex::wait_any`] with `key` as its value).
+    pub(crate) fn seq_word(&self) -> &'a AtomicU32 {
+        self.seq
     }
 
     /// Sleeps until a notify after `prepare` returned `key`, or `timeout`. Returns true if the
@@ -168,6 +213,18 @@ impl Futex for ModelFutex {
     fn wake_all(&self, _word: &AtomicU32) {
         let _g = self.m.lock().unwrap();
         self.cv.notify_all();
+    }
+
+    /// One mutex and condition variable for every word: a wake of any word wakes every
+    /// sleeper, which re-checks its words under the mutex (as `futex_waitv` re-checks each
+    /// word under its hash-bucket lock).
+    fn wait_any(&self, words: &[(&AtomicU32, u32)], _timeout: Option<Duration>) -> Option<bool> {
+        let g = self.m.lock().unwrap();
+        if words.iter().any(|(w, v)| w.load(Ordering::SeqCst) != *v) {
+            return Some(false);
+        }
+        drop(self.cv.wait(g).unwrap());
+        Some(false)
     }
 }
 

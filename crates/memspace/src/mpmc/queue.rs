@@ -21,6 +21,7 @@ use super::segment::{self, lock_area, Shared, NOT_EMPTY_OFF, NOT_FULL_OFF};
 use crate::channel::error::ChannelError;
 use crate::channel::frame::{record_size, Region};
 use crate::channel::geometry::Geometry;
+use crate::channel::signal::{Interest, Signal};
 use crate::channel::wait::{deadline, no_interrupt, wait_for};
 use crate::error::{Error, Result};
 use crate::location::Location;
@@ -816,6 +817,18 @@ impl Queue {
     pub fn offsets(&self) -> (u64, u64) {
         let g = self.shared.ch.structured().geometry();
         (g.lock_off, g.data_off)
+    }
+
+    /// The eventcount consumers ([`Interest::Readable`]) or producers
+    /// ([`Interest::Writable`]) sleep on, for waiting without a thread per wait (see
+    /// [`Waiter`](crate::Waiter)). The readable one is notified after every commit, the
+    /// writable one after every release that hands space back.
+    pub fn signal(&self, interest: Interest) -> Signal {
+        let off = match interest {
+            Interest::Readable => NOT_EMPTY_OFF,
+            Interest::Writable => NOT_FULL_OFF,
+        };
+        Signal::new(self.shared.clone(), off)
     }
 }
 

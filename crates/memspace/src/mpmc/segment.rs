@@ -70,6 +70,12 @@ pub(crate) struct Shared {
     pub(crate) c_lock: RobustMutex,
 }
 
+impl crate::channel::signal::SignalSource for Shared {
+    fn channel(&self) -> &ChannelSegment {
+        &self.ch
+    }
+}
+
 // SAFETY: the raw pointers inside point into the mapping that `ch` keeps alive; every access
 // through them is atomic or a copy into space the protocol gives the caller exclusively.
 unsafe impl Send for Shared {}

@@ -62,6 +62,95 @@ pub(crate) unsafe fn futex_wake(addr: *const u32, n: i32) {
     }
 }
 
+/// Most words one [`futex_waitv`] call takes (the kernel's `FUTEX_WAITV_MAX`).
+pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+
+/// One entry of the kernel's `struct futex_waitv`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KernelWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// The kernel's `struct __kernel_timespec` (64-bit fields on every target).
+#[repr(C)]
+struct KernelTimespec {
+    tv_sec: i64,
+    tv_nsec: i64,
+}
+
+/// Outcome of a [`futex_waitv`] call.
+#[cfg_attr(loom, allow(dead_code))] // under loom the waiter uses a modelled futex
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FutexWaitv {
+    /// Woken, interrupted by a signal, or some word no longer held its expected value.
+    Returned,
+    /// The timeout elapsed.
+    TimedOut,
+    /// The kernel has no `futex_waitv` (Linux before 5.16) or refused the call: wait another
+    /// way.
+    Unsupported,
+}
+
+/// Sleeps while every `u32` at `words[i].0` equals `words[i].1`, for at most `timeout`
+/// (Linux 5.16+ `futex_waitv`, non-private entries, so that wakers in other processes reach
+/// it). At most [`FUTEX_WAITV_MAX`] words.
+///
+/// # Safety
+/// Every address must be 4-byte aligned and valid for reads for the duration of the call.
+#[cfg_attr(loom, allow(dead_code))] // under loom the waiter uses a modelled futex
+pub(crate) unsafe fn futex_waitv(words: &[(*const u32, u32)], timeout: Duration) -> FutexWaitv {
+    if words.is_empty() || words.len() > FUTEX_WAITV_MAX {
+        return FutexWaitv::Unsupported;
+    }
+    let empty = KernelWaitv {
+        val: 0,
+        uaddr: 0,
+        flags: 0,
+        reserved: 0,
+    };
+    let mut v = [empty; FUTEX_WAITV_MAX];
+    for (slot, &(addr, expected)) in v.iter_mut().zip(words) {
+        *slot = KernelWaitv {
+            val: u64::from(expected),
+            uaddr: addr as u64,
+            flags: libc::FUTEX2_SIZE_U32 as u32,
+            reserved: 0,
+        };
+    }
+    // futex_waitv takes an absolute time on the clock it is given.
+    let at = monotonic_now().saturating_add(timeout);
+    let ts = KernelTimespec {
+        tv_sec: i64::try_from(at.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: i64::from(at.subsec_nanos()),
+    };
+    // SAFETY: `v` holds `words.len()` valid entries whose addresses the caller guarantees;
+    // `ts` lives across the call; no flags are defined for the call itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            v.as_ptr(),
+            words.len() as libc::c_uint,
+            0 as libc::c_uint,
+            std::ptr::from_ref(&ts),
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    if rc >= 0 {
+        return FutexWaitv::Returned;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::ETIMEDOUT) => FutexWaitv::TimedOut,
+        Some(libc::EAGAIN | libc::EINTR) => FutexWaitv::Returned,
+        // ENOSYS (an older kernel), EPERM (a seccomp filter), EINVAL, EFAULT: never retry
+        // a call that will fail the same way.
+        _ => FutexWaitv::Unsupported,
+    }
+}
+
 fn flock_for(offset: u64, len: u64, ty: libc::c_int) -> io::Result<libc::flock> {
     let start =
         libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;

@@ -33,6 +33,25 @@ pub(crate) unsafe fn futex_wait(_addr: *const u32, _expected: u32, timeout: Dura
 #[cfg_attr(loom, allow(dead_code))] // under loom the eventcount waits on a modelled futex
 pub(crate) unsafe fn futex_wake(_addr: *const u32, _n: i32) {}
 
+#[cfg_attr(loom, allow(dead_code))] // under loom the waiter uses a modelled futex
+pub(crate) const FUTEX_WAITV_MAX: usize = 128;
+
+#[cfg_attr(loom, allow(dead_code))] // under loom the waiter uses a modelled futex
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // the same shape as on Linux; only `Unsupported` is produced here
+pub(crate) enum FutexWaitv {
+    Returned,
+    TimedOut,
+    Unsupported,
+}
+
+/// # Safety
+/// The addresses are not dereferenced here.
+#[cfg_attr(loom, allow(dead_code))] // under loom the waiter uses a modelled futex
+pub(crate) unsafe fn futex_waitv(_words: &[(*const u32, u32)], _timeout: Duration) -> FutexWaitv {
+    FutexWaitv::Unsupported
+}
+
 pub(crate) fn ofd_try_lock(_file: &File, _offset: u64, _len: u64) -> io::Result<bool> {
     Err(unsupported())
 }

@@ -47,6 +47,7 @@ use crate::channel::frame::{record_size, Region};
 use crate::channel::geometry::{Corrupt, Geometry};
 use crate::channel::role::{self, RoleLock};
 use crate::channel::segment::ChannelSegment;
+use crate::channel::signal::{Interest, Signal};
 use crate::channel::wait::{deadline, wait_for};
 use crate::error::{Error, Result};
 use crate::location::Location;
@@ -173,6 +174,12 @@ impl RingOptions {
 /// is laid out as in the module docs.
 struct Shared {
     ch: ChannelSegment,
+}
+
+impl crate::channel::signal::SignalSource for Shared {
+    fn channel(&self) -> &ChannelSegment {
+        &self.ch
+    }
 }
 
 impl Shared {
@@ -323,6 +330,18 @@ impl Ring {
     /// Offset of the byte ring in the segment (for inspection and tests).
     pub fn data_offset(&self) -> u64 {
         self.shared.ch.structured().geometry().data_off
+    }
+
+    /// The eventcount the consumer ([`Interest::Readable`]) or the producer
+    /// ([`Interest::Writable`]) sleeps on, for waiting without a thread per wait (see
+    /// [`Waiter`](crate::Waiter)). The readable one is notified after every publish, the
+    /// writable one after every release.
+    pub fn signal(&self, interest: Interest) -> Signal {
+        let off = match interest {
+            Interest::Readable => NOT_EMPTY_OFF,
+            Interest::Writable => NOT_FULL_OFF,
+        };
+        Signal::new(self.shared.clone(), off)
     }
 
     fn claim(&self, role: Role) -> Result<RoleLock> {
