@@ -13,6 +13,8 @@
   (``queue.Queue`` semantics; a killed worker never wedges it).
 - :class:`Ring`: the fastest single-producer/single-consumer channel between processes, with
   blocking waits that do not poll, batches and zero-copy views.
+- :mod:`memspace.aio`: every channel for asyncio (``await q.get()``, ``async for msg in q``),
+  one waiter thread per event loop, never a thread per call.
 
 The core is written in Rust; nothing here requires knowing that.
 """
@@ -79,17 +81,25 @@ __all__ = [
     "SharedMemory",
     "View",
     "__version__",
+    "aio",
     "expand_archive",
     "expand_archive_streaming",
     "segments",
 ]
 
 if TYPE_CHECKING:
+    from memspace import aio
     from memspace.fs import AsyncMemoryFileHandle, AsyncMemoryFileSystem
 
 
 def __getattr__(name: str) -> Any:
-    # The async facade imports asyncio: load it on first use.
+    # The async facades import asyncio: load them on first use.
+    if name == "aio":
+        import importlib
+
+        module = importlib.import_module("memspace.aio")
+        globals()[name] = module
+        return module
     if name in ("AsyncMemoryFileSystem", "AsyncMemoryFileHandle"):
         from memspace import fs
 

@@ -80,6 +80,17 @@ pub(crate) fn timeout_arg(timeout: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
+/// A channel's `_signal()` argument: `"readable"` or `"writable"`.
+pub(crate) fn interest_arg(interest: &str) -> PyResult<memspace::Interest> {
+    match interest {
+        "readable" => Ok(memspace::Interest::Readable),
+        "writable" => Ok(memspace::Interest::Writable),
+        other => Err(PyValueError::new_err(format!(
+            "interest must be \"readable\" or \"writable\", not {other:?}"
+        ))),
+    }
+}
+
 /// `timeout_arg`, with `block=False` meaning "try once" (the `queue.Queue` convention).
 pub(crate) fn block_timeout_arg(block: bool, timeout: Option<f64>) -> PyResult<Option<Duration>> {
     let t = timeout_arg(timeout)?;

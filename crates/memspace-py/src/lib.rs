@@ -12,9 +12,11 @@ mod export;
 mod gil;
 mod guard;
 mod handle;
+mod signal;
 mod value;
 
 // One file per Python class family (the upper floor): none imports another.
+mod aio;
 mod fs;
 mod lock;
 mod queue;
@@ -44,6 +46,8 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ring::PyRingView>()?;
     m.add_class::<ring::PyRingReservation>()?;
     m.add_class::<export::MessageBytes>()?;
+    m.add_class::<signal::PySignal>()?;
+    m.add_class::<aio::PyWaiter>()?;
     m.add_function(wrap_pyfunction!(handle::_reopen, m)?)?;
     m.add_function(wrap_pyfunction!(handle::_staleness, m)?)?;
     Ok(())

@@ -15,11 +15,14 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice};
 
-use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
+use crate::args::{
+    block_timeout_arg, channel_args, interest_arg, location_repr, timeout_arg, Data,
+};
 use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, exported_view, release_view, Exported, Keep};
 use crate::gil::detached;
 use crate::handle::{at_location, closing_handle, located_handle};
+use crate::signal::PySignal;
 
 /// Copies above this size release the GIL (below it, releasing costs more than it frees).
 const DETACH_COPY: usize = 256 << 10;
@@ -536,6 +539,12 @@ impl PyQueue {
         }
         d.set_item("attached", att)?;
         Ok(d)
+    }
+
+    /// The eventcount receivers (`"readable"`) or senders (`"writable"`) sleep on, for
+    /// `memspace.aio` (internal).
+    fn _signal(&self, interest: &str) -> PyResult<PySignal> {
+        Ok(PySignal::new(self.q.signal(interest_arg(interest)?)))
     }
 
     /// Offset of the control block in the segment (tests and tools).

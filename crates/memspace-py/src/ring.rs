@@ -17,11 +17,14 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
+use crate::args::{
+    block_timeout_arg, channel_args, interest_arg, location_repr, timeout_arg, Data,
+};
 use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, end_block, exported_view, Exported, Keep};
 use crate::gil::{detached, lock_unheld};
 use crate::handle::{at_location, closing_handle, located_handle};
+use crate::signal::PySignal;
 use crate::value::{as_ref, to_owned_value, to_py};
 
 /// A single-producer/single-consumer ring between processes.
@@ -450,6 +453,12 @@ impl PyRing {
             self.ring.role_held(Role::Consumer).py_err()?,
         )?;
         Ok(d)
+    }
+
+    /// The eventcount receivers (`"readable"`) or senders (`"writable"`) sleep on, for
+    /// `memspace.aio` (internal).
+    fn _signal(&self, interest: &str) -> PyResult<PySignal> {
+        Ok(PySignal::new(self.ring.signal(interest_arg(interest)?)))
     }
 
     /// Offset of the control block in the segment (tests and tools).

@@ -72,6 +72,8 @@ struct Entry {
     src: Arc<dyn Watched>,
     key: u32,
     recheck_at: Option<Instant>,
+    /// (Fallback mode) a helper thread saw it changed and notified the control word.
+    reported: bool,
 }
 
 impl Entry {
@@ -151,6 +153,7 @@ impl<F: Futex + Send + Sync + 'static> Core<F> {
                 src,
                 key,
                 recheck_at: inner.recheck.and_then(|r| Instant::now().checked_add(r)),
+                reported: false,
             });
             drop(st);
             // The sleeper (if any) sleeps on the words it saw: wake it to add this one.
@@ -339,13 +342,21 @@ impl<F: Futex + Send + Sync + 'static> Core<F> {
                     ctl.cancel();
                     return;
                 }
-                let mine = |e: &&Entry| e.word() as usize == addr;
-                let any = st.entries.iter().any(|e| mine(&e));
-                let pending = st
-                    .entries
-                    .iter()
-                    .find(|e| mine(e) && !e.src.event().changed(e.key))
-                    .map(|e| (e.src.clone(), e.key));
+                let mut any = false;
+                let mut report = false;
+                let mut pending = None;
+                for e in st.entries.iter_mut().filter(|e| e.word() as usize == addr) {
+                    any = true;
+                    if !e.src.event().changed(e.key) {
+                        pending.get_or_insert_with(|| (e.src.clone(), e.key));
+                    } else if !e.reported {
+                        // Changed, and the waiting thread may not know: it sleeps on the
+                        // control word. Tell it once per watch (it fires every changed watch
+                        // it sees, and looks before it sleeps).
+                        e.reported = true;
+                        report = true;
+                    }
+                }
                 if any {
                     idle_since = None;
                 } else {
@@ -357,23 +368,27 @@ impl<F: Futex + Send + Sync + 'static> Core<F> {
                         return;
                     }
                 }
-                pending
+                (pending, report)
             };
-            if let Some((src, key)) = target {
-                ctl.cancel();
-                let ev = src.event();
-                // Sliced only so that a withdrawn watch does not keep the thread forever.
-                inner.futex.wait(ev.seq_word(), key, Some(HELPER_LINGER));
-                if ev.changed(key) {
+            match target {
+                (_, true) => {
+                    ctl.cancel();
                     inner.ctl().notify(&inner.futex);
                 }
-            } else {
-                // Nothing to sleep on (no watch, or every watch of the word has fired and
-                // waits for the waiting thread): wait for the watches to change.
-                inner
-                    .futex
-                    .wait(&inner.ctl_seq, ctl_key, Some(HELPER_LINGER));
-                ctl.cancel();
+                (Some((src, key)), false) => {
+                    ctl.cancel();
+                    let ev = src.event();
+                    // Sliced only so that a withdrawn watch does not keep the thread forever.
+                    inner.futex.wait(ev.seq_word(), key, Some(HELPER_LINGER));
+                }
+                // Nothing to sleep on (no watch, or every watch of the word has fired and was
+                // reported): wait for the watches to change.
+                (None, false) => {
+                    inner
+                        .futex
+                        .wait(&inner.ctl_seq, ctl_key, Some(HELPER_LINGER));
+                    ctl.cancel();
+                }
             }
         }
     }
@@ -519,6 +534,8 @@ mod tests {
     use crate::lock::eventcount::OsFutex;
 
     const LONG: Option<Duration> = Some(Duration::from_secs(30));
+    /// A wait for a watch that was notified lasting this long means it was stranded.
+    const STRANDED: Duration = Duration::from_secs(5);
 
     fn cores() -> Vec<Core<OsFutex>> {
         let fallback = Core::new(OsFutex, None);
@@ -621,6 +638,47 @@ mod tests {
             assert_eq!(waiters(&ev), 0);
             assert!(core.watch(ev.clone(), ev.event().prepare()).is_none());
             assert_eq!(waiters(&ev), 0, "a refused watch cancels its prepare");
+        }
+    }
+
+    /// A notifier streaming against a watcher that watches again after every fire: no watch
+    /// is ever stranded (no recheck here: a lost wake-up would time out), whatever the order
+    /// of the notify, the waiter's look and (fallback) the helper's.
+    #[test]
+    fn a_stream_of_notifies_never_strands_a_watch() {
+        for core in cores() {
+            let ev = Arc::new(HeapEv::default());
+            let flag = Arc::new(AtomicU32::new(0));
+            let (ev2, f2) = (ev.clone(), flag.clone());
+            let n = 3000u32;
+            let t = std::thread::spawn(move || {
+                for i in 1..=n {
+                    f2.store(i, Ordering::SeqCst);
+                    ev2.event().notify(&OsFutex);
+                    if i % 10 == 0 {
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                }
+            });
+            let mut seen = 0;
+            while seen < n {
+                let key = ev.event().prepare();
+                let v = flag.load(Ordering::SeqCst);
+                if v != seen {
+                    ev.event().cancel();
+                    seen = v;
+                    continue;
+                }
+                let id = core.watch(ev.clone(), key).unwrap();
+                let mut out = Vec::new();
+                // (A stranded watch would be found at the timeout, by the waiter's last look.)
+                let t0 = Instant::now();
+                assert_eq!(core.wait(Some(STRANDED), &mut out), WaitStatus::Ready);
+                assert!(t0.elapsed() < STRANDED, "stranded at {seen}");
+                assert_eq!(out, [id]);
+            }
+            t.join().unwrap();
+            assert_eq!(waiters(&ev), 0);
         }
     }
 
