@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
+import contextlib
 import math
 import os
 import queue
@@ -107,10 +108,8 @@ class _Slot:
 
     def leave(self, fut: asyncio.Future[bool]) -> None:
         """A queued coroutine stops waiting without having been woken."""
-        try:
+        with contextlib.suppress(ValueError):
             self.futures.remove(fut)
-        except ValueError:
-            pass
         if not any(not f.done() for f in self.futures):
             self.futures.clear()
             self.loop_waiter.unwatch(self)
@@ -184,8 +183,10 @@ class _LoopWaiter:
                     break
                 continue
             with self.lock:
-                if len(native) == 0:
+                if len(native) == 0 or self.loop.is_closed():
                     self.thread = None
+                    if len(native):
+                        native.close()
                     return
         with self.lock:
             self.thread = None
@@ -328,10 +329,8 @@ class _Channel(AsyncIterator[T]):
             for sig in (self._readable, self._writable):
                 slot = lw.slots.get(id(sig))
                 if slot is not None:
-                    try:
+                    with contextlib.suppress(RuntimeError):  # that loop is closed
                         lw.loop.call_soon_threadsafe(slot.wake_all)
-                    except RuntimeError:  # that loop is closed
-                        pass
 
     # --- receiving ---
 

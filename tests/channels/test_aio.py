@@ -15,7 +15,7 @@ import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import memspace
@@ -40,12 +40,13 @@ def waiter_threads() -> list[threading.Thread]:
 
 
 @pytest.fixture(params=["futex_waitv", "helper threads"])
-def waiter_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def waiter_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with the native waiter as it is here, and with the fallback of kernels
     without futex_waitv (a helper thread per watched word)."""
     if request.param == "helper threads":
         monkeypatch.setattr(aio, "_Waiter", functools.partial(_memspace._Waiter, threads=True))
-    yield request.param
+    kind: str = request.param
+    return kind
 
 
 PRODUCER = """
@@ -71,7 +72,9 @@ def test_queue_round_trip_and_the_synchronous_rest(shm_name: str) -> None:
         await aq.put(b"one")
         await aq.put(bytearray(b"two"))
         assert await aq.put_many([b"three", memoryview(b"four")]) == 2
-        assert aq.qsize() == 4 and not aq.empty() and not aq.full()
+        assert aq.qsize() == 4
+        assert not aq.empty()
+        assert not aq.full()
         assert await aq.get() == b"one"
         assert aq.get_nowait() == b"two"
         assert await aq.get_many(10) == [b"three", b"four"]
@@ -102,9 +105,10 @@ def test_wrapping_an_open_handle_and_pickling(shm_name: str) -> None:
     with pytest.raises(TypeError):
         aio.Queue(b"not a queue")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        aio.Ring(q)  # type: ignore[arg-type]
+        aio.Ring(q)  # type: ignore[arg-type, unused-ignore]
     again = pickle.loads(pickle.dumps(aq))
-    assert isinstance(again, aio.Queue) and again.name == shm_name
+    assert isinstance(again, aio.Queue)
+    assert again.name == shm_name
     q.put(b"through the other handle")
 
     async def main() -> bytes:
@@ -264,7 +268,9 @@ def test_put_many_waits_for_room_for_all(shm_name: str, start_child: StartChild)
     aq.close()
 
 
-def test_many_coroutines_on_one_queue(make_name: Callable[[str], str], start_child: StartChild) -> None:
+def test_many_coroutines_on_one_queue(
+    make_name: Callable[[str], str], start_child: StartChild
+) -> None:
     """Fifty coroutines of one loop share a queue fed by two producer processes: every message
     exactly once, FIFO per producer for each consumer, one waiter thread for all of them."""
     name = make_name("many")
@@ -301,8 +307,8 @@ def test_many_coroutines_on_one_queue(make_name: Callable[[str], str], start_chi
         return results
 
     results = run(main())
-    for p in procs:
-        assert p.wait(STUCK) == 0
+    for proc in procs:
+        assert proc.wait(STUCK) == 0
     seen = sorted(x for r in results for x in r)
     assert seen == sorted((p, i) for p in range(2) for i in range(n))
     for r in results:
@@ -395,15 +401,22 @@ def test_a_consumer_killed_holding_messages_does_not_strand_a_put(
 # --- the waiter: one thread per loop, no polling, Ctrl-C -----------------------------------
 
 
+def wait_for_no_waiter_threads() -> None:
+    """Waits (boundedly) for the waiter threads of earlier loops to end."""
+    deadline = time.monotonic() + 10
+    while waiter_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not waiter_threads()
+
+
 def test_one_waiter_thread_per_loop_for_many_channels(make_name: Callable[[str], str]) -> None:
+    wait_for_no_waiter_threads()
     queues = [aio.Queue.create(make_name("ch"), 256) for _ in range(10)]
     rings = [aio.Ring.create(make_name("ring"), 256) for _ in range(3)]
     before = threading.active_count()
 
     async def main() -> None:
-        tasks = [
-            asyncio.ensure_future(ch.get()) for ch in [*queues, *rings] for _ in range(10)
-        ]
+        tasks = [asyncio.ensure_future(ch.get()) for ch in [*queues, *rings] for _ in range(10)]
         await asyncio.sleep(0.2)
         assert threading.active_count() == before + 1
         assert len(waiter_threads()) == 1
@@ -417,10 +430,7 @@ def test_one_waiter_thread_per_loop_for_many_channels(make_name: Callable[[str],
     for ch in [*queues, *rings]:
         ch.close()
     # The thread ends once nothing has waited for a while (the loop is closed anyway).
-    deadline = time.monotonic() + 10
-    while waiter_threads() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not waiter_threads()
+    wait_for_no_waiter_threads()
 
 
 def test_idle_awaiting_consumer_uses_almost_no_cpu(shm_name: str) -> None:
@@ -512,7 +522,8 @@ def test_fallback_waiter_helper_threads_end(shm_name: str) -> None:
         q._signal("sideways")  # type: ignore[arg-type]
     key = sig.prepare()
     wid = w.watch(sig, key)
-    assert wid is not None and len(w) == 1
+    assert wid is not None
+    assert len(w) == 1
     t = threading.Timer(0.05, q.put, (b"x",))
     t.start()
     assert w.wait(STUCK) == [wid]
