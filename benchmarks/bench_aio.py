@@ -6,10 +6,11 @@ other tables (benchmarks/channels.py states the rule), its statement awaiting ea
 today, `multiprocessing.Queue.get` in the loop's default thread pool
 (`k = len(await run_in_executor(None, get))`). The producer process sends with the
 transport's plain synchronous `put(m)`. Clocked as in the 1P/1C tables: from the consumer's
-release to its last message. Ratios are to the multiprocessing.Queue row.
+release to its last message. Ratios are to the multiprocessing.Queue row. A last row runs the
+same stream into memspace.Queue's synchronous `k = len(get())` (the 1P/1C table's loop), so the
+cost of awaiting is read off one run: the line under the table gives `await get()` / `get()`.
 
 64 B and 1 KiB; 20,000 messages per repetition (`--quick`: a hundredth, one repetition).
-Until memspace has `memspace.aio`, its row is named under the table instead.
 
 Run: python benchmarks/run.py aio
 """
@@ -20,7 +21,7 @@ import sys
 
 import drivers
 from _harness import QUICK, Result, measure, rate_table
-from channels import AIO, AioMpQueue
+from channels import AIO, AioMemspaceQueue, AioMpQueue, MemspaceQueue
 
 SIZES = [64, 1024]
 REPS = 1 if QUICK else 5
@@ -42,7 +43,15 @@ def section(size: int) -> str:
             )
         except (TimeoutError, drivers.EndpointFailed, OSError) as e:
             notes.append(f"{t.label}: failed or stalled ({e})")
+    sync_label = f"{MemspaceQueue.label} (synchronous consumer, compare)"
+    print(f"  {sync_label} {size} B", file=sys.stderr, flush=True)
+    rows.append(
+        measure(sync_label, lambda: drivers.throughput(MemspaceQueue, size, n), REPS, warmup=0)
+    )
     ref = next((r for r in rows if r.label == AioMpQueue.label), None)
+    aio_row = next((r for r in rows if r.label == AioMemspaceQueue.label), None)
+    if aio_row is not None:
+        notes.append(f"`await get()` / synchronous `get()`: {aio_row.median / rows[-1].median:.2f}")
     title = f"{drivers.size_label(size)} messages, 1P/1C, consumer in asyncio"
     out = rate_table(title, "msg/s", rows, ref, "multiprocessing.Queue")
     return out + ("\n\n" + "; ".join(notes) + "." if notes else "")

@@ -717,7 +717,8 @@ def _memspace_aio() -> Any:
 
 
 class AioMemspaceQueue(MemspaceQueue):
-    """memspace.aio.Queue: `await q.get()`. No row until memspace has it."""
+    """memspace.aio.Queue: `await q.get()` (the fast path is a synchronous try; only an empty
+    queue makes the coroutine wait for the loop's waiter thread)."""
 
     label = "memspace.aio.Queue `await get()`"
     is_async = True
