@@ -15,7 +15,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{ffi, IntoPyObjectExt};
 
-use crate::args::{buffer_of, location, location_repr, mode_arg, name_of, non_negative, path_of};
+use crate::args::{
+    buffer_of, location, location_repr, mode_arg, name_of, non_negative, path_of, trust_arg,
+};
 use crate::error::IntoPyResult;
 use crate::handle::closing_handle;
 
@@ -108,17 +110,19 @@ impl PySharedMemory {
         Ok(Self::new(seg, auto_unlink))
     }
 
-    /// Opens an existing segment; its size is taken from the segment.
+    /// Opens an existing segment; its size is taken from the segment. `trust` says whose
+    /// segment to accept (see `args::trust_arg`).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None, size=None))]
+    #[pyo3(signature = (name=None, *, path=None, size=None, trust=None))]
     fn open(
         py: Python<'_>,
         name: Option<String>,
         path: Option<PathBuf>,
         size: Option<i64>,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let loc = location(name, path)?;
-        let mut opts = SegmentOptions::at(loc);
+        let mut opts = SegmentOptions::at(loc).trust(trust_arg(trust.as_ref())?);
         if let Some(size) = size {
             opts = opts.size(non_negative(size, "size")?);
         }
@@ -438,7 +442,7 @@ pub(crate) fn _reopen_segment(
     name: Option<String>,
     path: Option<PathBuf>,
 ) -> PyResult<PySharedMemory> {
-    PySharedMemory::open(py, name, path, None)
+    PySharedMemory::open(py, name, path, None, None)
 }
 
 /// `(name, size, kind, mtime_seconds_or_None, uid, mode)`
