@@ -29,10 +29,10 @@ pytestmark = [linux_only, pytest.mark.timeout(90)]
 ctx = mp.get_context("fork")
 
 
-def read_lock_everything(path: Path) -> int:
-    """Open `path` read-only and take a shared OFD lock on every byte (0 to infinity)."""
+def read_lock_everything(path: Path, start: int = 0) -> int:
+    """Open `path` read-only and take a shared OFD lock on every byte (`start` to infinity)."""
     fd = os.open(path, os.O_RDONLY)
-    flock = struct.pack("@hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, 0, 0, 0)
+    flock = struct.pack("@hhqqi4x", fcntl.F_RDLCK, os.SEEK_SET, start, 0, 0)
     fcntl.fcntl(fd, fcntl.F_OFD_SETLK, flock)
     return fd
 
@@ -145,3 +145,19 @@ def test_lock_files_are_not_listed(shm_name: str) -> None:
     names = [s.name for s in memspace.segments()]
     assert shm_name in names
     assert not [n for n in names if n.endswith(".memspace-lock")]
+
+
+def test_read_locks_on_the_lock_file_do_not_fake_liveness(
+    shm_name: str, attacker: list[int]
+) -> None:
+    # Defence in depth: liveness asks for write locks only (F_OFD_GETLK with F_RDLCK), so even
+    # a shared lock on the lock file itself (which only a writer could take) never makes a
+    # dead slot look alive.
+    lock = memspace.RwLock.create(shm_name)
+    _start_and_kill(_hold_read, shm_name)
+    seg = _file(shm_name)
+    # Every byte after our own slot's (slot 0, at 128 + 64): the dead reader's slot included.
+    lock_file = seg.with_name(seg.name + ".memspace-lock")
+    attacker.append(read_lock_everything(lock_file, start=128 + 64 + 1))
+    with lock.write(timeout=10) as g:
+        assert g.owner_died

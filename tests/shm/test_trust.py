@@ -8,6 +8,7 @@ needs root; tests/hostile/ has the same scenarios with a real second user."""
 from __future__ import annotations
 
 import os
+import pickle
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import memspace
 import pytest
 
-from tests.helpers import linux_only
+from tests.helpers import linux_only, run_child
 
 NOBODY = 65534
 
@@ -43,6 +44,15 @@ KINDS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
 
 def _file_of(name: str) -> Path:
     return Path("/dev/shm") / name.lstrip("/")
+
+
+def _chmod(path: Path, mode: int) -> None:
+    """chmod `path` and its lock file, if any (modes without group/other read-only bits, for
+    which the lock file's mode is the same)."""
+    os.chmod(path, mode)
+    lock_file = path.with_name(path.name + ".memspace-lock")
+    if lock_file.exists():
+        os.chmod(lock_file, mode)
 
 
 def _chown(path: Path, uid: int) -> None:
@@ -191,3 +201,29 @@ def test_a_squatter_cannot_pass_by_writing_the_victims_uid(shm_name: str) -> Non
     _chown(_file_of(shm_name), NOBODY)
     with pytest.raises(PermissionError, match=f"uid {NOBODY}"):
         memspace.RwLock.open(shm_name)
+
+
+@linux_only
+@pytest.mark.parametrize("kind", sorted(set(KINDS) - {"Record"}))
+def test_a_pickled_handle_reopens_with_the_trust_that_accepted_it(kind: str, shm_name: str) -> None:
+    # A segment created with a shared mode on purpose, or opened with trust=, is passed to
+    # another process by pickling: it re-opens there with the same trust, not the default
+    # (which would refuse it).
+    create, open_ = KINDS[kind]
+    created = create(shm_name, 0o660)
+    opened = open_(shm_name, trust=os.geteuid())
+    for handle in (created, opened):
+        again = pickle.loads(pickle.dumps(handle))
+        assert again.name == shm_name
+    run_child(
+        "import pickle, sys\npickle.loads(bytes.fromhex(sys.argv[1]))\n",
+        pickle.dumps(created).hex(),
+    )
+    # The default trust still refuses it, and a handle opened by default pickles as such.
+    with pytest.raises(PermissionError):
+        open_(shm_name)
+    _chmod(_file_of(shm_name), 0o600)
+    private = open_(shm_name)
+    _chmod(_file_of(shm_name), 0o660)
+    with pytest.raises(PermissionError):
+        pickle.loads(pickle.dumps(private))

@@ -199,6 +199,16 @@ fn channel_sizes(
     Ok((cap, max_len))
 }
 
+/// The Python `trust=` value that means `trust` (the inverse of [`trust_arg`]), for pickling.
+pub(crate) fn trust_to_py(py: Python<'_>, trust: &Trust) -> PyResult<Py<PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    match trust {
+        Trust::Private => Ok(py.None()),
+        Trust::Owners(uids) => uids.clone().into_py_any(py),
+        Trust::Anyone => "any".into_py_any(py),
+    }
+}
+
 /// The name of an object's type, for messages.
 pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()

@@ -162,5 +162,15 @@ impl PyRwLock {
     }
 }
 
-located_handle!(PyMutex, remove = Segment::unlink, |s| s.inner.location());
-located_handle!(PyRwLock, remove = Segment::unlink, |s| s.inner.location());
+located_handle!(
+    PyMutex,
+    remove = Segment::unlink,
+    |s| s.inner.location(),
+    trust = s.inner.reopen_trust()
+);
+located_handle!(
+    PyRwLock,
+    remove = Segment::unlink,
+    |s| s.inner.location(),
+    trust = s.inner.reopen_trust()
+);

@@ -573,7 +573,12 @@ impl PyQueue {
     }
 }
 
-located_handle!(PyQueue, remove = Queue::remove, |s| s.q.location());
+located_handle!(
+    PyQueue,
+    remove = Queue::remove,
+    |s| s.q.location(),
+    trust = s.q.reopen_trust()
+);
 closing_handle!(PyQueue, |s, _py| {
     s.close();
     PyResult::Ok(())

@@ -489,7 +489,12 @@ impl PyRing {
     }
 }
 
-located_handle!(PyRing, remove = Ring::remove, |s| s.ring.location());
+located_handle!(
+    PyRing,
+    remove = Ring::remove,
+    |s| s.ring.location(),
+    trust = s.ring.reopen_trust()
+);
 closing_handle!(PyRing, |s, py| {
     s.close(py);
     PyResult::Ok(())

@@ -462,4 +462,9 @@ impl PyView {
     }
 }
 
-located_handle!(PyView, remove = Segment::unlink, |s| s.inner.location());
+located_handle!(
+    PyView,
+    remove = Segment::unlink,
+    |s| s.inner.location(),
+    trust = s.inner.reopen_trust()
+);

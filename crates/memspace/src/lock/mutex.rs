@@ -359,6 +359,11 @@ impl Mutex {
         self.s.location()
     }
 
+    /// The trust that opens this mutex again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.s.reopen_trust()
+    }
+
     fn slot(&self) -> Result<u32> {
         self.s.attachment().slot(&|_| {})
     }

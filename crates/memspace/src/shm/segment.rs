@@ -369,7 +369,8 @@ impl SegmentOptions {
                     os_error("posix_fallocate", loc, e)
                 }
             })?;
-            Segment::map(file, loc.clone(), size)
+            // Our own segment, with the mode we chose: any mode of ours is trusted again.
+            Segment::map(file, loc.clone(), size, Trust::Owners(Vec::new()))
         })();
         if result.is_err() {
             let _ = remove(loc);
@@ -420,7 +421,7 @@ impl SegmentOptions {
                 }
             })?;
         }
-        Segment::map(file, loc.clone(), size)
+        Segment::map(file, loc.clone(), size, self.trust.clone())
     }
 }
 
@@ -506,6 +507,7 @@ pub struct Segment {
     // Kept open so that `fstat`-style questions stay answerable and the identity of the
     // mapped object is pinned.
     file: File,
+    reopen_trust: Trust,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this value; all access goes through
@@ -525,7 +527,7 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
-    fn map(file: File, location: Location, size: u64) -> Result<Segment> {
+    fn map(file: File, location: Location, size: u64, reopen_trust: Trust) -> Result<Segment> {
         let len = usize::try_from(size)
             .map_err(|_| Error::InvalidArgument(format!("segment size {size} is too large")))?;
         let ptr = os::map_shared(&file, len).map_err(|e| os_error("mmap", &location, e))?;
@@ -534,6 +536,7 @@ impl Segment {
             len,
             location,
             file,
+            reopen_trust,
         })
     }
 
@@ -679,6 +682,13 @@ impl Segment {
         // SAFETY: the range lies inside the live mapping (checked above).
         unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(off), byte, len as usize) };
         Ok(())
+    }
+
+    /// The [`Trust`] that opens this same segment again (another process it is passed to by
+    /// pickling): the trust it was opened with, or, for a segment this process created, its
+    /// own segments whatever their mode (the creator chose it).
+    pub fn reopen_trust(&self) -> &Trust {
+        &self.reopen_trust
     }
 
     /// The open file behind the mapping (for `fstat`, locks on it, ...).

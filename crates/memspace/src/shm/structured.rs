@@ -167,6 +167,11 @@ impl Structured {
         &self.geo
     }
 
+    /// The [`Trust`] that opens this segment again elsewhere ([`Segment::reopen_trust`]).
+    pub fn reopen_trust(&self) -> &Trust {
+        self.seg.reopen_trust()
+    }
+
     /// The lock file, on which liveness and role locks are taken (at the segment's offsets).
     pub fn lock_file(&self) -> &File {
         &self.lock_file

@@ -277,6 +277,11 @@ impl Ring {
         self.shared.location()
     }
 
+    /// The trust that opens this ring again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.shared.ch.structured().reopen_trust()
+    }
+
     /// Capacity in bytes (a power of two).
     pub fn capacity(&self) -> u64 {
         self.shared.g().capacity()

@@ -485,6 +485,11 @@ impl View {
         self.l.location()
     }
 
+    /// The trust that opens this view again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.l.structured().reopen_trust()
+    }
+
     /// Size of the data area in bytes.
     pub fn size(&self) -> u64 {
         self.size

@@ -493,6 +493,11 @@ impl RwLock {
         self.l.location()
     }
 
+    /// The trust that opens this rwlock again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.l.structured().reopen_trust()
+    }
+
     /// The lock itself (raw, guard-less operations for bindings).
     pub fn raw(&self) -> &ShmRwLock {
         &self.l
