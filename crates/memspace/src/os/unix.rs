@@ -117,9 +117,11 @@ pub(crate) fn reserve_existing(file: &File, len: u64) -> io::Result<bool> {
     let off = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let reserved = {
-        // SAFETY: the descriptor is open for writing for the duration of the call; mode 0
-        // allocates blocks and extends nothing, since `len` is the file's size.
-        if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, off) } == 0 {
+        // SAFETY: the descriptor is open for writing for the duration of the call.
+        // FALLOC_FL_KEEP_SIZE: allocate, never extend (a peer may have shrunk the file since
+        // its size was read; growing it back is not ours to do).
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, off) };
+        if rc == 0 {
             Ok(true)
         } else {
             let e = io::Error::last_os_error();

@@ -162,6 +162,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn names_leave_room_for_the_suffix() {
+        let longest = format!("/{}", "a".repeat(os::MAX_SHM_NAME - 14));
+        assert!(check_name(&Location::Name(longest.clone())).is_ok());
+        assert!(check_name(&Location::Name(format!("{longest}a"))).is_err());
+        assert!(check_name(&Location::Path("/x".repeat(300).into())).is_ok());
+    }
+
+    #[test]
     fn mode_follows_the_write_bits() {
         assert_eq!(lock_file_mode(0o600), 0o600);
         assert_eq!(lock_file_mode(0o644), 0o600);

@@ -830,6 +830,26 @@ mod tests {
         Segment::unlink_path(&path).unwrap();
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn open_or_create_applies_the_trust_rule_to_what_it_finds() {
+        let name = unique("ooc-shared");
+        let _s = SegmentOptions::named(&name)
+            .size(8)
+            .mode(0o666)
+            .create()
+            .unwrap();
+        let found = SegmentOptions::named(&name)
+            .size(8)
+            .open_mode(OpenMode::OpenOrCreate)
+            .build();
+        Segment::unlink_named(&name).unwrap();
+        assert!(matches!(
+            found,
+            Err(Error::Segment(SegmentError::SharedWritable { .. }))
+        ));
+    }
+
     #[test]
     fn open_or_create() {
         let name = unique("ooc");
