@@ -11,6 +11,10 @@ from memspace.fs._typing import MFSStatResult, MFSStats
 
 __version__: Final[str]
 
+# The `trust=` of every open(): None (only your own segments, writable by nobody else), a uid
+# or a collection of uids (segments owned by you or by them, any mode), or "any".
+_Trust = int | Iterable[int] | Literal["any"] | None
+
 @final
 class SharedMemory:
     """A named (POSIX) or file-backed shared-memory segment.
@@ -41,8 +45,15 @@ class SharedMemory:
         *,
         path: str | os.PathLike[str] | None = None,
         size: int | None = None,
+        trust: _Trust = None,
     ) -> SharedMemory:
-        """Open an existing segment; ``size`` (optional) is the least size it must have."""
+        """Open an existing segment; ``size`` (optional) is the least size it must have.
+
+        By default only a segment owned by your effective uid that neither group nor other
+        may write is opened (``PermissionError`` otherwise: another user may have created it
+        first). ``trust`` opts in to deliberate sharing: a uid or a collection of uids whose
+        segments to accept (with any mode), or ``"any"``.
+        """
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -148,7 +159,12 @@ class Mutex:
         """Create a new mutex segment (``FileExistsError`` if it exists)."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Mutex:
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> Mutex:
         """Open an existing mutex (``LayoutError`` if the segment holds something else)."""
 
     @staticmethod
@@ -193,7 +209,12 @@ class RwLock:
         """Create a new rwlock segment."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> RwLock:
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> RwLock:
         """Open an existing rwlock segment."""
 
     @staticmethod
@@ -242,8 +263,13 @@ class View:
         """Create a view with a data area of ``size`` bytes (zeroed)."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> View:
-        """Open an existing view."""
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> View:
+        """Open an existing view (``trust`` as for :meth:`SharedMemory.open`)."""
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -259,7 +285,10 @@ class View:
     ) -> View: ...
     @staticmethod
     def _open_record(
-        name: str | None, path: str | os.PathLike[str] | None, fingerprint: int
+        name: str | None,
+        path: str | os.PathLike[str] | None,
+        fingerprint: int,
+        trust: _Trust = None,
     ) -> View: ...
     def _field_get(self, code: int, offset: int) -> Any: ...
     def _field_set(self, code: int, offset: int, value: Any) -> None: ...
@@ -340,7 +369,18 @@ class Queue:
         mode: int = 0o600,
     ) -> Queue: ...
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Queue: ...
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> Queue:
+        """Open an existing queue (``trust`` as for :meth:`SharedMemory.open`).
+
+        A queue is only as trustworthy as whoever may write it: :meth:`get_object` unpickles
+        what they put, which can run any code. The default refuses a queue that another user
+        created (name squatting) or that group or other may write.
+        """
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None: ...
     @property
@@ -380,6 +420,11 @@ class Queue:
 
         Out-of-band buffers come back as writable, 64-byte aligned memory (one copy). A
         message not sent by ``put_object`` is a ``ValueError`` (and is consumed).
+
+        Unpickling runs code chosen by whoever wrote the message. Another local user who
+        creates the queue's name first (name squatting), or who may write the queue, can put
+        such a message: :meth:`Queue.open` refuses a queue not owned by you or writable by
+        group or other unless you pass ``trust=``; trust only users you would let run code.
         """
 
     def qsize(self) -> int: ...
@@ -426,8 +471,10 @@ class Ring:
         *,
         path: str | os.PathLike[str] | None = None,
         role: Literal["producer", "consumer"] | None = None,
+        trust: _Trust = None,
     ) -> Ring:
-        """Open an existing ring, claiming ``role`` now (else on first put/get)."""
+        """Open an existing ring, claiming ``role`` now (else on first put/get); ``trust`` as
+        for :meth:`SharedMemory.open`."""
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -547,11 +594,15 @@ class MessageBytes:
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
-def _reopen(cls: Any, name: str | None, path: str | os.PathLike[str] | None) -> Any: ...
+def _reopen(
+    cls: Any, name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
+) -> Any: ...
 def _staleness(
     name: str | None = None, *, path: str | os.PathLike[str] | None = None
 ) -> bool | None: ...
-def _reopen_segment(name: str | None, path: str | os.PathLike[str] | None) -> SharedMemory: ...
+def _reopen_segment(
+    name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
+) -> SharedMemory: ...
 def _list_segments() -> list[tuple[str, int, str, float | None, int, int]]: ...
 
 @disjoint_base

@@ -24,9 +24,11 @@ import hashlib
 import keyword
 import os
 import pathlib
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Iterable
+from typing import Any, ClassVar, Literal, TypeVar
 
 from memspace._memspace import LockGuard, View
+from memspace.errors import LayoutError
 
 __all__ = ["FIELD_TYPES", "Record"]
 
@@ -166,11 +168,25 @@ class Record:
 
     @classmethod
     def open(
-        cls: type[_R], name: str | None = None, *, path: str | os.PathLike[str] | None = None
+        cls: type[_R],
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: int | Iterable[int] | Literal["any"] | None = None,
     ) -> _R:
-        """Open an existing record segment created with the same definition."""
+        """Open an existing record segment created with the same definition.
+
+        ``trust`` says whose segment to accept, as for every ``open()``: by default only one
+        owned by your effective uid that neither group nor other may write.
+        """
         cls._check_defined()
-        return cls(View._open_record(name, path, cls._fingerprint))
+        view = View._open_record(name, path, cls._fingerprint, trust)
+        if view.size < cls._size:
+            raise LayoutError(
+                f"record segment {name if path is None else path!r} has a data area of "
+                f"{view.size} bytes, too small for a {cls.__name__} ({cls._size} bytes)"
+            )
+        return cls(view)
 
     @classmethod
     def remove(cls, name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:

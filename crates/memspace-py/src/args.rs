@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use memspace::Location;
+use memspace::{Location, Trust};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 
 /// Builds the location from the `name` / `path` pair, refusing both or neither.
 pub(crate) fn location(name: Option<String>, path: Option<PathBuf>) -> PyResult<Location> {
@@ -57,12 +57,65 @@ pub(crate) fn non_negative(value: i64, what: &str) -> PyResult<u64> {
         .map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, not {value}")))
 }
 
-/// Permission bits for a new segment.
+/// Permission bits for a new segment: `0..=0o777` (setuid, setgid and sticky bits are
+/// refused).
 pub(crate) fn mode_arg(mode: i64) -> PyResult<u32> {
     u32::try_from(mode)
         .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}")))
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "mode must be permission bits in 0..=0o777 (no setuid, setgid or sticky bit), \
+                 not {mode:#o}"
+            ))
+        })
+}
+
+/// The `trust=` argument of every `open()`: whose segment to accept (`memspace::Trust`).
+///
+/// `None` (the default): only the caller's own, writable by nobody else. A uid (`int`) or a
+/// collection of uids: segments owned by the caller or by one of them, whatever their mode.
+/// `"any"`: any owner and mode.
+pub(crate) fn trust_arg(trust: Option<&Bound<'_, PyAny>>) -> PyResult<Trust> {
+    const WHAT: &str = "trust must be None, a uid, a collection of uids or \"any\"";
+    let Some(t) = trust.filter(|t| !t.is_none()) else {
+        return Ok(Trust::Private);
+    };
+    let uid = |v: &Bound<'_, PyAny>| -> PyResult<u32> {
+        if v.is_instance_of::<PyBool>() || !v.is_instance_of::<PyInt>() {
+            return Err(bad_type(&format!("{WHAT}; a uid is an int"), v));
+        }
+        v.extract::<i64>()
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| *n != u32::MAX)
+            .ok_or_else(|| PyValueError::new_err(format!("{v} is not a user id")))
+    };
+    if let Ok(s) = t.cast::<PyString>() {
+        return match s.to_str()? {
+            "any" => Ok(Trust::Anyone),
+            other => Err(PyValueError::new_err(format!("{WHAT}, not {other:?}"))),
+        };
+    }
+    if t.is_instance_of::<PyInt>() && !t.is_instance_of::<PyBool>() {
+        return Ok(Trust::Owners(vec![uid(t)?]));
+    }
+    // bytes-like objects iterate as ints: never a collection of uids.
+    if t.is_instance_of::<PyBool>()
+        || t.is_instance_of::<PyBytes>()
+        || t.is_instance_of::<PyByteArray>()
+        || t.is_instance_of::<PyMemoryView>()
+    {
+        return Err(bad_type(WHAT, t));
+    }
+    let Ok(items) = t.try_iter() else {
+        return Err(bad_type(WHAT, t));
+    };
+    let mut uids = Vec::new();
+    for item in items {
+        uids.push(uid(&item?)?);
+    }
+    Ok(Trust::Owners(uids))
 }
 
 /// A wait's timeout in seconds: `None` (or infinity) waits without limit, `0` tries once,
@@ -138,12 +191,22 @@ fn channel_sizes(
         .ok_or_else(|| PyValueError::new_err(format!("capacity must be > 0, not {capacity}")))?;
     let max_len = max_message_size
         .map(|m| {
-            u64::try_from(m).map_err(|_| {
-                PyValueError::new_err(format!("max_message_size must be >= 0, not {m}"))
+            u64::try_from(m).ok().filter(|m| *m > 0).ok_or_else(|| {
+                PyValueError::new_err(format!("max_message_size must be > 0, not {m}"))
             })
         })
         .transpose()?;
     Ok((cap, max_len))
+}
+
+/// The Python `trust=` value that means `trust` (the inverse of [`trust_arg`]), for pickling.
+pub(crate) fn trust_to_py(py: Python<'_>, trust: &Trust) -> PyResult<Py<PyAny>> {
+    use pyo3::IntoPyObjectExt;
+    match trust {
+        Trust::Private => Ok(py.None()),
+        Trust::Owners(uids) => uids.clone().into_py_any(py),
+        Trust::Anyone => "any".into_py_any(py),
+    }
 }
 
 /// The name of an object's type, for messages.

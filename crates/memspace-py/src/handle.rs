@@ -6,20 +6,22 @@
 
 use std::path::PathBuf;
 
-use memspace::Location;
+use memspace::{Location, Trust};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use crate::args::{location, name_of, path_of};
+use crate::args::{location, name_of, path_of, trust_to_py};
 use crate::error::IntoPyResult;
 
-/// `__reduce__` of a handle: unpickling calls `_reopen(cls, name, path)`, which opens the
-/// same segment (so a handle can be passed to a spawned process).
+/// `__reduce__` of a handle: unpickling calls `_reopen(cls, name, path, trust)`, which opens
+/// the same segment (so a handle can be passed to a spawned process) with the trust that
+/// accepted it here (see `memspace::Segment::reopen_trust`).
 pub(crate) fn reduce<'py>(
     py: Python<'py>,
     cls: &Bound<'py, PyAny>,
     loc: &Location,
+    trust: &Trust,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
     let reopen = py.import("memspace._memspace")?.getattr("_reopen")?;
     let args = PyTuple::new(
@@ -28,6 +30,7 @@ pub(crate) fn reduce<'py>(
             cls.clone().into_any().unbind(),
             name_of(loc).into_py_any(py)?,
             path_of(loc).into_py_any(py)?,
+            trust_to_py(py, trust)?,
         ],
     )?;
     Ok((reopen, args))
@@ -48,9 +51,10 @@ pub(crate) fn at_location<T: Send>(
 /// Writes the methods every handle of a structured segment has: the `name` and `path`
 /// getters, the static `remove(name=None, *, path=None)` (through `$remove`, a core function
 /// taking `&Location`) and `__reduce__` (pickling by reference). `|$s| $loc` gives the
-/// handle's location from `&self`.
+/// handle's location from `&self`, and `trust = $trust` (with the same `$s`) the trust that
+/// opens it again.
 macro_rules! located_handle {
-    ($cls:ty, remove = $remove:path, |$s:ident| $loc:expr) => {
+    ($cls:ty, remove = $remove:path, |$s:ident| $loc:expr, trust = $trust:expr) => {
         #[pyo3::pymethods]
         impl $cls {
             /// The POSIX name, or None for a file-backed segment.
@@ -83,7 +87,7 @@ macro_rules! located_handle {
                 pyo3::Bound<'py, pyo3::types::PyTuple>,
             )> {
                 let $s = slf.get();
-                $crate::handle::reduce(slf.py(), slf.get_type().as_any(), $loc)
+                $crate::handle::reduce(slf.py(), slf.get_type().as_any(), $loc, $trust)
             }
         }
     };
@@ -115,15 +119,18 @@ macro_rules! closing_handle {
 }
 pub(crate) use closing_handle;
 
-/// Unpickling helper: `cls.open(name, path=path)`.
+/// Unpickling helper: `cls.open(name, path=path, trust=trust)`.
 #[pyfunction]
+#[pyo3(signature = (cls, name, path, trust=None))]
 pub(crate) fn _reopen<'py>(
     cls: &Bound<'py, PyAny>,
     name: Option<String>,
     path: Option<PathBuf>,
+    trust: Option<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let kwargs = PyDict::new(cls.py());
     kwargs.set_item("path", path)?;
+    kwargs.set_item("trust", trust)?;
     cls.call_method("open", (name,), Some(&kwargs))
 }
 

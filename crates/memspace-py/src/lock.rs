@@ -11,7 +11,7 @@ use memspace::Segment;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::args::{mode_arg, timeout_arg};
+use crate::args::{mode_arg, timeout_arg, trust_arg};
 use crate::error::IntoPyResult;
 use crate::gil::blocking;
 use crate::guard::{read_guard, write_guard, HasRwLock, Held, PyLockGuard};
@@ -47,11 +47,17 @@ impl PyMutex {
         Ok(Self { inner: Arc::new(m) })
     }
 
-    /// Opens an existing mutex segment.
+    /// Opens an existing mutex segment (`trust`: whose segment to accept).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
-        let m = at_location(py, name, path, memspace::Mutex::open)?;
+    #[pyo3(signature = (name=None, *, path=None, trust=None))]
+    fn open(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        trust: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let trust = trust_arg(trust.as_ref())?;
+        let m = at_location(py, name, path, |l| memspace::Mutex::open(l.trusting(trust)))?;
         Ok(Self { inner: Arc::new(m) })
     }
 
@@ -109,11 +115,19 @@ impl PyRwLock {
         Ok(Self { inner: Arc::new(l) })
     }
 
-    /// Opens an existing rwlock segment.
+    /// Opens an existing rwlock segment (`trust`: whose segment to accept).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
-        let l = at_location(py, name, path, memspace::RwLock::open)?;
+    #[pyo3(signature = (name=None, *, path=None, trust=None))]
+    fn open(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        trust: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let trust = trust_arg(trust.as_ref())?;
+        let l = at_location(py, name, path, |l| {
+            memspace::RwLock::open(l.trusting(trust))
+        })?;
         Ok(Self { inner: Arc::new(l) })
     }
 
@@ -148,5 +162,15 @@ impl PyRwLock {
     }
 }
 
-located_handle!(PyMutex, remove = Segment::unlink, |s| s.inner.location());
-located_handle!(PyRwLock, remove = Segment::unlink, |s| s.inner.location());
+located_handle!(
+    PyMutex,
+    remove = Segment::unlink,
+    |s| s.inner.location(),
+    trust = s.inner.reopen_trust()
+);
+located_handle!(
+    PyRwLock,
+    remove = Segment::unlink,
+    |s| s.inner.location(),
+    trust = s.inner.reopen_trust()
+);

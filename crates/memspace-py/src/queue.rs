@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice};
 
-use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
+use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, trust_arg, Data};
 use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, exported_view, release_view, Exported, Keep};
 use crate::gil::detached;
@@ -235,11 +235,17 @@ impl PyQueue {
         Ok(Self::new(q))
     }
 
-    /// Opens an existing queue.
+    /// Opens an existing queue (`trust`: whose segment to accept).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
-        at_location(py, name, path, Queue::open).map(Self::new)
+    #[pyo3(signature = (name=None, *, path=None, trust=None))]
+    fn open(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        trust: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let trust = trust_arg(trust.as_ref())?;
+        at_location(py, name, path, |l| Queue::open(l.trusting(trust))).map(Self::new)
     }
 
     /// Sends one message (a bytes-like object); waits for room unless `block` is false or
@@ -432,7 +438,9 @@ impl PyQueue {
     /// Takes the next message sent by `put_object` and unpickles it; its out-of-band buffers
     /// come back as writable memory (one copy out of the queue, no unpickling of their
     /// bytes). `queue.Empty` as for `get`. A message not sent by `put_object` is a
-    /// `ValueError` (it is consumed).
+    /// `ValueError` (it is consumed). Unpickling runs code chosen by whoever wrote the
+    /// message: `open()` refuses a queue another user made or may write, unless `trust=`
+    /// says otherwise.
     #[pyo3(signature = (block=true, timeout=None))]
     fn get_object(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         self.check_open()?;
@@ -565,7 +573,12 @@ impl PyQueue {
     }
 }
 
-located_handle!(PyQueue, remove = Queue::remove, |s| s.q.location());
+located_handle!(
+    PyQueue,
+    remove = Queue::remove,
+    |s| s.q.location(),
+    trust = s.q.reopen_trust()
+);
 closing_handle!(PyQueue, |s, _py| {
     s.close();
     PyResult::Ok(())

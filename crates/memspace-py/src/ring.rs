@@ -17,7 +17,7 @@ use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
+use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, trust_arg, Data};
 use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, end_block, exported_view, Exported, Keep};
 use crate::gil::{detached, lock_unheld};
@@ -133,13 +133,15 @@ impl PyRing {
     /// Opens an existing ring; `role` ("producer" or "consumer") claims that role now,
     /// otherwise the first `put` / `get` claims it.
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None, role=None))]
+    #[pyo3(signature = (name=None, *, path=None, role=None, trust=None))]
     fn open(
         py: Python<'_>,
         name: Option<String>,
         path: Option<PathBuf>,
         role: Option<&str>,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let trust = trust_arg(trust.as_ref())?;
         let role = match role {
             None => None,
             Some("producer") => Some(Role::Producer),
@@ -150,7 +152,7 @@ impl PyRing {
                 )))
             }
         };
-        let this = at_location(py, name, path, Ring::open).map(Self::new)?;
+        let this = at_location(py, name, path, |l| Ring::open(l.trusting(trust))).map(Self::new)?;
         match role {
             Some(Role::Producer) => drop(this.tx(py)?),
             Some(Role::Consumer) => drop(this.rx(py)?),
@@ -388,8 +390,9 @@ impl PyRing {
     }
 
     /// Messages waiting (exact when both sides are idle).
-    fn __len__(&self) -> usize {
-        self.ring.len() as usize
+    fn __len__(&self) -> PyResult<usize> {
+        // At most the capacity (checked by the core), so it fits.
+        Ok(self.ring.len().py_err()? as usize)
     }
 
     /// Capacity in bytes (a power of two).
@@ -432,13 +435,14 @@ impl PyRing {
 
     /// Fill level, geometry and who holds the roles (for `memspace inspect`).
     fn inspect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.ring.check_intact().py_err()?;
         let d = PyDict::new(py);
         d.set_item("kind", "ring")?;
         d.set_item("name", self.name())?;
         d.set_item("path", self.path())?;
         d.set_item("capacity", self.ring.capacity())?;
         d.set_item("max_message_size", self.ring.max_message_size())?;
-        d.set_item("messages", self.ring.len())?;
+        d.set_item("messages", self.ring.len().py_err()?)?;
         d.set_item("used_bytes", self.ring.used_bytes())?;
         d.set_item("free_bytes", self.ring.free_bytes())?;
         d.set_item(
@@ -485,7 +489,12 @@ impl PyRing {
     }
 }
 
-located_handle!(PyRing, remove = Ring::remove, |s| s.ring.location());
+located_handle!(
+    PyRing,
+    remove = Ring::remove,
+    |s| s.ring.location(),
+    trust = s.ring.reopen_trust()
+);
 closing_handle!(PyRing, |s, py| {
     s.close(py);
     PyResult::Ok(())

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use crate::args::{bad_type, location, timeout_arg};
+use crate::args::{bad_type, location, timeout_arg, trust_arg};
 use crate::error::IntoPyResult;
 use crate::gil::blocking;
 use crate::guard::{read_guard, write_guard, HasRwLock, PyLockGuard};
@@ -156,11 +156,16 @@ impl PyView {
         Ok(Self::new(v))
     }
 
-    /// Opens an existing view segment.
+    /// Opens an existing view segment (`trust`: whose segment to accept).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
-        let loc = location(name, path)?;
+    #[pyo3(signature = (name=None, *, path=None, trust=None))]
+    fn open(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        trust: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let loc = location(name, path)?.trusting(trust_arg(trust.as_ref())?);
         let v = py.detach(|| memspace::View::open(loc)).py_err()?;
         Ok(Self::new(v))
     }
@@ -191,14 +196,15 @@ impl PyView {
 
     /// Record support: opens a record segment, checking its layout fingerprint.
     #[staticmethod]
-    #[pyo3(signature = (name, path, fingerprint))]
+    #[pyo3(signature = (name, path, fingerprint, trust=None))]
     fn _open_record(
         py: Python<'_>,
         name: Option<String>,
         path: Option<PathBuf>,
         fingerprint: u64,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let loc = location(name, path)?;
+        let loc = location(name, path)?.trusting(trust_arg(trust.as_ref())?);
         let v = py
             .detach(|| memspace::View::open_record(loc, fingerprint))
             .py_err()?;
@@ -456,4 +462,9 @@ impl PyView {
     }
 }
 
-located_handle!(PyView, remove = Segment::unlink, |s| s.inner.location());
+located_handle!(
+    PyView,
+    remove = Segment::unlink,
+    |s| s.inner.location(),
+    trust = s.inner.reopen_trust()
+);

@@ -64,6 +64,8 @@ pub use error::{Error, Result};
 pub use lock::{LockError, Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use mpmc::{Queue, QueueOptions};
 pub use shm::header::Kind;
-pub use shm::{Location, OpenMode, Segment, SegmentError, SegmentInfo, SegmentOptions};
+pub use shm::{
+    Location, OpenMode, OpenTarget, Segment, SegmentError, SegmentInfo, SegmentOptions, Trust,
+};
 pub use spsc::{Ring, RingOptions};
 pub use view::{DataError, View};

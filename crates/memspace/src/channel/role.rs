@@ -1,5 +1,6 @@
 //! A role that one live holder at a time may have (the ring's producer and consumer, a
-//! broadcast's publisher): an OFD lock on one byte of the segment's file.
+//! broadcast's publisher): a write OFD lock on one byte of the segment's lock file (which a
+//! read-only opener of the segment cannot open, so it can neither take nor block a role).
 //!
 //! The lock is taken (`fcntl(F_OFD_SETLK)`) through a file description private to the role
 //! handle. The kernel drops it when the holder dies, however it dies, so claiming a role is a
@@ -40,7 +41,7 @@ impl RoleLock {
             })
         };
         os::install_fork_hook();
-        let file = os::reopen(st.segment().file()).map_err(|e| os_err("reopen", e))?;
+        let file = os::reopen(st.lock_file()).map_err(|e| os_err("reopen", e))?;
         if !os::ofd_try_lock(&file, offset, 1).map_err(|e| os_err("fcntl(F_OFD_SETLK)", e))? {
             return Err(Error::Channel(ChannelError::RoleTaken {
                 location: loc.clone(),
@@ -62,7 +63,7 @@ impl RoleLock {
 
 /// Whether a live process (a stopped one included) holds the role whose byte is at `offset`.
 pub(crate) fn is_held(st: &Structured, offset: u64) -> Result<bool> {
-    crate::shm::attach::anyone_locks(st.segment(), offset, 1)
+    crate::shm::attach::anyone_locks(st.lock_file(), st.location(), offset, 1)
 }
 
 impl Drop for RoleLock {

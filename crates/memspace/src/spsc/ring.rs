@@ -54,7 +54,7 @@ use crate::lock::eventcount::OsFutex;
 use crate::lock::mutex::Interrupt;
 use crate::shm::error::SegmentError;
 use crate::shm::header::{Kind, LayoutRequest};
-use crate::shm::segment::Segment;
+use crate::shm::segment::{OpenTarget, Segment};
 use crate::shm::structured::Structured;
 use crate::sync::Ordering;
 
@@ -149,6 +149,11 @@ impl RingOptions {
             .max(MIN_CAPACITY);
         let limit = Geometry::max_len_for(cap).min(u64::from(u32::MAX) - 1);
         let max_len = self.max_message_size.unwrap_or(limit);
+        if max_len == 0 {
+            return Err(Error::InvalidArgument(
+                "max_message_size must be at least 1 byte".into(),
+            ));
+        }
         if max_len > limit {
             return Err(Error::InvalidArgument(format!(
                 "max_message_size {max_len} is too large for a ring of {cap} bytes (at most {limit})"
@@ -242,8 +247,9 @@ impl Ring {
         })
     }
 
-    /// Opens an existing ring; refuses another kind or an inconsistent geometry.
-    pub fn open(location: Location) -> Result<Ring> {
+    /// Opens an existing ring (a [`Location`], or one with a [`Trust`](crate::Trust)); refuses
+    /// another kind or an inconsistent geometry.
+    pub fn open(location: impl Into<OpenTarget>) -> Result<Ring> {
         let st = Structured::open(location, Kind::Ring, None, &|_| {})?;
         let geo = *st.geometry();
         let g = Geometry::new(geo.data_size, geo.kind_param)
@@ -271,6 +277,11 @@ impl Ring {
         self.shared.location()
     }
 
+    /// The trust that opens this ring again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.shared.ch.structured().reopen_trust()
+    }
+
     /// Capacity in bytes (a power of two).
     pub fn capacity(&self) -> u64 {
         self.shared.g().capacity()
@@ -282,12 +293,32 @@ impl Ring {
     }
 
     /// Messages published and not yet released (exact when both sides are idle).
-    pub fn len(&self) -> u64 {
+    /// [`SegmentError::Corrupt`] for counters no ring can have (more received than sent, or
+    /// more messages than bytes); the figure is advisory, so that does not poison the ring.
+    pub fn len(&self) -> Result<u64> {
         // SYNC: Acquire loads pair with the Release stores of the counters beside the
-        // positions; the figure is advisory while the sides are active.
+        // positions; the figure is advisory while the sides are active. `received` first:
+        // both only grow, and a count is stored before the messages it counts are published,
+        // so `sent >= received` holds for the values loaded in this order.
         let received = self.shared.control().tail.count.load(Ordering::Acquire);
         let sent = self.shared.control().head.count.load(Ordering::Acquire);
-        sent.saturating_sub(received)
+        match sent.checked_sub(received) {
+            Some(n) if n <= self.capacity() => Ok(n),
+            _ => Err(Error::Segment(SegmentError::Corrupt {
+                location: self.location().clone(),
+                reason: format!(
+                    "its message counters are impossible (sent {sent}, received {received}, \
+                     capacity {} bytes)",
+                    self.capacity()
+                ),
+            })),
+        }
+    }
+
+    /// Checks that the segment's file was not truncated under this handle (one `fstat`; see
+    /// [`Structured::check_intact`]).
+    pub fn check_intact(&self) -> Result<()> {
+        self.shared.ch.structured().check_intact()
     }
 
     /// True if no message is waiting.
@@ -743,9 +774,9 @@ mod tests {
         let other = Ring::open(l.clone()).unwrap();
         let mut rx = other.consumer().unwrap();
         assert!(tx.try_push(b"one").unwrap());
-        assert_eq!(ring.len(), 1);
+        assert_eq!(ring.len().unwrap(), 1);
         assert_eq!(rx.try_pop().unwrap().unwrap(), b"one");
-        assert_eq!(ring.len(), 0);
+        assert_eq!(ring.len().unwrap(), 0);
         assert!(rx.try_pop().unwrap().is_none());
         Ring::remove(&l).unwrap();
     }
