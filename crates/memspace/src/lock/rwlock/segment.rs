@@ -663,7 +663,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(50));
             released.store(1, crate::sync::Ordering::SeqCst);
             drop(r);
-            assert!(h.join().unwrap(), "the writer got in while a reader held the lock");
+            assert!(
+                h.join().unwrap(),
+                "the writer got in while a reader held the lock"
+            );
         });
         RwLock::remove(l.location()).unwrap();
     }
