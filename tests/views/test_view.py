@@ -61,7 +61,7 @@ def test_roundtrip_every_type(shm_name: str) -> None:
 def test_wrong_tag_overflow_and_bounds(shm_name: str) -> None:
     v = memspace.View.create(shm_name, 32)
     v.write(7)
-    with pytest.raises(TypeError, match="expected a f64 value, found i64"):
+    with pytest.raises(TypeError, match="expected a value of type f64, found one of type i64"):
         v.read(float, 0)
     with pytest.raises(TypeError, match="zeroed"):
         v.read(int, 9)
