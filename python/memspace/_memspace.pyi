@@ -559,7 +559,7 @@ class Ring:
     def put_object(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
         """Send any picklable object (pickle protocol 5), as :meth:`Queue.put_object` does.
 
-        Out-of-band buffers (numpy arrays, ``bytearray``) are copied straight into the
+        Out-of-band buffers (numpy arrays, ``pickle.PickleBuffer``) are copied straight into the
         message. A pickling error or an object too large for the ring raises before anything
         is sent.
         """

@@ -120,7 +120,7 @@ def _checked(code: int, value: Any) -> Any:
     else:
         lo, hi = 0, (1 << bits) - 1
     if not lo <= value <= hi:
-        raise OverflowError(f"{value} is out of range for {_CODE_NAMES[code]}")
+        raise OverflowError(f"{value} does not fit in {_CODE_NAMES[code]}")
     return value
 
 

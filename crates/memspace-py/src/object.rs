@@ -1,7 +1,7 @@
 //! Python objects as channel messages, for `Queue.put_object`/`get_object` and
 //! `Ring.put_object`/`get_object`: pickle protocol 5 with out-of-band buffers, framed as one
 //! `memspace::mpmc::parts` message (the pickle, then each buffer at a 64-byte aligned offset),
-//! so that numpy arrays and `bytearray`s are copied straight into the message, never pickled.
+//! so that numpy arrays (and `pickle.PickleBuffer`s) are copied straight into the message, never pickled.
 //!
 //! Reading one back copies the message once into a new 64-byte aligned `bytearray` and
 //! validates the copy (shared memory is untrusted); the buffers handed to the unpickler are

@@ -392,7 +392,7 @@ impl PyRing {
     }
 
     /// Sends any picklable object (pickle protocol 5), like `Queue.put_object`: out-of-band
-    /// buffers (numpy arrays, `bytearray`, `pickle.PickleBuffer`) are copied straight into
+    /// buffers (contiguous numpy arrays, `pickle.PickleBuffer`) are copied straight into
     /// the message, not pickled. A pickling error or an object too large for the ring
     /// raises before anything is sent; otherwise waits for room as `put` does.
     #[pyo3(signature = (obj, block=true, timeout=None))]

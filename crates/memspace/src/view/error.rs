@@ -30,7 +30,7 @@ pub enum DataError {
     },
 
     /// A number that does not fit the field or type it is written to.
-    #[error("{value} is out of range for {ty}")]
+    #[error("{value} does not fit in {ty}")]
     ValueOutOfRange {
         /// The value.
         value: String,
