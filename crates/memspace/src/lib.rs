@@ -45,6 +45,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+/// The repository README's Rust examples, compiled and run as doctests (`cargo test --doc`),
+/// so that a README example cannot break silently. Its Python examples run in pytest
+/// (`tests/docs/test_examples.py`); code blocks in other languages are not Rust doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 mod channel;
 mod error;
 pub mod fs;
