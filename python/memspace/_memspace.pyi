@@ -177,7 +177,8 @@ class Mutex:
     def __exit__(self, *_args: object) -> Literal[False]: ...
     def close(self) -> None:
         """Detach this handle: its attachment slot and mapping are released once no guard
-        of it is held. The mutex stays for other handles; closing twice does nothing."""
+        taken from it is alive. The mutex stays for other handles; closing twice does
+        nothing. Closing does not release a mutex this thread holds: release it first."""
 
     @property
     def closed(self) -> bool:
@@ -233,7 +234,8 @@ class RwLock:
 
     def close(self) -> None:
         """Detach this handle: its attachment slot and mapping are released once no guard
-        of it is held. The rwlock stays for other handles; closing twice does nothing."""
+        taken from it is alive. The rwlock stays for other handles; closing twice does
+        nothing."""
 
     @property
     def closed(self) -> bool:

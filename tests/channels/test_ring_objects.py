@@ -165,3 +165,19 @@ def test_after_close(shm_name: str) -> None:
         with pytest.raises(ValueError, match="closed"):
             op()
     assert ring.capacity == 4096
+
+
+def test_put_object_on_a_full_ring_says_full(shm_name: str) -> None:
+    with Ring.create(shm_name, 4096) as ring:
+        while ring.try_put(b"x" * 100):
+            pass
+        with pytest.raises(queue.Full):
+            ring.put_object([1, 2, 3], block=False)
+        with pytest.raises(queue.Full):
+            ring.put_object([1, 2, 3], timeout=0.05)
+        with pytest.raises(ValueError, match="timeout"):
+            ring.get_object(timeout=-1)
+        n = ring.clear()
+        assert n > 0
+        ring.put_object([1, 2, 3], block=False)
+        assert ring.get_object(block=False) == [1, 2, 3]

@@ -9,11 +9,10 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use memspace::Location;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::IntoPyObjectExt;
-
-use pyo3::exceptions::PyValueError;
 
 use crate::args::{location, name_of, path_of};
 use crate::error::IntoPyResult;

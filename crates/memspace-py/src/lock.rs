@@ -20,8 +20,8 @@ use crate::handle::{at_location, closing_handle, located_handle, OpenHandle};
 /// A cross-process mutex that survives a killed holder.
 ///
 /// `with mutex:` acquires (as with `threading.Lock`); `close()` (or
-/// `contextlib.closing(mutex)`) detaches the handle. A guard keeps the mutex attached until
-/// it is released.
+/// `contextlib.closing(mutex)`) detaches the handle. A guard taken from it keeps the mutex
+/// attached for as long as the guard object lives.
 #[pyclass(module = "memspace", name = "Mutex", frozen)]
 pub struct PyMutex {
     inner: OpenHandle<Arc<memspace::Mutex>>,
@@ -95,8 +95,8 @@ impl PyMutex {
         Ok(false)
     }
 
-    /// Detaches this handle (its attachment slot and mapping are released once no guard of
-    /// it is held); the mutex stays for other handles. Closing twice does nothing.
+    /// Detaches this handle (its attachment slot and mapping are released once no guard taken
+    /// from it is alive); the mutex stays for other handles. Closing twice does nothing.
     fn close(&self) {
         drop(self.inner.close());
     }
@@ -179,8 +179,8 @@ impl PyRwLock {
         Ok(self.inner.get()?.raw().reader_count())
     }
 
-    /// Detaches this handle (its attachment slot and mapping are released once no guard of
-    /// it is held); the rwlock stays for other handles. Closing twice does nothing.
+    /// Detaches this handle (its attachment slot and mapping are released once no guard taken
+    /// from it is alive); the rwlock stays for other handles. Closing twice does nothing.
     fn close(&self) {
         drop(self.inner.close());
     }
