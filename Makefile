@@ -25,8 +25,8 @@ demo: $(PY) ## Install memspace (with numpy) and run `memspace demo`
 
 test: $(PY) ## Install the test tools and run every test and check (what CI runs)
 	@echo "make test: building memspace and installing the test tools into $(VENV) (a few"
-	@echo "  minutes the first time), then lint, cargo test, loom and pytest: about 15 minutes"
-	@echo "  on an idle 2-core machine, more on a busy one."
+	@echo "  minutes the first time), then lint, cargo test, loom and pytest: about 5 minutes"
+	@echo "  on an idle 2-core machine once built, 10-15 on a busy one."
 	$(PIP) install --quiet -e ".[test]"
 	$(MAKE) lint test-rust test-loom test-python
 
