@@ -47,3 +47,21 @@ def test_both_plugin_modules_give_the_same_fixture() -> None:
     from memspace import _pytest_plugin, pytest_plugin
 
     assert _pytest_plugin.mfs is pytest_plugin.mfs
+
+
+def test_every_public_name_of_dmemfs_is_in_memspace() -> None:
+    # docs/porting/d-memfs.md: "Every public name of dmemfs exists in memspace".
+    import inspect
+
+    import memspace
+
+    dmemfs = pytest.importorskip("dmemfs")
+    for name in dmemfs.__all__:
+        assert hasattr(memspace, name), name
+        theirs, ours = getattr(dmemfs, name), getattr(memspace, name)
+        if inspect.isfunction(theirs):  # the same parameters (annotations are spelt apart)
+            shape = [
+                [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+                for f in (ours, theirs)
+            ]
+            assert shape[0] == shape[1], name
