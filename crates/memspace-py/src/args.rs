@@ -9,13 +9,20 @@ use std::time::Duration;
 
 use memspace::{Location, Trust};
 use pyo3::buffer::PyUntypedBuffer;
-use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 
-/// Builds the location from the `name` / `path` pair, refusing both or neither.
+/// Builds the location from the `name` / `path` pair, refusing both or neither, and a name
+/// that is a file path (`"/tmp/ring"`): that one is told to pass `path=`.
 pub(crate) fn location(name: Option<String>, path: Option<PathBuf>) -> PyResult<Location> {
     match (name, path) {
+        (Some(n), None) if n.chars().skip(1).any(|c| c == '/') => {
+            Err(PyValueError::new_err(format!(
+                "{n:?} looks like a file path, not a segment name: pass path={n:?} for a \
+                 file-backed segment (a segment name is one component, like \"/ring\")"
+            )))
+        }
         (Some(n), None) => Ok(Location::Name(n)),
         (None, Some(p)) => Ok(Location::Path(p)),
         (Some(_), Some(_)) => Err(PyTypeError::new_err(
@@ -55,6 +62,54 @@ pub(crate) fn location_repr(loc: &Location) -> String {
 pub(crate) fn non_negative(value: i64, what: &str) -> PyResult<u64> {
     u64::try_from(value)
         .map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, not {value}")))
+}
+
+/// An int as `i128`: `TypeError` for anything else (`what` names the argument), and
+/// `OverflowError` beyond what any of memspace's integer types holds.
+fn int_of(value: &Bound<'_, PyAny>, what: &str) -> PyResult<i128> {
+    if !value.is_instance_of::<PyInt>() {
+        return Err(bad_type(&format!("{what} must be an int"), value));
+    }
+    value
+        .extract::<i128>()
+        .map_err(|_| PyOverflowError::new_err(format!("{what} is far too large")))
+}
+
+/// A size or count given as a Python int (extracted as `i128`): `ValueError` for a negative
+/// one (instead of `PyO3`'s "can't convert negative int to unsigned"), `OverflowError` above
+/// 2**64 - 1.
+pub(crate) fn u64_arg(v: i128, what: &str) -> PyResult<u64> {
+    if v < 0 {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be >= 0, not {v}"
+        )));
+    }
+    u64::try_from(v)
+        .map_err(|_| PyOverflowError::new_err(format!("{what} must be < 2**64, not {v}")))
+}
+
+/// A value for a signed 64-bit slot: `OverflowError` naming the range (and the unsigned
+/// alternative), instead of "Python int too large to convert to C long".
+pub(crate) fn i64_value(value: &Bound<'_, PyAny>, unsigned_alternative: &str) -> PyResult<i64> {
+    let v = int_of(value, "the value")?;
+    i64::try_from(v).map_err(|_| {
+        PyOverflowError::new_err(format!(
+            "{v} does not fit in a signed 64-bit integer (-2**63 ..= 2**63 - 1){}",
+            if v > 0 { unsigned_alternative } else { "" }
+        ))
+    })
+}
+
+/// A value for an unsigned 64-bit slot: `OverflowError` naming the range (and the signed
+/// alternative for a negative value).
+pub(crate) fn u64_value(value: &Bound<'_, PyAny>, signed_alternative: &str) -> PyResult<u64> {
+    let v = int_of(value, "the value")?;
+    u64::try_from(v).map_err(|_| {
+        PyOverflowError::new_err(format!(
+            "{v} does not fit in an unsigned 64-bit integer (0 ..= 2**64 - 1){}",
+            if v < 0 { signed_alternative } else { "" }
+        ))
+    })
 }
 
 /// Permission bits for a new segment: `0..=0o777` (setuid, setgid and sticky bits are

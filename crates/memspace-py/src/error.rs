@@ -92,7 +92,9 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         Error::Segment(e) => match e {
             SegmentError::InvalidName { .. } => PyValueError::new_err(msg),
             SegmentError::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
-            SegmentError::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
+            SegmentError::NotFound { .. } | SegmentError::NoDirectory { .. } => {
+                PyFileNotFoundError::new_err((errno, msg))
+            }
             SegmentError::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
             SegmentError::NotOwned { owner, .. } => PyPermissionError::new_err((
                 errno,
@@ -166,6 +168,18 @@ fn fs_to_py(err: FsError) -> PyErr {
         FsError::NoSuchPath { path } => {
             PyFileNotFoundError::new_err((errno, format!("no such file or directory: '{path}'")))
         }
+        FsError::NoParentDirectory {
+            path,
+            parent,
+            parent_is_file,
+        } => PyFileNotFoundError::new_err((
+            errno,
+            if parent_is_file {
+                format!("cannot create '{path}': '{parent}' is a file, not a directory")
+            } else {
+                format!("cannot create '{path}': parent directory '{parent}' does not exist")
+            },
+        )),
         FsError::PathExists { path } => {
             PyFileExistsError::new_err((errno, format!("file exists: '{path}'")))
         }

@@ -16,8 +16,8 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{ffi, IntoPyObjectExt};
 
 use crate::args::{
-    buffer_of, location, location_repr, mode_arg, name_of, non_negative, path_of, trust_arg,
-    trust_to_py,
+    buffer_of, i64_value, location, location_repr, mode_arg, name_of, non_negative, path_of,
+    trust_arg, trust_to_py, u64_value,
 };
 use crate::error::IntoPyResult;
 use crate::handle::closing_handle;
@@ -264,7 +264,8 @@ impl PySharedMemory {
     }
 
     /// Writes a native-endian signed 64-bit integer; `OverflowError` if it does not fit.
-    fn write_int(&self, offset: i64, value: i64) -> PyResult<()> {
+    fn write_int(&self, offset: i64, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = i64_value(value, "; write_uint() writes up to 2**64 - 1")?;
         self.segment()?
             .write_i64(non_negative(offset, "offset")?, value)
             .py_err()
@@ -278,7 +279,8 @@ impl PySharedMemory {
     }
 
     /// Writes a native-endian unsigned 64-bit integer; `OverflowError` if it does not fit.
-    fn write_uint(&self, offset: i64, value: u64) -> PyResult<()> {
+    fn write_uint(&self, offset: i64, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = u64_value(value, "; write_int() writes negative values")?;
         self.segment()?
             .write_u64(non_negative(offset, "offset")?, value)
             .py_err()

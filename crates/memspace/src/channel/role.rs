@@ -13,6 +13,7 @@
 //! unlocks.
 
 use std::fs::File;
+use std::sync::{Mutex, PoisonError};
 
 use crate::channel::error::ChannelError;
 use crate::error::{Error, Result};
@@ -26,6 +27,35 @@ pub(crate) struct RoleLock {
     file: File,
     offset: u64,
     fork_gen: u64,
+    key: Option<HeldKey>,
+}
+
+/// Which role byte of which file (device, inode, offset), in which fork generation: the roles
+/// this process holds, so that a refused claim can say "another handle in this process"
+/// instead of "another live process" (the kernel does not say who holds an OFD lock).
+type HeldKey = (u64, u64, u64, u64);
+
+/// The roles held by this process's `RoleLock`s (a handful: a linear scan is enough).
+static HELD: Mutex<Vec<HeldKey>> = Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<HeldKey>> {
+    // The list holds plain keys: a panic while it was locked cannot leave it half-updated.
+    HELD.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The key of the role byte at `offset` of `file`, or None where files have no identity.
+fn held_key(file: &File, offset: u64) -> Option<HeldKey> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        Some((m.dev(), m.ino(), offset, crate::sync::fork_generation()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, offset);
+        None
+    }
 }
 
 impl RoleLock {
@@ -42,16 +72,22 @@ impl RoleLock {
         };
         os::install_fork_hook();
         let file = os::reopen(st.lock_file()).map_err(|e| os_err("reopen", e))?;
+        let key = held_key(&file, offset);
         if !os::ofd_try_lock(&file, offset, 1).map_err(|e| os_err("fcntl(F_OFD_SETLK)", e))? {
             return Err(Error::Channel(ChannelError::RoleTaken {
                 location: loc.clone(),
                 role,
+                by_this_process: key.is_some_and(|k| held().contains(&k)),
             }));
+        }
+        if let Some(k) = key {
+            held().push(k);
         }
         Ok(RoleLock {
             file,
             offset,
             fork_gen: crate::sync::fork_generation(),
+            key,
         })
     }
 
@@ -72,6 +108,12 @@ impl Drop for RoleLock {
         // holds the role: leave it alone.
         if self.fork_gen == crate::sync::fork_generation() {
             let _ = os::ofd_unlock(&self.file, self.offset, 1);
+        }
+        if let Some(k) = self.key {
+            let mut h = held();
+            if let Some(i) = h.iter().position(|x| *x == k) {
+                h.swap_remove(i);
+            }
         }
     }
 }

@@ -5,6 +5,7 @@
 //! message alone says which object and why. Wrapped as [`Error::Segment`](crate::Error::Segment).
 
 use std::io;
+use std::path::PathBuf;
 
 use crate::location::Location;
 
@@ -32,6 +33,15 @@ pub enum SegmentError {
     NotFound {
         /// Where.
         location: Location,
+    },
+
+    /// `create` at a path whose directory does not exist (nothing was created).
+    #[error("cannot create segment {location}: directory {:?} does not exist", directory.display().to_string())]
+    NoDirectory {
+        /// Where.
+        location: Location,
+        /// The directory that is missing.
+        directory: PathBuf,
     },
 
     /// The operating system refused access.
@@ -166,7 +176,7 @@ pub enum SegmentError {
     },
 
     /// Any other operating-system error, with the call that failed.
-    #[error("{op} failed for {location}: {source}")]
+    #[error("{op} failed for segment {location}: {source}")]
     Os {
         /// The system call or operation.
         op: &'static str,
@@ -184,7 +194,7 @@ impl SegmentError {
         match self {
             SegmentError::Os { source, .. } => source.raw_os_error(),
             SegmentError::AlreadyExists { .. } => Some(libc::EEXIST),
-            SegmentError::NotFound { .. } => Some(libc::ENOENT),
+            SegmentError::NotFound { .. } | SegmentError::NoDirectory { .. } => Some(libc::ENOENT),
             SegmentError::PermissionDenied { .. }
             | SegmentError::NotOwned { .. }
             | SegmentError::SharedWritable { .. }

@@ -354,7 +354,20 @@ impl SegmentOptions {
             Location::Name(n) => os::shm_open(n, true, self.mode),
             Location::Path(p) => os::open_file(p, true, self.mode),
         }
-        .map_err(|e| os_error("create", loc, e))?;
+        .map_err(|e| match loc {
+            // ENOENT from an exclusive create means the directory is missing, not the file.
+            Location::Path(p) if e.kind() == io::ErrorKind::NotFound => {
+                Error::Segment(SegmentError::NoDirectory {
+                    location: loc.clone(),
+                    directory: p
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or_else(|| Path::new("."))
+                        .to_path_buf(),
+                })
+            }
+            _ => os_error("create", loc, e),
+        })?;
         // From here on the object exists: undo the creation on every failure path, so that a
         // failed create leaves nothing behind.
         let result = (|| {

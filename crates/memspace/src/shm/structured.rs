@@ -290,9 +290,28 @@ fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
                     }
                 }
                 if start.elapsed() >= ready_timeout {
+                    let waited_ms = start.elapsed().as_millis() as u64;
+                    if bytes[..8] == [0; 8] {
+                        // Never given a header: a raw segment (zero-filled, as every new
+                        // one is), or a creator that died before writing its header. Not
+                        // something `rm --stale` removes (it never removes raw segments).
+                        let rm = match &location {
+                            Location::Name(n) => format!("memspace rm {n}"),
+                            Location::Path(p) => format!("memspace rm --path {}", p.display()),
+                        };
+                        return Err(Error::Segment(SegmentError::IncompatibleLayout {
+                            location,
+                            reason: format!(
+                                "it has no memspace header (its first bytes are still zero \
+                                 after {waited_ms} ms): it is a raw segment, or its creator \
+                                 died before writing one; if nothing uses it, `{rm}` \
+                                 removes it"
+                            ),
+                        }));
+                    }
                     return Err(Error::Segment(SegmentError::NotReady {
                         location,
-                        waited_ms: start.elapsed().as_millis() as u64,
+                        waited_ms,
                     }));
                 }
                 std::thread::sleep(Duration::from_millis(1));

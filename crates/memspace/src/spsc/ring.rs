@@ -340,6 +340,12 @@ impl Ring {
         self.capacity() - self.used_bytes()
     }
 
+    /// True if not even an empty message fits now (a record takes at least its 8-byte
+    /// header, and every record and gap is a multiple of 8 bytes).
+    pub fn is_full(&self) -> bool {
+        self.free_bytes() < Consumer::record_size(0)
+    }
+
     /// Whether a live process holds `role` (a stopped one counts as alive).
     pub fn role_held(&self, role: Role) -> Result<bool> {
         let st = self.shared.ch.structured();
@@ -600,6 +606,16 @@ impl Producer {
         unsafe { base.add(r.r.offset) }
     }
 
+    /// Writes `data` into a reservation at `at` (a message written in pieces, such as the
+    /// frame and parts of Python's `put_object`). Panics if it would go past the reservation.
+    pub fn write(&self, r: &Reservation, at: usize, data: &[u8]) {
+        assert!(
+            at.checked_add(data.len()).is_some_and(|end| end <= r.len()),
+            "write past the reservation"
+        );
+        self.shared.ch.region().write(r.r.offset + at, data);
+    }
+
     /// Commits a reservation and publishes it.
     pub fn commit(&mut self, r: Reservation) {
         self.core.commit(r.r);
@@ -720,6 +736,17 @@ impl Consumer {
         }
     }
 
+    /// Drops every message waiting now and hands their space back; returns how many.
+    pub fn clear(&mut self) -> Result<u64> {
+        let mut n = 0;
+        while let Some(m) = self.peek()? {
+            self.consume(m);
+            n += 1;
+        }
+        self.release();
+        Ok(n)
+    }
+
     /// Takes one message now (`Ok(None)` if empty).
     pub fn try_pop(&mut self) -> Result<Option<Vec<u8>>> {
         let Some(m) = self.peek()? else {
@@ -782,6 +809,26 @@ mod tests {
     }
 
     #[test]
+    fn clear_full_and_pieced_writes() {
+        let l = loc("clear");
+        let ring = RingOptions::new(l.clone(), 256).create().unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        assert!(ring.is_empty() && !ring.is_full());
+        while tx.try_push(b"").unwrap() {}
+        assert!(ring.is_full());
+        assert_eq!(rx.clear().unwrap(), 256 / 8);
+        assert!(ring.is_empty() && !ring.is_full());
+        assert_eq!(rx.clear().unwrap(), 0);
+        let r = tx.reserve(6, None, &mut || false).unwrap();
+        tx.write(&r, 0, b"abc");
+        tx.write(&r, 3, b"def");
+        tx.commit(r);
+        assert_eq!(rx.try_pop().unwrap().as_deref(), Some(&b"abcdef"[..]));
+        Ring::remove(&l).unwrap();
+    }
+
+    #[test]
     fn roles_are_exclusive_until_dropped() {
         let l = loc("roles");
         let ring = RingOptions::new(l.clone(), 256).create().unwrap();
@@ -790,6 +837,7 @@ mod tests {
             ring.producer(),
             Err(Error::Channel(ChannelError::RoleTaken {
                 role: "producer",
+                by_this_process: true,
                 ..
             }))
         ));

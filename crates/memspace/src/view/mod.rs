@@ -495,6 +495,14 @@ impl View {
         self.size
     }
 
+    /// Where the data area (offset 0 of [`View::read_bytes`], a record's first field) starts
+    /// in the segment: what a program that maps the segment itself must add to a field's
+    /// offset. Such a program bypasses the rwlock and the sequence word that readers validate
+    /// against, so it may read torn values and its writes are not seen as one update.
+    pub fn data_offset(&self) -> u64 {
+        self.l.structured().geometry().data_off + PREFIX
+    }
+
     /// Writes `values` one after the other from `offset` under the write lock; returns the
     /// offset after the last one. Nothing is written if they do not all fit.
     pub fn write_values(
