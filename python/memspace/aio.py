@@ -317,16 +317,33 @@ class _Channel(AsyncIterator[T]):
 
     def __init__(self, handle: Any) -> None:
         self._h = handle
-        self._readable: _Signal = handle._signal("readable")
-        self._writable: _Signal = handle._signal("writable")
+        # The channel's two eventcounts (each keeps the mapping alive: dropped at close).
+        self._signals: tuple[_Signal, _Signal] | None = (
+            handle._signal("readable"),
+            handle._signal("writable"),
+        )
         self._try_get: Callable[[], bytes | None] = handle.try_get
         self._try_put: Callable[[Any], bool] = handle.try_put
 
-    def _wake_all(self) -> None:
+    def _signal(self, i: int) -> _Signal:
+        s = self._signals
+        if s is None:
+            raise ValueError(f"operation on a closed {type(self._h).__name__}")
+        return s[i]
+
+    @property
+    def _readable(self) -> _Signal:
+        return self._signal(0)
+
+    @property
+    def _writable(self) -> _Signal:
+        return self._signal(1)
+
+    def _wake_all(self, signals: tuple[_Signal, _Signal]) -> None:
         """After close: every coroutine waiting on this handle tries again (and finds it
         closed)."""
         for lw in _all_waiters():
-            for sig in (self._readable, self._writable):
+            for sig in signals:
                 slot = lw.slots.get(id(sig))
                 if slot is not None:
                     with contextlib.suppress(RuntimeError):  # that loop is closed
@@ -500,7 +517,9 @@ class _Channel(AsyncIterator[T]):
         """Closes the handle (the channel stays); coroutines waiting on it wake and raise
         ``ValueError`` (an ``async for`` ends)."""
         self._h.close()
-        self._wake_all()
+        signals, self._signals = self._signals, None
+        if signals is not None:
+            self._wake_all(signals)
 
     def __enter__(self: _Self) -> _Self:
         return self

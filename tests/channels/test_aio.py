@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import os
 import pickle
 import queue
@@ -199,6 +200,40 @@ def test_close_ends_async_for_and_wakes_waiters(shm_name: str) -> None:
         assert got == [b"1", b"2"]
 
     run(main())
+
+
+def live_attachments(name: str) -> int:
+    """Live attachments of the queue `name`, the handle used to look excluded."""
+    with memspace.Queue.open(name) as q:
+        return sum(1 for a in q.inspect()["attached"] if a["alive"]) - 1
+
+
+def test_close_releases_the_channel_even_after_waits(shm_name: str) -> None:
+    """close() lets go of the channel (its slot and mapping) at once, as the synchronous
+    close does, though the handle's coroutines waited on it (and were waiting at close)."""
+    owner = memspace.Queue.create(shm_name, 4096)
+    handles = [aio.Queue.open(shm_name) for _ in range(3)]
+    assert live_attachments(shm_name) == 4
+
+    async def main() -> None:
+        for h in handles:
+            with pytest.raises(aio.Empty):
+                await h.get(timeout=0.02)
+        waiting = [asyncio.ensure_future(h.get()) for h in handles]
+        await asyncio.sleep(0.05)
+        for h in handles:
+            h.close()
+        for t in waiting:
+            with pytest.raises(ValueError, match="closed"):
+                await t
+
+    run(main())
+    gc.collect()  # awaited tasks and their exceptions' tracebacks form cycles (asyncio)
+    deadline = time.monotonic() + 5  # the waiter thread lets go of what it slept on
+    while live_attachments(shm_name) > 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert live_attachments(shm_name) == 1
+    owner.close()
 
 
 # --- waiting across processes --------------------------------------------------------------

@@ -12,6 +12,7 @@ mod export;
 mod gil;
 mod guard;
 mod handle;
+mod object;
 mod signal;
 mod value;
 

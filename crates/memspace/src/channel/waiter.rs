@@ -169,9 +169,11 @@ impl<F: Futex + Send + Sync + 'static> Core<F> {
         };
         let e = st.entries.swap_remove(i);
         drop(st);
-        // The sleeper may still sleep on this word (its snapshot keeps the mapping alive):
-        // at worst it wakes once for nothing.
         e.src.event().cancel();
+        drop(e);
+        // The sleeper's snapshot still holds the word (and keeps its mapping alive): wake it
+        // to let go of it (no syscall unless it sleeps).
+        self.inner.ctl().notify(&self.inner.futex);
         true
     }
 
