@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use memspace::fs::{
-    FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode, SharedBytes,
-    StorageKind,
+    DirToken, FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode,
+    SharedBytes, StorageKind,
 };
 use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
@@ -109,6 +109,9 @@ fn bytes_filled(
     }
     Ok(bytes)
 }
+
+/// One step of `walk`: a directory's token, its subdirectory names, its file names.
+type WalkStep = ((u64, u64), Vec<String>, Vec<String>);
 
 /// The native half of `memspace.MemoryFileSystem` (same constructor, same methods).
 #[pyclass(module = "memspace._memspace", name = "_FileSystem", subclass, frozen)]
@@ -345,9 +348,13 @@ impl PyFileSystem {
         .py_err()
     }
 
-    /// Subdirectory and file names of a directory (for `walk`).
-    fn _scandir(&self, path: &str) -> PyResult<(Vec<String>, Vec<String>)> {
-        self.fs.scandir(path).py_err()
+    /// One directory of a walk: `(token, dirnames, filenames)`. Given the token of its parent
+    /// and its name, the core finds it without looking its whole path up.
+    #[pyo3(signature = (path, parent=None, name=""))]
+    fn _scandir(&self, path: &str, parent: Option<(u64, u64)>, name: &str) -> PyResult<WalkStep> {
+        let parent = parent.map(|(id, epoch)| (DirToken::from_parts(id, epoch), name));
+        let (token, dirs, files) = self.fs.scandir_from(parent, path).py_err()?;
+        Ok((token.to_parts(), dirs, files))
     }
 
     /// Paths of the files below `prefix` (for `iter_export_tree`).

@@ -139,12 +139,12 @@ impl FileSnapshot {
         let d = self.node.read();
         (d.data.read_at(0, buf), d.data.size())
     }
-    /// All the bytes, as one consistent state.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let d = self.node.read();
-        let mut v = vec![0u8; d.data.size() as usize];
-        d.data.read_at(0, v.as_mut_slice());
-        v
+    /// All the bytes, as one consistent state; [`FsError::OutOfMemory`] if they cannot be
+    /// allocated.
+    ///
+    /// [`FsError::OutOfMemory`]: crate::fs::FsError::OutOfMemory
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        Ok(self.node.read().data.to_vec()?)
     }
 }
 

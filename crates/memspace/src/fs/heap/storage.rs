@@ -154,18 +154,45 @@ impl Data {
     /// A file holding a copy of `data` in one piece (one chunk). The caller has reserved
     /// [`Data::charge_for`] already.
     pub(crate) fn from_bytes(kind: StorageKind, data: &[u8]) -> FsResult<Self> {
+        Self::from_pieces(kind, data.len(), [data])
+    }
+
+    /// A file holding a copy of `src`'s bytes in one piece (one chunk), stored as `kind`.
+    /// The caller has reserved [`Data::charge_for`] its size already.
+    pub(crate) fn copy_of(kind: StorageKind, src: &Data) -> FsResult<Self> {
+        let len = usize::try_from(src.size()).map_err(|_| oom(src.size()))?;
+        Self::from_pieces(kind, len, src.pieces.iter().map(Piece::bytes))
+    }
+
+    fn from_pieces<'a>(
+        kind: StorageKind,
+        len: usize,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+    ) -> FsResult<Self> {
         let mut d = Self::new(kind);
-        if !data.is_empty() {
+        if len > 0 {
             let mut v = Vec::new();
-            v.try_reserve_exact(data.len())
-                .map_err(|_| oom(data.len() as u64))?;
-            v.extend_from_slice(data);
+            v.try_reserve_exact(len).map_err(|_| oom(len as u64))?;
+            for p in pieces {
+                v.extend_from_slice(p);
+            }
             d.set_single(v);
         }
         if let Some(c) = d.chunks.as_mut() {
-            *c = u64::from(!data.is_empty());
+            *c = u64::from(len > 0);
         }
         Ok(d)
+    }
+
+    /// All the bytes in a new buffer (allocated fallibly).
+    pub(crate) fn to_vec(&self) -> FsResult<Vec<u8>> {
+        let len = usize::try_from(self.size()).map_err(|_| oom(self.size()))?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| oom(len as u64))?;
+        for p in &self.pieces {
+            v.extend_from_slice(p.bytes());
+        }
+        Ok(v)
     }
 
     pub(crate) fn size(&self) -> u64 {
