@@ -301,6 +301,11 @@ impl PyFileSystem {
         Ok(d)
     }
 
+    /// Bytes of quota still free (`stats()["free_bytes"]` without walking the tree).
+    fn _free_bytes(&self) -> u64 {
+        self.fs.free_bytes()
+    }
+
     /// Size of a file.
     fn get_size(&self, path: &str) -> PyResult<u64> {
         self.fs.get_size(path).py_err()

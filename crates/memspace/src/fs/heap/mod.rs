@@ -602,6 +602,13 @@ impl MemoryFileSystem {
         })
     }
 
+    /// Bytes of quota still free (what [`MemoryFileSystem::stats`] calls `free_bytes`,
+    /// without walking the tree).
+    pub fn free_bytes(&self) -> u64 {
+        let (max, used) = self.shared.quota.snapshot();
+        max.saturating_sub(used)
+    }
+
     /// Usage of the whole filesystem.
     pub fn stats(&self) -> Stats {
         let sh = &self.shared;
