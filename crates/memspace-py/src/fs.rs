@@ -15,7 +15,9 @@ use memspace::fs::{
     SharedBytes, StorageKind,
 };
 use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
-use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyBufferError, PyMemoryError, PyResourceWarning, PyTypeError, PyValueError,
+};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -60,9 +62,15 @@ fn with_bytes<R: Send>(
         Err(e) if e.is_instance_of::<PyBufferError>(py) => {
             // A strided view (`memoryview(b)[::2]`): gather it into one run first, as
             // `bytes()` would.
-            let gathered = PyBuffer::<u8>::get(data)
-                .and_then(|b| b.to_vec(py))
+            let buf = PyBuffer::<u8>::get(data)
                 .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
+            let n = buf.item_count();
+            let mut gathered = Vec::new();
+            gathered.try_reserve_exact(n).map_err(|_| {
+                PyMemoryError::new_err(format!("memory allocation of {n} bytes failed"))
+            })?;
+            gathered.resize(n, 0);
+            buf.copy_to_slice(py, &mut gathered)?;
             return Ok(f(&gathered));
         }
         Err(e) => return Err(e),
@@ -312,8 +320,8 @@ impl PyFileSystem {
     }
 
     /// Paths matching a glob pattern, sorted, each once.
-    fn glob(&self, pattern: &str) -> Vec<String> {
-        self.fs.glob(pattern)
+    fn glob(&self, pattern: &str) -> PyResult<Vec<String>> {
+        self.fs.glob(pattern).py_err()
     }
 
     /// All files below `prefix` as `{path: bytes}`.

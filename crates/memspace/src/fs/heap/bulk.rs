@@ -118,7 +118,7 @@ impl MemoryFileSystem {
         let parts = path::normalize(prefix)?;
         let tree = self.shared.tree();
         let files = match tree.lookup(&parts) {
-            Some(id) => tree.files_below(id, &path::join(&parts)),
+            Some(id) => tree.files_below(id, &path::join(&parts))?,
             None => Vec::new(),
         };
         Ok(files

@@ -431,7 +431,7 @@ impl MemoryFileSystem {
         if let Some(path) =
             tree.find_file_below(src_id, &path::join(&sfull), |f| f.lock.is_locked())
         {
-            return Err(FsError::FileBusy { path });
+            return Err(FsError::FileBusy { path: path? });
         }
         sh.check_nodes(&tree, (dparent.len() - depth) as u64)?;
         for p in &dparent[depth..] {
@@ -675,13 +675,16 @@ impl MemoryFileSystem {
     ///
     /// let fs = MemoryFileSystem::default();
     /// fs.import_tree([("/a/x.txt", &b""[..]), ("/a-b/y.txt", b""), ("/a/c/z.txt", b"")])?;
-    /// assert_eq!(fs.glob("/**/*.txt"), ["/a-b/y.txt", "/a/c/z.txt", "/a/x.txt"]);
-    /// assert_eq!(fs.glob("/a/**"), ["/a/c", "/a/c/z.txt", "/a/x.txt"]);
+    /// assert_eq!(fs.glob("/**/*.txt")?, ["/a-b/y.txt", "/a/c/z.txt", "/a/x.txt"]);
+    /// assert_eq!(fs.glob("/a/**")?, ["/a/c", "/a/c/z.txt", "/a/x.txt"]);
     /// # Ok::<(), memspace::Error>(())
     /// ```
-    pub fn glob(&self, pattern: &str) -> Vec<String> {
+    ///
+    /// The output itself can be large (every prefix of a deep chain): it is allocated
+    /// fallibly, [`FsError::OutOfMemory`] if it does not fit.
+    pub fn glob(&self, pattern: &str) -> Result<Vec<String>> {
         let parts = glob::pattern_components(pattern);
-        self.shared.tree().glob(&parts)
+        Ok(self.shared.tree().glob(&parts)?)
     }
 }
 

@@ -11,7 +11,6 @@
 //! caller gets back ([`Tree::walk`]). The arena is flat, so dropping a tree is flat too.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -316,18 +315,25 @@ impl Tree {
     }
 
     /// Every file below `id` (or `id` itself), with its path, sorted by path.
-    pub(super) fn files_below(&self, id: usize, path: &str) -> Vec<(String, Arc<FileNode>)> {
+    pub(super) fn files_below(
+        &self,
+        id: usize,
+        path: &str,
+    ) -> FsResult<Vec<(String, Arc<FileNode>)>> {
         if let Node::File(f) = self.node(id) {
-            return vec![(path.to_owned(), Arc::clone(f))];
+            return Ok(vec![(path.to_owned(), Arc::clone(f))]);
         }
         let mut out = Vec::new();
-        self.walk(id, path, &(), self.every_child(), |(), c, at| {
-            if let Some(f) = self.file(c) {
-                out.push((at.path(), Arc::clone(f)));
+        let failed = self.walk(id, path, &(), self.every_child(), |(), c, at| {
+            let Some(f) = self.file(c) else {
+                return ControlFlow::Continue(());
+            };
+            match at.path().and_then(|p| push(&mut out, (p, Arc::clone(f)))) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e),
             }
-            ControlFlow::<Infallible>::Continue(())
         });
-        out
+        failed.map_or(Ok(out), Err)
     }
 
     /// The first file below `id` (or `id` itself, at `path`) for which `stop` is true, with
@@ -337,9 +343,9 @@ impl Tree {
         id: usize,
         path: &str,
         mut stop: impl FnMut(&Arc<FileNode>) -> bool,
-    ) -> Option<String> {
+    ) -> Option<FsResult<String>> {
         if let Node::File(f) = self.node(id) {
-            return stop(f).then(|| path.to_owned());
+            return stop(f).then(|| Ok(path.to_owned()));
         }
         self.walk(id, path, &(), self.every_child(), |(), c, at| {
             match self.file(c) {
@@ -367,7 +373,7 @@ impl Tree {
                 for f in &done {
                     f.lock.relink();
                 }
-                Err(FsError::FileBusy { path })
+                Err(FsError::FileBusy { path: path? })
             }
         }
     }
@@ -379,10 +385,10 @@ impl Tree {
     /// gets the set of pattern positions that can be reached at it, computed once from its
     /// parent's set, so the cost is the nodes visited times the pattern's length, however
     /// many `**` it has (trying every way to split a path between them is exponential).
-    pub(super) fn glob(&self, parts: &[String]) -> Vec<String> {
+    pub(super) fn glob(&self, parts: &[String]) -> FsResult<Vec<String>> {
         let mut out = Vec::new();
         if parts.is_empty() {
-            return out;
+            return Ok(out);
         }
         let nfa = Nfa::new(parts);
         let start = Rc::new(nfa.closure(vec![0]));
@@ -425,12 +431,12 @@ impl Tree {
                     }
                 }
             },
-            |_, _, at| {
-                out.push(at.path());
-                ControlFlow::<Infallible>::Continue(())
+            |_, _, at| match at.path().and_then(|p| push(&mut out, p)) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => ControlFlow::Break(e),
             },
-        );
-        out
+        )
+        .map_or(Ok(out), Err)
     }
 
     /// The subtree at directory `id` as a flat list in which every directory comes before
@@ -495,14 +501,27 @@ pub(super) struct At<'a> {
 }
 
 impl At<'_> {
-    /// The node's path.
-    pub(super) fn path(&self) -> String {
-        let mut s = String::with_capacity(self.parent.len() + 1 + self.name.len());
+    /// The node's path (as long as its depth makes it: allocated fallibly).
+    pub(super) fn path(&self) -> FsResult<String> {
+        let n = self.parent.len() + 1 + self.name.len();
+        let mut s = String::new();
+        s.try_reserve_exact(n).map_err(|_| FsError::OutOfMemory {
+            requested: n as u64,
+        })?;
         s.push_str(self.parent);
         s.push('/');
         s.push_str(self.name);
-        s
+        Ok(s)
     }
+}
+
+/// Appends to a walk's output, which is as large as the caller asked for: fallibly.
+fn push<T>(out: &mut Vec<T>, item: T) -> FsResult<()> {
+    out.try_reserve(1).map_err(|_| FsError::OutOfMemory {
+        requested: std::mem::size_of::<T>() as u64,
+    })?;
+    out.push(item);
+    Ok(())
 }
 
 /// One node of a flattened subtree ([`Tree::flatten`]).
