@@ -26,8 +26,11 @@ use crate::args::{lock_timeout_arg, Data};
 use crate::error::{unsupported_operation_err, IntoPyResult};
 use crate::gil::{detached, lock_unheld};
 
-/// Copies at least this large run with the GIL released, so other threads keep running.
-const RELEASE_GIL_AT: usize = 64 * 1024;
+/// Copies at least this large run with the GIL released, so other threads keep running. A GIL
+/// round trip costs about what copying a few KiB does, and far more when another thread is
+/// waiting for the GIL (it then runs first), so smaller copies (a 64 KiB random write takes
+/// microseconds) keep it, as `io.BytesIO` does.
+const RELEASE_GIL_AT: usize = 256 * 1024;
 
 /// A `bytes` at least this large, appended to a sequential file, is kept by the file instead
 /// of copied (as D-MemFS keeps references); smaller ones are copied into the file's buffer,
@@ -423,7 +426,7 @@ fn copy_out<'py>(
 
 /// An open file of a `MemoryFileSystem` (a registered `io.RawIOBase`). It holds the file's
 /// lock until closed; collecting it unclosed closes it with a `ResourceWarning`.
-#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle")]
+#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle", frozen)]
 pub(crate) struct PyFileHandle {
     inner: Mutex<FileHandle>,
 }
@@ -558,18 +561,18 @@ impl PyFileHandle {
         let h: &mut FileHandle = &mut guard;
         if let Ok(b) = data.cast::<PyBytes>() {
             let bytes = b.as_bytes();
-            if bytes.len() >= KEEP_BYTES_AT {
+            // Kept instead of copied (an append to a sequential file): no copy, so no reason
+            // to release the GIL. Any other write copies, below.
+            if bytes.len() >= KEEP_BYTES_AT && h.keeps_shared() {
                 let kept: Arc<dyn SharedBytes> = Arc::new(KeptBytes {
                     ptr: bytes.as_ptr() as usize,
                     len: bytes.len(),
                     _owner: b.clone().unbind(),
                 });
-                // If the file does not keep it (not an append), it copies it, GIL released;
-                // our own reference is dropped here, attached, in that case.
-                let for_core = Arc::clone(&kept);
-                let r = py.detach(|| h.write_shared(for_core));
-                drop(kept);
-                return r.py_err();
+                return h.write_shared(kept).py_err();
+            }
+            if bytes.len() < RELEASE_GIL_AT {
+                return h.write(bytes).py_err();
             }
         }
         with_bytes(py, data, |b| h.write(b))?.py_err()

@@ -626,3 +626,26 @@ fn copy_tree_copies_data_once_and_charges_exactly() {
     fs.rmtree("/s").unwrap();
     assert_eq!(fs.stats().used_bytes, 0);
 }
+
+#[test]
+fn keeps_shared_only_for_an_append_to_a_sequential_file() {
+    let fs = fs_with(1 << 20);
+    let mut f = fs.open("/f", OpenMode::Write, 0, None).unwrap();
+    assert!(f.keeps_shared());
+    f.write_shared(Arc::new(Shared(vec![1; 100]))).unwrap();
+    assert!(f.keeps_shared());
+    f.seek(0, 0).unwrap();
+    assert!(!f.keeps_shared()); // not at the end: a copy
+    f.write(b"x").unwrap(); // promoted: random-access from now on
+    f.seek(0, 2).unwrap();
+    assert!(!f.keeps_shared());
+    f.close();
+    assert!(!f.keeps_shared());
+    let mut a = fs.open("/g", OpenMode::Append, 0, None).unwrap();
+    a.write(b"abc").unwrap();
+    a.seek(0, 0).unwrap();
+    assert!(a.keeps_shared()); // `ab` writes at the end wherever the cursor is
+    drop(a);
+    let r = fs.open("/g", OpenMode::Read, 0, None).unwrap();
+    assert!(!r.keeps_shared());
+}
