@@ -328,6 +328,11 @@ class Queue:
     Any number of processes and threads may put and get. FIFO per producer; a message is
     returned by exactly one ``get``; a killed producer or consumer loses at most what it held
     and never wedges the queue. Blocking waits do not poll and release the GIL.
+
+    ``queue.Full`` means no room and ``queue.Empty`` nothing to take. A call that gave up
+    because another process kept the producer (or consumer) lock throughout, while the queue
+    had room (or messages), raises :class:`memspace.QueueBusy`, a subclass of both; ``try_put``
+    returns False and ``try_get`` None then. Every wait ends at its deadline.
     """
 
     @staticmethod
