@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import struct
@@ -258,3 +259,23 @@ def test_random_garbage_in_lock_area_never_crashes(shm_name: str) -> None:
         except (TimeoutError, memspace.CorruptSegmentError):
             pass
     raw.close()
+
+
+def test_thread_exit_keeps_the_mutex_held_until_the_handle_goes(shm_name: str) -> None:
+    """A hold belongs to the handle (its attachment slot), not to the thread: a thread that
+    exits holding the mutex leaves it held; when the handle goes, the next holder is told."""
+    m = memspace.Mutex.create(shm_name)
+    m2 = memspace.Mutex.open(shm_name)
+    t = threading.Thread(target=m2.acquire)  # (Thread.run drops its target when done)
+    t.start()
+    t.join()
+    with pytest.raises(TimeoutError):
+        m.acquire(timeout=0.05)
+    with pytest.raises(TimeoutError):
+        m2.acquire(timeout=0.05)  # another thread of the same handle waits too
+    with pytest.raises(memspace.LockError):
+        m2.release()  # and cannot release what the dead thread held
+    del m2
+    gc.collect()
+    with m(timeout=1) as g:
+        assert g.owner_died
