@@ -136,7 +136,12 @@ class LockGuard:
 
 @final
 class Mutex:
-    """A cross-process mutex that survives a killed holder, in its own segment."""
+    """A cross-process mutex that survives a killed holder, in its own segment.
+
+    A hold belongs to this handle in its process: a thread that exits holding it leaves it
+    held until the handle is closed or collected, or the process exits; the next holder is
+    then told ``owner_died`` (as after a killed holder, which is replaced within about 20 ms).
+    """
 
     @staticmethod
     def create(
