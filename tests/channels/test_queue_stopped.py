@@ -22,6 +22,7 @@ import queue
 import random
 import signal
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -194,3 +195,34 @@ def test_busy_is_full_and_empty_for_old_code() -> None:
     assert issubclass(memspace.QueueBusy, queue.Full)
     assert issubclass(memspace.QueueBusy, queue.Empty)
     assert issubclass(memspace.QueueBusy, memspace.MemspaceError)
+
+
+@pytest.mark.parametrize("lock", [P_LOCK, C_LOCK])
+def test_ctrl_c_interrupts_a_wait_on_a_stopped_holder(
+    lock: int, make_name: Callable[[str], str], procs: list[Any]
+) -> None:
+    """A wait without timeout behind a stopped lock holder still runs the signal handlers
+    between its slices: Ctrl-C ends it within a slice or two."""
+    name = make_name("q")
+    q = memspace.Queue.create(name, 1 << 16)
+    p = _start(name, procs)
+    stop_holding(p, name, lock)
+    try:
+        sent: list[float] = []
+
+        def interrupt() -> None:
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        if lock == C_LOCK:
+            q.put(b"m", timeout=1)  # (the P-lock is free) a message to wait for
+        wait = q.get if lock == C_LOCK else lambda: q.put(b"y")
+        timer = threading.Timer(0.15, interrupt)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            wait()
+        assert sent
+        assert time.monotonic() - sent[0] < 0.2
+        timer.join()
+    finally:
+        os.kill(p.pid, signal.SIGCONT)

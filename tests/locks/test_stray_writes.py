@@ -273,6 +273,7 @@ def test_stray_write_into_held_queue_producer_lock(
         p.start()
         procs.append(p)
         assert ready.wait(10)
+        assert p.pid is not None
         word = mutex_area(name, P_LOCK)
         if stop_while_word_set(p.pid, name, word):
             landed += 1
