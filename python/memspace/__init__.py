@@ -40,6 +40,7 @@ from memspace.errors import (
     MemspaceError,
     MFSNodeLimitExceededError,
     MFSQuotaExceededError,
+    QueueBusy,
     RoleTakenError,
 )
 from memspace.fs import (
@@ -71,6 +72,7 @@ __all__ = [
     "MemspaceError",
     "Mutex",
     "Queue",
+    "QueueBusy",
     "Record",
     "Ring",
     "RoleTakenError",
