@@ -42,6 +42,7 @@ from memspace.errors import (
     MemspaceError,
     MFSNodeLimitExceededError,
     MFSQuotaExceededError,
+    QueueBusy,
     RoleTakenError,
 )
 from memspace.fs import (
@@ -73,6 +74,7 @@ __all__ = [
     "MemspaceError",
     "Mutex",
     "Queue",
+    "QueueBusy",
     "Record",
     "Ring",
     "RoleTakenError",

@@ -11,11 +11,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use memspace::fs::{
-    FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode, SharedBytes,
-    StorageKind,
+    DirToken, FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode,
+    SharedBytes, StorageKind,
 };
 use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
-use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyBufferError, PyMemoryError, PyResourceWarning, PyTypeError, PyValueError,
+};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -24,8 +26,11 @@ use crate::args::{lock_timeout_arg, u64_arg, Data};
 use crate::error::{unsupported_operation_err, IntoPyResult};
 use crate::gil::{detached, lock_unheld};
 
-/// Copies at least this large run with the GIL released, so other threads keep running.
-const RELEASE_GIL_AT: usize = 64 * 1024;
+/// Copies at least this large run with the GIL released, so other threads keep running. A GIL
+/// round trip costs about what copying a few KiB does, and far more when another thread is
+/// waiting for the GIL (it then runs first), so smaller copies (a 64 KiB random write takes
+/// microseconds) keep it, as `io.BytesIO` does.
+const RELEASE_GIL_AT: usize = 256 * 1024;
 
 /// A `bytes` at least this large, appended to a sequential file, is kept by the file instead
 /// of copied (as D-MemFS keeps references); smaller ones are copied into the file's buffer,
@@ -60,9 +65,15 @@ fn with_bytes<R: Send>(
         Err(e) if e.is_instance_of::<PyBufferError>(py) => {
             // A strided view (`memoryview(b)[::2]`): gather it into one run first, as
             // `bytes()` would.
-            let gathered = PyBuffer::<u8>::get(data)
-                .and_then(|b| b.to_vec(py))
+            let buf = PyBuffer::<u8>::get(data)
                 .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
+            let n = buf.item_count();
+            let mut gathered = Vec::new();
+            gathered.try_reserve_exact(n).map_err(|_| {
+                PyMemoryError::new_err(format!("memory allocation of {n} bytes failed"))
+            })?;
+            gathered.resize(n, 0);
+            buf.copy_to_slice(py, &mut gathered)?;
             return Ok(f(&gathered));
         }
         Err(e) => return Err(e),
@@ -109,6 +120,9 @@ fn bytes_filled(
     }
     Ok(bytes)
 }
+
+/// One step of `walk`: a directory's token, its subdirectory names, its file names.
+type WalkStep = ((u64, u64), Vec<String>, Vec<String>);
 
 /// The native half of `memspace.MemoryFileSystem` (same constructor, same methods).
 #[pyclass(module = "memspace._memspace", name = "_FileSystem", subclass, frozen)]
@@ -306,14 +320,19 @@ impl PyFileSystem {
         Ok(d)
     }
 
+    /// Bytes of quota still free (`stats()["free_bytes"]` without walking the tree).
+    fn _free_bytes(&self) -> u64 {
+        self.fs.free_bytes()
+    }
+
     /// Size of a file.
     fn get_size(&self, path: &str) -> PyResult<u64> {
         self.fs.get_size(path).py_err()
     }
 
     /// Paths matching a glob pattern, sorted, each once.
-    fn glob(&self, pattern: &str) -> Vec<String> {
-        self.fs.glob(pattern)
+    fn glob(&self, pattern: &str) -> PyResult<Vec<String>> {
+        self.fs.glob(pattern).py_err()
     }
 
     /// All files below `prefix` as `{path: bytes}`.
@@ -353,9 +372,13 @@ impl PyFileSystem {
         .py_err()
     }
 
-    /// Subdirectory and file names of a directory (for `walk`).
-    fn _scandir(&self, path: &str) -> PyResult<(Vec<String>, Vec<String>)> {
-        self.fs.scandir(path).py_err()
+    /// One directory of a walk: `(token, dirnames, filenames)`. Given the token of its parent
+    /// and its name, the core finds it without looking its whole path up.
+    #[pyo3(signature = (path, parent=None, name=""))]
+    fn _scandir(&self, path: &str, parent: Option<(u64, u64)>, name: &str) -> PyResult<WalkStep> {
+        let parent = parent.map(|(id, epoch)| (DirToken::from_parts(id, epoch), name));
+        let (token, dirs, files) = self.fs.scandir_from(parent, path).py_err()?;
+        Ok((token.to_parts(), dirs, files))
     }
 
     /// Paths of the files below `prefix` (for `iter_export_tree`).
@@ -411,7 +434,7 @@ fn copy_out<'py>(
 
 /// An open file of a `MemoryFileSystem` (a registered `io.RawIOBase`). It holds the file's
 /// lock until closed; collecting it unclosed closes it with a `ResourceWarning`.
-#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle")]
+#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle", frozen)]
 pub(crate) struct PyFileHandle {
     inner: Mutex<FileHandle>,
 }
@@ -546,18 +569,18 @@ impl PyFileHandle {
         let h: &mut FileHandle = &mut guard;
         if let Ok(b) = data.cast::<PyBytes>() {
             let bytes = b.as_bytes();
-            if bytes.len() >= KEEP_BYTES_AT {
+            // Kept instead of copied (an append to a sequential file): no copy, so no reason
+            // to release the GIL. Any other write copies, below.
+            if bytes.len() >= KEEP_BYTES_AT && h.keeps_shared() {
                 let kept: Arc<dyn SharedBytes> = Arc::new(KeptBytes {
                     ptr: bytes.as_ptr() as usize,
                     len: bytes.len(),
                     _owner: b.clone().unbind(),
                 });
-                // If the file does not keep it (not an append), it copies it, GIL released;
-                // our own reference is dropped here, attached, in that case.
-                let for_core = Arc::clone(&kept);
-                let r = py.detach(|| h.write_shared(for_core));
-                drop(kept);
-                return r.py_err();
+                return h.write_shared(kept).py_err();
+            }
+            if bytes.len() < RELEASE_GIL_AT {
+                return h.write(bytes).py_err();
             }
         }
         with_bytes(py, data, |b| h.write(b))?.py_err()

@@ -19,10 +19,6 @@ __all__ = ["MemoryFileHandle", "MemoryFileSystem"]
 io.RawIOBase.register(MemoryFileHandle)
 
 
-def _join(parent: str, name: str) -> str:
-    return parent.rstrip("/") + "/" + name
-
-
 class MemoryFileSystem(_FileSystem):
     """A bounded, thread-safe filesystem in memory: a drop-in replacement for
     ``dmemfs.MemoryFileSystem`` (same constructor, methods, defaults and exceptions).
@@ -115,17 +111,21 @@ class MemoryFileSystem(_FileSystem):
         ``path`` (on the first ``next()``).
         """
         top = _normpath(path)
-        dirs, files = self._scandir(top)
+        token, dirs, files = self._scandir(top)
         yield top, dirs, files
-        stack = [_join(top, d) for d in reversed(dirs)]
+        # Each pending directory is (its parent's path, the parent's token, its name); the
+        # token lets the core find it without looking its whole path up, so a walk down a
+        # deep chain costs each step its own names (plus the path string it yields).
+        stack = [(top, token, d) for d in reversed(dirs)]
         while stack:
-            current = stack.pop()
+            parent, ptoken, name = stack.pop()
+            current = f"{parent}/{name}" if parent != "/" else "/" + name
             try:
-                dirs, files = self._scandir(current)
+                token, dirs, files = self._scandir(current, ptoken, name)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             yield current, dirs, files
-            stack.extend(_join(current, d) for d in reversed(dirs))
+            stack.extend((current, token, d) for d in reversed(dirs))
 
     def iter_export_tree(
         self, prefix: str = "/", only_dirty: bool = False

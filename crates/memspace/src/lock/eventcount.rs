@@ -47,6 +47,8 @@ pub(crate) trait Futex {
     /// Sleeps while `*word == expected`, for at most `timeout` (`None`: no limit). Returns
     /// true if the timeout elapsed. May return early (spuriously).
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool;
+    /// Wakes one sleeper on `word` (the mutex's unlock).
+    fn wake_one(&self, word: &AtomicU32);
     /// Wakes every sleeper on `word`.
     fn wake_all(&self, word: &AtomicU32);
     /// Sleeps while every `words[i].0 == words[i].1`, for at most `timeout` (`None`: no
@@ -75,6 +77,11 @@ impl Futex for OsFutex {
         // SAFETY: `word` is a live, aligned u32 for the duration of the call.
         let r = unsafe { crate::os::futex_wait(word.as_ptr(), expected, t) };
         r == crate::os::FutexWait::TimedOut
+    }
+
+    fn wake_one(&self, word: &AtomicU32) {
+        // SAFETY: as above.
+        unsafe { crate::os::futex_wake(word.as_ptr(), 1) };
     }
 
     fn wake_all(&self, word: &AtomicU32) {
@@ -109,6 +116,10 @@ pub(crate) struct OsFutex;
 #[cfg(loom)]
 impl Futex for OsFutex {
     fn wait(&self, _word: &AtomicU32, _expected: u32, _timeout: Option<Duration>) -> bool {
+        unimplemented!("no OS futex under loom")
+    }
+
+    fn wake_one(&self, _word: &AtomicU32) {
         unimplemented!("no OS futex under loom")
     }
 
@@ -191,7 +202,8 @@ impl<'a> EventCount<'a> {
 }
 
 /// A model of the futex for loom: a condition variable whose wait re-checks the word under
-/// its mutex, exactly as the kernel re-checks it under the futex hash-bucket lock.
+/// its mutex, exactly as the kernel re-checks it under the futex hash-bucket lock. One model
+/// futex serves one word (its sleepers are all of that word's).
 #[cfg(loom)]
 #[derive(Default)]
 pub(crate) struct ModelFutex {
@@ -208,6 +220,11 @@ impl Futex for ModelFutex {
         }
         drop(self.cv.wait(g).unwrap());
         false
+    }
+
+    fn wake_one(&self, _word: &AtomicU32) {
+        let _g = self.m.lock().unwrap();
+        self.cv.notify_one();
     }
 
     fn wake_all(&self, _word: &AtomicU32) {
