@@ -507,7 +507,16 @@ class Queue:
     def qsize(self) -> int: ...
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
-    def clear(self) -> int: ...
+    def clear(self) -> int:
+        """Drop every waiting message (they count as done for :meth:`join`); return how many."""
+
+    def task_done(self) -> None:
+        """Mark one message this handle took as processed (``ValueError`` if none is left)."""
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until every message put was taken and marked with :meth:`task_done` (or lost
+        with a handle that died or closed holding it); ``TimeoutError`` after `timeout`."""
+
     @property
     def used(self) -> int:
         """Bytes the waiting messages take (``qsize()`` counts them)."""
@@ -523,7 +532,7 @@ class Queue:
     def _control_offset(self) -> int: ...
     @property
     def _data_offset(self) -> int: ...
-    def _signal(self, interest: Literal["readable", "writable"]) -> _Signal: ...
+    def _signal(self, interest: Literal["readable", "writable", "done"]) -> _Signal: ...
     def close(self) -> None:
         """Detach this handle: its attachment slot and mapping are released at once (or
         when a ``get_view()`` message still held is dropped). The queue stays."""

@@ -147,6 +147,7 @@ pub(crate) fn to_py(err: Error) -> PyErr {
                 Python::attach(|py| new_err(py, role_taken_error(py), None, msg))
             }
             ChannelError::Timeout { .. } => PyTimeoutError::new_err(msg),
+            ChannelError::TaskDoneTooOften { .. } => PyValueError::new_err(msg),
             ChannelError::Busy { .. } => {
                 Python::attach(|py| new_err(py, queue_busy_error(py), None, msg))
             }

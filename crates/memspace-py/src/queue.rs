@@ -422,10 +422,25 @@ impl PyQueue {
         Ok(self.q()?.used_bytes())
     }
 
-    /// Drops every waiting message; returns how many.
+    /// Drops every waiting message (they count as done for `join`); returns how many.
     fn clear(&self, py: Python<'_>) -> PyResult<usize> {
         let q = self.q()?;
         py.detach(|| q.clear()).py_err()
+    }
+
+    /// Marks one message this handle took as processed (`multiprocessing.JoinableQueue`
+    /// semantics, per handle): `ValueError` if it has no taken message left unmarked.
+    fn task_done(&self) -> PyResult<()> {
+        self.q()?.task_done().py_err()
+    }
+
+    /// Waits (at most `timeout`, then `TimeoutError`) until every message put has been taken
+    /// and marked with `task_done()`, or lost with a handle that died or closed holding it.
+    #[pyo3(signature = (timeout=None))]
+    fn join(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = timeout_arg(timeout)?;
+        let q = self.q()?;
+        detached(py, |interrupt| q.join(timeout, interrupt))
     }
 
     /// Capacity in bytes.
@@ -469,13 +484,23 @@ impl PyQueue {
             att.append(e)?;
         }
         d.set_item("attached", att)?;
+        if let (Some(taken), Some(lost)) = (info.unfinished_taken, info.tasks_lost) {
+            d.set_item("unfinished_taken", taken)?;
+            d.set_item("tasks_lost", lost)?;
+        }
         Ok(d)
     }
 
-    /// The eventcount receivers (`"readable"`) or senders (`"writable"`) sleep on, for
-    /// `memspace.aio` (internal). It keeps the mapping alive while it exists.
+    /// The eventcount receivers (`"readable"`), senders (`"writable"`) or `join` (`"done"`)
+    /// sleep on, for `memspace.aio` (internal). It keeps the mapping alive while it exists.
     fn _signal(&self, interest: &str) -> PyResult<PySignal> {
-        Ok(PySignal::new(self.q()?.signal(interest_arg(interest)?)))
+        let q = self.q()?;
+        let sig = if interest == "done" {
+            q.tasks_signal().py_err()?
+        } else {
+            q.signal(interest_arg(interest)?)
+        };
+        Ok(PySignal::new(sig))
     }
 
     /// Offset of the control block in the segment (tests and tools).

@@ -44,6 +44,17 @@ pub enum ChannelError {
         timeout: Duration,
     },
 
+    /// `task_done` was called more times than the handle took messages (each handle marks
+    /// what it took itself).
+    #[error(
+        "task_done() called more times than this handle of {location} took messages (a handle \
+         marks only the messages it took itself)"
+    )]
+    TaskDoneTooOften {
+        /// Where.
+        location: Location,
+    },
+
     /// A call gave up because another process or thread held one of the channel's locks at
     /// its last attempt (a stopped process holds it for as long as it is stopped), while the
     /// channel was neither full (for a send) nor empty (for a receive), as far as can be told

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::location::Location;
 use crate::lock::eventcount::EventCount;
 use crate::shm::structured::Structured;
-use crate::sync::AtomicU32;
+use crate::sync::{AtomicU32, AtomicU64};
 
 /// A mapped, attached channel segment and its data area.
 pub(crate) struct ChannelSegment {
@@ -67,6 +67,18 @@ impl ChannelSegment {
         // inside the live mapping that `self.st` keeps alive for the returned borrow; `off` is
         // 4-aligned; everyone accesses the lock area's words through atomics only.
         unsafe { crate::sync::atomic_u32(self.st.lock_ptr().add(off)) }
+    }
+
+    /// The `u64` at `off` of the lock area (8-aligned, 8 bytes inside; panics otherwise, as
+    /// [`ChannelSegment::lock_word32`]).
+    pub(crate) fn lock_word64(&self, off: usize) -> &AtomicU64 {
+        let size = self.st.geometry().lock_size;
+        assert!(
+            off % 8 == 0 && off as u64 + 8 <= size,
+            "lock-area word {off} outside {size} bytes"
+        );
+        // SAFETY: as in `lock_word32`, for an 8-aligned word inside the (64-aligned) area.
+        unsafe { crate::sync::atomic_u64(self.st.lock_ptr().add(off)) }
     }
 
     /// The eventcount whose two words are at `off` of the lock area.

@@ -463,6 +463,54 @@ impl<R: Region> Queue<'_, R> {
         }
     }
 
+    /// Whether a record from `cpos` on is a task not yet handed out (what `Queue::join`
+    /// waits for besides the taken ones): a committed message, a claim whose producer lives
+    /// (its put is in progress), or a message a consumer died taking (it is delivered again).
+    /// Padding, consumed records and the claims of dead producers are not. Stops at the first
+    /// task. Caller holds the C-lock, so `cpos` stays put and nothing from it on is reclaimed.
+    pub(crate) fn has_tasks(
+        &self,
+        is_dead: &mut dyn FnMut(Owner) -> bool,
+    ) -> Result<bool, Corrupt> {
+        // SYNC: Acquire pairs with the previous C-lock holder's Release store of `cpos`.
+        let cpos = self.ctl.cons.pos.load(Ordering::Acquire);
+        // SYNC: Acquire pairs with the Release store of `head` in `claim`.
+        let head = self.ctl.head.pos.load(Ordering::Acquire);
+        // SYNC: Acquire, for validation only.
+        let tail = self.ctl.tail.pos.load(Ordering::Acquire);
+        self.check(head, cpos, tail)?;
+        // Each iteration moves `pos` forward by a validated record or returns: at most one lap.
+        let mut pos = cpos;
+        while pos != head {
+            let avail = head - pos;
+            // SYNC: Acquire pairs with the Release stores of the header (claim, commit,
+            // abandon).
+            let cur = self.word_at(pos).load(Ordering::Acquire);
+            match decode(cur) {
+                State::Padding(len) if self.padding_ok(pos, len, avail) => pos += len + HEADER,
+                State::Consumed(len) if self.fits(pos, len, avail) => pos += record_size(len),
+                State::Committed(len) | State::Reading(len, _) if self.fits(pos, len, avail) => {
+                    return Ok(true);
+                }
+                State::Claimed(len, who) if self.fits(pos, len, avail) => {
+                    if !is_dead(who) {
+                        return Ok(true);
+                    }
+                    pos += record_size(len);
+                }
+                _ => {
+                    return Err(self.corrupt(
+                        &format!("record {cur:#018x} at position {pos} is invalid"),
+                        head,
+                        cpos,
+                        tail,
+                    ))
+                }
+            }
+        }
+        Ok(false)
+    }
+
     fn advance_cpos(&self, _from: u64, to: u64, counted: bool) {
         // SYNC: Release pairs with the Acquire loads of `cpos` in `take` (next C-lock holder)
         // and `reclaim`: the state stores above are visible to whoever sees the new `cpos`.
@@ -699,6 +747,46 @@ mod tests {
         while put(&q, P1, &[]) {}
         assert_eq!(get(&q), Some(vec![0; 24]));
         assert!(put(&q, P1, &[3; 8]));
+    }
+
+    #[test]
+    fn has_tasks_counts_messages_and_live_claims_only() {
+        let (g, ctl, region) = setup(128);
+        let q = Queue {
+            g,
+            ctl: &ctl,
+            region: &region,
+        };
+        assert!(!q.has_tasks(&mut alive).unwrap());
+        let c = q.claim(4, P1).unwrap().unwrap();
+        assert!(
+            q.has_tasks(&mut alive).unwrap(),
+            "a live producer's put in progress"
+        );
+        assert!(
+            !q.has_tasks(&mut |_| true).unwrap(),
+            "a dead producer's claim is none"
+        );
+        q.abandon(c).unwrap();
+        assert!(
+            !q.has_tasks(&mut alive).unwrap(),
+            "an abandoned claim is none"
+        );
+        assert!(put(&q, P2, b"x"));
+        assert!(
+            q.has_tasks(&mut alive).unwrap(),
+            "behind the abandoned claim"
+        );
+        assert_eq!(get(&q), Some(b"x".to_vec()));
+        assert!(!q.has_tasks(&mut alive).unwrap());
+        // A message behind a padding record (the end of the lap).
+        assert!(put(&q, P1, &[1; 40]));
+        assert!(put(&q, P1, &[2; 40]));
+        assert!(get(&q).is_some() && get(&q).is_some());
+        assert!(put(&q, P1, &[3; 40]));
+        assert!(q.has_tasks(&mut alive).unwrap());
+        assert_eq!(get(&q), Some(vec![3; 40]));
+        assert!(!q.has_tasks(&mut alive).unwrap());
     }
 
     #[test]

@@ -37,7 +37,7 @@ use crate::channel::error::ChannelError;
 use crate::channel::frame::{record_size, Region};
 use crate::channel::geometry::Geometry;
 use crate::channel::signal::{Interest, Signal};
-use crate::channel::wait::{deadline, no_interrupt, wait_for};
+use crate::channel::wait::{deadline, no_interrupt, wait_for, wait_sliced};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::lock::eventcount::OsFutex;
@@ -290,6 +290,11 @@ pub struct QueueInfo {
     pub positions: (u64, u64, u64),
     /// Attached processes and their liveness.
     pub attached: Vec<SlotInfo>,
+    /// Messages taken by live handles and not yet marked with `task_done` (`None` for a
+    /// layout 2.0 queue, which has no task accounting).
+    pub unfinished_taken: Option<u64>,
+    /// Tasks lost with a handle that died (or closed) before marking them done.
+    pub tasks_lost: Option<u64>,
 }
 
 /// Where one locked attempt puts what it claims or takes: a `Vec` for a batch, an `Option`
@@ -401,6 +406,11 @@ impl Queue {
             max_message_size: self.max_message_size(),
             positions,
             attached: self.shared.ch.structured().attachment().snapshot()?,
+            unfinished_taken: self
+                .shared
+                .has_tasks()
+                .then(|| self.shared.unfinished_taken()),
+            tasks_lost: self.shared.has_tasks().then(|| self.shared.tasks_lost()),
         })
     }
 
@@ -750,6 +760,7 @@ impl Queue {
         {
             return Ok(None);
         }
+        let before = out.count();
         let r = (|| -> Result<bool> {
             let q = s.q();
             while out.count() < max {
@@ -764,6 +775,12 @@ impl Queue {
             }
             Ok(false)
         })();
+        // Counted as this slot's tasks in the critical section that took them (what `join`
+        // relies on: see `segment`).
+        let taken = out.count() - before;
+        if taken > 0 {
+            s.took(owner, taken as u64);
+        }
         s.unlock(s.c_lock, C_WHAT)?;
         r.map(Some)
     }
@@ -926,20 +943,135 @@ impl Queue {
         Ok(out)
     }
 
-    /// Drops every committed message (as if taken and released); returns how many.
+    /// Drops every committed message (as if taken, released and marked done with
+    /// [`Queue::task_done`]); returns how many.
     pub fn clear(&self) -> Result<usize> {
         let mut n = 0;
         loop {
             let mut ms = Vec::new();
             self.take_many(1024, Some(Duration::ZERO), &mut no_interrupt, &mut ms)?;
             if ms.is_empty() {
+                if n > 0 {
+                    if let Some(ev) = self.shared.done_event() {
+                        ev.notify(&OsFutex);
+                    }
+                }
                 return Ok(n);
             }
             n += ms.len();
+            let owner = self.shared.owner()?;
             for m in ms {
                 self.release(m)?;
+                self.shared.task_done(owner);
             }
         }
+    }
+
+    fn no_tasks_error(&self) -> Error {
+        Error::Segment(crate::shm::error::SegmentError::IncompatibleLayout {
+            location: self.location().clone(),
+            reason: "this queue was created with layout 2.0, which has no task accounting: \
+                     task_done() and join() need a queue created by this memspace or later"
+                .into(),
+        })
+    }
+
+    /// Marks one message this handle took (`pop`, `take`, a view ...) as processed, as
+    /// `multiprocessing.JoinableQueue.task_done` does; [`Queue::join`] waits for every
+    /// message to be marked. [`ChannelError::TaskDoneTooOften`] if this handle has no taken
+    /// message left unmarked (each handle marks what it took itself).
+    pub fn task_done(&self) -> Result<()> {
+        let s = &*self.shared;
+        if !s.has_tasks() {
+            return Err(self.no_tasks_error());
+        }
+        match s.task_done(s.owner()?) {
+            super::segment::TaskDone::Done => {}
+            super::segment::TaskDone::TooMany => {
+                return Err(Error::Channel(ChannelError::TaskDoneTooOften {
+                    location: self.location().clone(),
+                }))
+            }
+        }
+        if let Some(ev) = s.done_event() {
+            ev.notify(&OsFutex);
+        }
+        Ok(())
+    }
+
+    /// One look (no waiting but for the C-lock, as a take): whether unfinished tasks are
+    /// left: a message (or a live producer's put) in the queue, or a message taken by a
+    /// live handle and not yet marked done. Dead handles' tasks are settled as lost on the
+    /// way. `Ok(None)`: the C-lock was held throughout by another.
+    fn tasks_left(&self, lock_until: Option<Instant>) -> Result<Option<bool>> {
+        let s = &*self.shared;
+        let owner = s.owner()?;
+        if s.lock(s.c_lock, owner.slot, lock_until, &mut no_interrupt, C_WHAT)?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let queued = s
+            .q()
+            .has_tasks(&mut |o| s.is_dead(o, true))
+            .map_err(|c| s.ch.corrupt(c));
+        s.unlock(s.c_lock, C_WHAT)?;
+        // Only after the look at the queue: a take is then either before it (and counted in
+        // its slot) or after it (of a message committed after the look).
+        Ok(Some(queued? || s.unfinished_taken() > 0))
+    }
+
+    /// Waits at most `timeout` (`None`: forever) until every task is finished, as
+    /// `multiprocessing.JoinableQueue.join` does: every message put (committed, or being
+    /// written by a live producer) has been taken, and every message taken has been marked
+    /// with [`Queue::task_done`] by the handle that took it, or was lost with a handle that
+    /// died (or closed) before marking it. [`ChannelError::Timeout`] if tasks are left then.
+    /// Wakes at each `task_done`, and looks again each wait slice (for dead consumers).
+    pub fn join(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<()> {
+        let s = &*self.shared;
+        let Some(ev) = s.done_event() else {
+            return Err(self.no_tasks_error());
+        };
+        let until = deadline(timeout);
+        let mut first = true;
+        let mut attempt = || -> Result<Option<()>> {
+            let lock_by = lock_until(Instant::now(), until, first);
+            first = false;
+            Ok((self.tasks_left(Some(lock_by))? == Some(false)).then_some(()))
+        };
+        if attempt()?.is_some() {
+            return Ok(());
+        }
+        if timeout != Some(Duration::ZERO) {
+            let shared = self.shared.clone();
+            let ev = shared.done_event().unwrap_or(ev);
+            if wait_sliced(ev, until, interrupt, attempt)?.is_some() {
+                return Ok(());
+            }
+        }
+        Err(self.timeout_error("end of the unfinished tasks", timeout))
+    }
+
+    /// Messages taken by live handles and not yet marked done (advisory; settles dead
+    /// handles' tasks as lost on the way). 0 without task accounting.
+    pub fn unfinished_taken(&self) -> u64 {
+        self.shared.unfinished_taken()
+    }
+
+    /// Tasks settled as lost so far: taken by a handle that died (or closed) before marking
+    /// them done.
+    pub fn tasks_lost(&self) -> u64 {
+        self.shared.tasks_lost()
+    }
+
+    /// The eventcount [`Queue::join`] sleeps on (notified at every `task_done`), for waiting
+    /// without a thread per wait; an error for a layout 2.0 queue.
+    pub fn tasks_signal(&self) -> Result<Signal> {
+        let off = self
+            .shared
+            .done_offset()
+            .ok_or_else(|| self.no_tasks_error())?;
+        Ok(Signal::new(self.shared.clone(), off))
     }
 
     /// Offsets of the control block and the data area in the segment (inspection, tests).
@@ -1351,5 +1483,149 @@ mod batch_tests {
         let total: usize = cs.into_iter().map(|c| c.join().unwrap()).sum();
         assert_eq!(total, 4 * n as usize);
         Queue::remove(&name).unwrap();
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod task_tests {
+    // The helpers take results by value: they are called on calls' results directly.
+    #![allow(clippy::needless_pass_by_value)]
+
+    use super::*;
+    use crate::shm::error::SegmentError;
+
+    fn loc(tag: &str) -> Location {
+        crate::testing::unique_location("queue-tasks", tag)
+    }
+
+    fn too_often(r: Result<()>) -> bool {
+        matches!(
+            r,
+            Err(Error::Channel(ChannelError::TaskDoneTooOften { .. }))
+        )
+    }
+
+    fn join_now(q: &Queue) -> Result<()> {
+        q.join(Some(Duration::ZERO), &mut no_interrupt)
+    }
+
+    fn timed_out(r: Result<()>) -> bool {
+        matches!(r, Err(Error::Channel(ChannelError::Timeout { .. })))
+    }
+
+    #[test]
+    fn join_waits_for_every_message_to_be_taken_and_done() {
+        let l = loc("basic");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        join_now(&q).unwrap();
+        for m in [b"a", b"b", b"c"] {
+            q.try_push(m).unwrap();
+        }
+        assert!(timed_out(join_now(&q)), "three in the queue");
+        assert_eq!(q.pop_many(3, None, &mut no_interrupt).unwrap().len(), 3);
+        assert!(timed_out(join_now(&q)), "taken, not done");
+        assert_eq!(q.unfinished_taken(), 3);
+        q.task_done().unwrap();
+        q.task_done().unwrap();
+        assert!(timed_out(join_now(&q)));
+        q.task_done().unwrap();
+        join_now(&q).unwrap();
+        assert!(too_often(q.task_done()));
+        assert_eq!((q.unfinished_taken(), q.tasks_lost()), (0, 0));
+        // clear() counts what it drops as done.
+        q.try_push(b"d").unwrap();
+        q.try_push(b"e").unwrap();
+        assert_eq!(q.clear().unwrap(), 2);
+        join_now(&q).unwrap();
+        assert!(too_often(q.task_done()));
+        Queue::remove(&l).unwrap();
+    }
+
+    #[test]
+    fn each_handle_marks_what_it_took_and_a_dropped_one_loses_it() {
+        let l = loc("handles");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        let worker = Queue::open(l.clone()).unwrap();
+        q.try_push(b"1").unwrap();
+        q.try_push(b"2").unwrap();
+        assert!(worker.try_pop().unwrap().is_some());
+        assert!(too_often(q.task_done()), "another handle's task");
+        let clone = worker.clone();
+        clone.task_done().unwrap(); // a clone is the same handle
+        assert!(worker.try_pop().unwrap().is_some());
+        assert!(timed_out(join_now(&q)));
+        drop(worker);
+        drop(clone); // detaches: its unfinished task is lost with it
+        join_now(&q).unwrap();
+        assert_eq!(q.tasks_lost(), 1);
+        let info = q.info().unwrap();
+        assert_eq!((info.unfinished_taken, info.tasks_lost), (Some(0), Some(1)));
+        Queue::remove(&l).unwrap();
+    }
+
+    #[test]
+    fn join_wakes_at_task_done_and_times_out() {
+        let l = loc("wake");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        q.try_push(b"job").unwrap();
+        let t0 = Instant::now();
+        assert!(timed_out(
+            q.join(Some(Duration::from_millis(60)), &mut no_interrupt)
+        ));
+        assert!(t0.elapsed() >= Duration::from_millis(60));
+        let joiner = {
+            let q = Queue::open(l.clone()).unwrap();
+            std::thread::spawn(move || q.join(Some(Duration::from_secs(30)), &mut no_interrupt))
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(q.try_pop().unwrap().is_some());
+        std::thread::sleep(Duration::from_millis(30));
+        q.task_done().unwrap();
+        joiner.join().unwrap().unwrap();
+        Queue::remove(&l).unwrap();
+    }
+
+    #[test]
+    fn an_abandoned_claim_is_no_task_and_a_pending_one_is() {
+        let l = loc("claims");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        let r = q.try_claim(10).unwrap().unwrap();
+        assert!(timed_out(join_now(&q)), "a put in progress");
+        q.abandon(r).unwrap();
+        join_now(&q).unwrap();
+        let r = q.try_claim(3).unwrap().unwrap();
+        q.write(&r, 0, b"abc");
+        q.commit(r).unwrap();
+        assert!(timed_out(join_now(&q)));
+        Queue::remove(&l).unwrap();
+    }
+
+    /// A queue of layout 2.0 (no task accounting) still opens and works; only `task_done` and
+    /// `join` refuse it, saying why.
+    #[test]
+    fn a_layout_2_0_queue_opens_without_task_accounting() {
+        let l = loc("old");
+        let req = LayoutRequest {
+            kind: Kind::Queue,
+            attach_slots: DEFAULT_SLOTS,
+            lock_size: segment::lock_area_2_0(DEFAULT_SLOTS),
+            data_size: 4096,
+            kind_param: 1024,
+        };
+        let st = Structured::create(l.clone(), 0o600, &req, &segment::init, &|_| {}).unwrap();
+        drop(st);
+        let q = Queue::open(l.clone()).unwrap();
+        q.try_push(b"still a queue").unwrap();
+        assert_eq!(q.try_pop().unwrap().unwrap(), b"still a queue");
+        let refused = |r: Result<()>| {
+            matches!(r, Err(Error::Segment(SegmentError::IncompatibleLayout { ref reason, .. }))
+                if reason.contains("layout 2.0"))
+        };
+        assert!(refused(q.task_done()));
+        assert!(refused(join_now(&q)));
+        assert!(q.tasks_signal().is_err());
+        let info = q.info().unwrap();
+        assert_eq!((info.unfinished_taken, info.tasks_lost), (None, None));
+        Queue::remove(&l).unwrap();
     }
 }

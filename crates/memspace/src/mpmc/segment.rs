@@ -19,11 +19,31 @@
 //! | 512 | P-lock | robust mutex (128 bytes, see [`crate::lock::mutex`]) | serialises claims |
 //! | 640 | C-lock | robust mutex (128 bytes) | serialises takes |
 //! | 768 | `gens[slots]` | u32 (atomic) each | claim generation of each attachment slot |
+//! | T | `done` | eventcount (2 × u32) | `join` sleeps here; `task_done` wakes it |
+//! | T + 8 | `lost` | u64 (atomic) | tasks settled as lost with a consumer that died holding them |
+//! | T + 64 | `tasks[slots]` | u64 (atomic) each | per slot: generation (high 16 bits), messages taken and not yet `task_done` (low 48) |
+//!
+//! `T` = `768 + 4 × slots` rounded up to 64. The task accounting (`T` onwards) came with
+//! layout 2.1; a queue of layout 2.0 (whose lock area ends at `T`) is still opened and used,
+//! and only `task_done`/`join` refuse it.
 //!
 //! The data area is the byte ring (`capacity` bytes, a power of two); the header's
 //! `kind_param` is `max_message_size`. A process that attaches takes an attachment slot, then
 //! increments that slot's generation: records that name the slot with an older generation
 //! belong to a dead predecessor (see [`core`](super::core) for the record encoding).
+//!
+//! # Task accounting (`task_done` and `join`)
+//!
+//! A consumer adds the messages it takes to its slot's task word under the C-lock, in the
+//! same critical section that moves them out of the queue, and `task_done` takes one off (the
+//! slot's owner alone changes its count while it lives). `join` is done when, under the C-lock,
+//! no task is left in the queue ([`has_tasks`](super::core::Queue::has_tasks)) and, after it,
+//! every slot's count is zero: a take is either before that critical section (and counted in
+//! its slot) or after it (and then of a message committed after the look). A count whose
+//! owner is dead is *settled*: moved to `lost` by a compare-exchange that names the dead
+//! generation, so that exactly one of the settlers (a `join`, or the next process to take the
+//! slot, which settles it when it bumps the generation) counts it, and a new owner's count is
+//! never taken for its predecessor's.
 //!
 //! [`Kind::Queue`]: crate::shm::header::Kind::Queue
 
@@ -40,7 +60,7 @@ use crate::lock::mutex::{self, Interrupt, RobustMutex};
 use crate::shm::error::SegmentError;
 use crate::shm::segment::Segment;
 use crate::shm::structured::Structured;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Eventcount consumers sleep on.
 pub(crate) const NOT_EMPTY_OFF: usize = 384;
@@ -50,9 +70,33 @@ const P_LOCK_OFF: u64 = 512;
 const C_LOCK_OFF: u64 = 640;
 const GENS_OFF: u64 = 768;
 
+/// Where the task accounting starts (the end of a layout 2.0 lock area).
+fn tasks_off(slots: u32) -> u64 {
+    (GENS_OFF + 4 * u64::from(slots)).next_multiple_of(64)
+}
+/// From the task accounting: the `done` eventcount, `lost`, the per-slot task words.
+const DONE_REL: u64 = 0;
+const LOST_REL: u64 = 8;
+const TASKS_REL: u64 = 64;
+/// Low bits of a task word: the count.
+const COUNT_MASK: u64 = (1 << 48) - 1;
+
 /// Bytes of the lock area of a queue with `slots` attachment slots.
 pub(crate) fn lock_area(slots: u32) -> u64 {
-    (GENS_OFF + 4 * u64::from(slots)).next_multiple_of(64)
+    (tasks_off(slots) + TASKS_REL + 8 * u64::from(slots)).next_multiple_of(64)
+}
+
+/// The lock area of a layout 2.0 queue (no task accounting): opened, without `join`.
+pub(crate) fn lock_area_2_0(slots: u32) -> u64 {
+    tasks_off(slots)
+}
+
+fn task_word(gen: u16, count: u64) -> u64 {
+    (u64::from(gen) << 48) | (count & COUNT_MASK)
+}
+
+fn task_gen(w: u64) -> u16 {
+    (w >> 48) as u16
 }
 
 /// Initialises the lock area of a new queue segment (creator only). The segment is
@@ -68,6 +112,17 @@ pub(crate) struct Shared {
     pub(crate) ch: ChannelSegment,
     pub(crate) p_lock: RobustMutex,
     pub(crate) c_lock: RobustMutex,
+    /// Offset of the task accounting, if the layout has it (2.1 on).
+    tasks: Option<u64>,
+}
+
+/// What `task_done` found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TaskDone {
+    /// One task fewer.
+    Done,
+    /// This slot has no task left: more `task_done` calls than messages taken.
+    TooMany,
 }
 
 impl crate::channel::signal::SignalSource for Shared {
@@ -94,10 +149,14 @@ impl Shared {
                 RobustMutex::at(st.lock_ptr().add(C_LOCK_OFF as usize)),
             )
         };
+        let geo = *st.geometry();
+        let tasks =
+            (geo.lock_size >= lock_area(geo.attach_slots)).then(|| tasks_off(geo.attach_slots));
         let shared = Shared {
             ch: ChannelSegment::new(st, g),
             p_lock,
             c_lock,
+            tasks,
         };
         let st = shared.ch.structured();
         let slot = st.attachment().slot(&|_| {})?;
@@ -115,7 +174,8 @@ impl Shared {
         let geo = *st.geometry();
         Geometry::new(geo.data_size, geo.kind_param)
             .filter(|_| {
-                geo.attach_slots <= qcore::MAX_SLOTS && geo.lock_size >= lock_area(geo.attach_slots)
+                geo.attach_slots <= qcore::MAX_SLOTS
+                    && geo.lock_size >= lock_area_2_0(geo.attach_slots)
             })
             .ok_or_else(|| {
                 Error::Segment(SegmentError::IncompatibleLayout {
@@ -154,8 +214,133 @@ impl Shared {
         if let Some(w) = self.gen_word(slot) {
             // SYNC: Release pairs with the Acquire load in `is_dead`: a process that sees the
             // new generation knows the slot changed hands.
-            w.fetch_add(1, Ordering::Release);
+            let gen = w.fetch_add(1, Ordering::Release).wrapping_add(1) as u16;
+            // The slot's task count is ours from now on: what our dead predecessor left is
+            // lost with it (unless a join settled it first; see the module docs).
+            if let Some(t) = self.task_word(slot) {
+                let old = t.swap(task_word(gen, 0), Ordering::SeqCst);
+                self.add_lost(old & COUNT_MASK);
+            }
         }
+    }
+
+    /// The task word of `slot` (`None` without task accounting, or outside the table).
+    fn task_word(&self, slot: u32) -> Option<&AtomicU64> {
+        let base = self.tasks?;
+        (slot < self.ch.structured().geometry().attach_slots).then(|| {
+            self.ch
+                .lock_word64((base + TASKS_REL + 8 * u64::from(slot)) as usize)
+        })
+    }
+
+    fn add_lost(&self, n: u64) {
+        if n > 0 {
+            if let Some(base) = self.tasks {
+                // SYNC: Relaxed: a statistic, read by `info` only.
+                self.ch
+                    .lock_word64((base + LOST_REL) as usize)
+                    .fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether the layout has task accounting (2.1 on).
+    pub(crate) fn has_tasks(&self) -> bool {
+        self.tasks.is_some()
+    }
+
+    /// The eventcount `join` sleeps on (`None` without task accounting).
+    pub(crate) fn done_event(&self) -> Option<crate::lock::eventcount::EventCount<'_>> {
+        self.tasks
+            .map(|base| self.ch.event((base + DONE_REL) as usize))
+    }
+
+    /// Offset of the `done` eventcount in the lock area, for a [`Signal`](crate::Signal).
+    pub(crate) fn done_offset(&self) -> Option<usize> {
+        self.tasks.map(|base| (base + DONE_REL) as usize)
+    }
+
+    /// Adds `n` messages taken by `owner` to its slot's count. Caller holds the C-lock (the
+    /// same critical section as the take). A word of another generation (corrupt) is left
+    /// alone; the count saturates instead of spilling into the generation.
+    pub(crate) fn took(&self, owner: Owner, n: u64) {
+        let Some(t) = self.task_word(owner.slot) else {
+            return;
+        };
+        // SYNC: SeqCst, as every access of the task words: a settler's compare-exchange and
+        // this update are ordered one way or the other.
+        let _ = t.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+            (task_gen(w) == owner.gen).then(|| {
+                task_word(
+                    owner.gen,
+                    (w & COUNT_MASK).saturating_add(n).min(COUNT_MASK),
+                )
+            })
+        });
+    }
+
+    /// Takes one task off `owner`'s count.
+    pub(crate) fn task_done(&self, owner: Owner) -> TaskDone {
+        let Some(t) = self.task_word(owner.slot) else {
+            return TaskDone::TooMany;
+        };
+        // SYNC: SeqCst, see `took`.
+        let r = t.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+            (task_gen(w) == owner.gen && w & COUNT_MASK > 0).then(|| w - 1)
+        });
+        match r {
+            Ok(_) => TaskDone::Done,
+            Err(_) => TaskDone::TooMany,
+        }
+    }
+
+    /// Settles the counts of dead slots into `lost` and returns the sum of the live ones
+    /// (each live count is a liveness check: a system call).
+    pub(crate) fn unfinished_taken(&self) -> u64 {
+        let slots = self.ch.structured().geometry().attach_slots;
+        let mut live = 0u64;
+        for slot in 0..slots {
+            let Some(t) = self.task_word(slot) else {
+                return 0;
+            };
+            // SYNC: SeqCst, see `took`.
+            let w = t.load(Ordering::SeqCst);
+            let count = w & COUNT_MASK;
+            if count == 0 {
+                continue;
+            }
+            let owner = Owner {
+                slot,
+                gen: task_gen(w),
+            };
+            if !self.is_dead(owner, true) {
+                live = live.saturating_add(count);
+                continue;
+            }
+            // SYNC: SeqCst, see `took`. Fails if the owner's successor settled it first
+            // (it bumped the generation), or a concurrent join did: never counted twice.
+            if t.compare_exchange(
+                w,
+                task_word(owner.gen, 0),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+            {
+                self.add_lost(count);
+            }
+        }
+        live
+    }
+
+    /// Tasks settled as lost so far (0 without task accounting).
+    pub(crate) fn tasks_lost(&self) -> u64 {
+        self.tasks.map_or(0, |base| {
+            // SYNC: Relaxed: a statistic.
+            self.ch
+                .lock_word64((base + LOST_REL) as usize)
+                .load(Ordering::Relaxed)
+        })
     }
 
     /// This process's identity in records (claiming a new slot first after a fork).

@@ -5,13 +5,13 @@
 //! attachment table, the kind's lock area and its data area, each 64-byte aligned. It never
 //! interprets what lies behind those offsets.
 //!
-//! # Encoding (layout 2.0; all integers native-endian, `#[repr(C)]`, 128 bytes)
+//! # Encoding (layout 2.1; all integers native-endian, `#[repr(C)]`, 128 bytes)
 //!
 //! | offset | field | type | meaning |
 //! |---:|---|---|---|
 //! | 0 | `magic` | `[u8; 8]` | `b"MEMSPACE"` |
 //! | 8 | `layout_major` | u16 | 2 (1: the mutexes were glibc's `pthread_mutex_t`); another major is refused |
-//! | 10 | `layout_minor` | u16 | 0; a higher minor only adds fields in reserved space |
+//! | 10 | `layout_minor` | u16 | 1 (0: a queue's lock area had no task accounting); a higher minor only adds fields in reserved space or behind a kind's areas, which the kind checks by their sizes |
 //! | 12 | `endian` | u32 | `0x0102_0304` as written by the creator (byte-swapped = other byte order) |
 //! | 16 | `kind` | u32 | [`Kind`] |
 //! | 20 | `header_size` | u32 | 128 |
@@ -46,7 +46,7 @@ pub const MAGIC: [u8; 8] = *b"MEMSPACE";
 /// Layout major version this build reads and writes.
 pub const LAYOUT_MAJOR: u16 = 2;
 /// Layout minor version this build writes.
-pub const LAYOUT_MINOR: u16 = 0;
+pub const LAYOUT_MINOR: u16 = 1;
 /// The endianness marker as the creator writes it.
 pub const ENDIAN_MARK: u32 = 0x0102_0304;
 /// Size of the header in bytes.
