@@ -339,7 +339,7 @@ class _Channel(AsyncIterator[T]):
     def _writable(self) -> _Signal:
         return self._signal(1)
 
-    def _wake_all(self, signals: tuple[_Signal, _Signal]) -> None:
+    def _wake_all(self, signals: tuple[_Signal, ...]) -> None:
         """After close: every coroutine waiting on this handle tries again (and finds it
         closed)."""
         for lw in _all_waiters():
@@ -519,7 +519,11 @@ class _Channel(AsyncIterator[T]):
         self._h.close()
         signals, self._signals = self._signals, None
         if signals is not None:
-            self._wake_all(signals)
+            self._wake_all(signals + self._more_signals())
+
+    def _more_signals(self) -> tuple[_Signal, ...]:
+        """Signals a subclass made besides the two (dropped at close too)."""
+        return ()
 
     def __enter__(self: _Self) -> _Self:
         return self
@@ -626,6 +630,7 @@ class Queue(_Channel[bytes]):
         if not isinstance(queue, _SyncQueue):
             raise TypeError(f"memspace.aio.Queue wraps a memspace.Queue, not {type(queue)!r}")
         super().__init__(queue)
+        self._done: _Signal | None = None  # join's, made at the first join that waits
 
     @classmethod
     def create(
@@ -683,6 +688,35 @@ class Queue(_Channel[bytes]):
 
         if isinstance(attempt(), _Nothing):
             await _until(self._writable, attempt, timeout, Full)
+
+    def task_done(self) -> None:
+        """Marks one message this handle took as processed (see
+        :meth:`memspace.Queue.task_done`)."""
+        self._h.task_done()
+
+    async def join(self, timeout: float | None = None) -> None:
+        """Waits until every message put has been taken and marked with :meth:`task_done`
+        (or lost with a handle that died or closed holding it); ``TimeoutError`` after
+        `timeout` (see :meth:`memspace.Queue.join`)."""
+        join = self._h.join
+
+        def attempt() -> bool | _Nothing:
+            try:
+                join(timeout=0)
+            except TimeoutError:
+                return _NOTHING
+            return True
+
+        if not isinstance(attempt(), _Nothing):
+            return
+        if self._done is None:
+            self._signal(0)  # ValueError once closed
+            self._done = self._h._signal("done")
+        await _until(self._done, attempt, timeout, TimeoutError)
+
+    def _more_signals(self) -> tuple[_Signal, ...]:
+        done, self._done = self._done, None
+        return () if done is None else (done,)
 
     def qsize(self) -> int:
         """Messages waiting (approximate while others are active)."""
