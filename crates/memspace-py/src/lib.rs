@@ -47,5 +47,6 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<export::MessageBytes>()?;
     m.add_function(wrap_pyfunction!(handle::_reopen, m)?)?;
     m.add_function(wrap_pyfunction!(handle::_staleness, m)?)?;
+    m.add_function(wrap_pyfunction!(handle::_header_report, m)?)?;
     Ok(())
 }
