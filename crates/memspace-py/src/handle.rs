@@ -219,11 +219,11 @@ pub(crate) fn _staleness(
 /// header cannot be used, or None).
 #[pyfunction]
 #[pyo3(signature = (name=None, *, path=None))]
-pub(crate) fn _header_report<'py>(
-    py: Python<'py>,
+pub(crate) fn _header_report(
+    py: Python<'_>,
     name: Option<String>,
     path: Option<PathBuf>,
-) -> PyResult<Option<Bound<'py, PyDict>>> {
+) -> PyResult<Option<Bound<'_, PyDict>>> {
     use memspace::shm::header::{STATE_INITIALIZING, STATE_POISONED, STATE_READY};
     let loc = location(name, path)?;
     let Some(r) = py
