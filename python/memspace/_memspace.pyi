@@ -756,6 +756,9 @@ class _Waiter:
 def _reopen(
     cls: Any, name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
 ) -> Any: ...
+def _header_report(
+    name: str | None = None, *, path: str | os.PathLike[str] | None = None
+) -> dict[str, Any] | None: ...
 def _staleness(
     name: str | None = None, *, path: str | os.PathLike[str] | None = None
 ) -> bool | None: ...

@@ -15,12 +15,12 @@ import datetime
 import json
 import os
 import pathlib
-import struct
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import memspace
+from memspace import _memspace
 
 __all__ = ["main"]
 
@@ -87,15 +87,6 @@ def _segments(all_users: bool = False) -> list[memspace.SegmentInfo]:
     return [s for s in segs if s.uid == uid]
 
 
-# The header every structured segment starts with (crates/memspace/src/shm/header.rs, layout
-# 1.0): read here only to report it, and trusted only when magic, major version, byte order
-# and checksum are right, as the core's own check does.
-_HEADER = struct.Struct("=8sHHIIIQQIIQQQQQIIQQQI4x")
-_MAGIC, _MAJOR, _ENDIAN = b"MEMSPACE", 1, 0x01020304
-_KINDS = {1: "mutex", 2: "rwlock", 3: "view", 4: "record", 5: "ring", 6: "queue", 7: "fs"}
-_STATES = {0: "initializing", 1: "ready", 2: "poisoned"}
-
-
 @dataclasses.dataclass(frozen=True)
 class _Header:
     kind: str
@@ -105,34 +96,24 @@ class _Header:
     created: datetime.datetime | None
 
 
-def _fnv1a64(data: bytes) -> int:
-    h = 0xCBF29CE484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h
-
-
 def _read_header(where: dict[str, Any]) -> _Header | None:
-    """The segment's memspace header; None if it has none (a raw segment). A header that
-    does not validate is reported with the kind ``"corrupt"`` and nothing else trusted."""
-    with memspace.SharedMemory.open(**where) as shm:
-        if shm.size < _HEADER.size:
-            return None
-        raw = shm.read(0, _HEADER.size)
-    fields = _HEADER.unpack(raw)
-    magic, major, _minor, endian, kind = fields[:5]
-    if magic != _MAGIC:
+    """The segment's memspace header, as the core reads and validates it (without attaching);
+    None if it has none (a raw segment). A header that does not validate is reported with the
+    kind ``"corrupt"`` and nothing else trusted."""
+    r = _memspace._header_report(**where)
+    if r is None:
         return None
-    checksum, state = fields[-2], fields[-1]
-    if major != _MAJOR or endian != _ENDIAN or checksum != _fnv1a64(raw[:112]):
+    if r["invalid"] is not None:
         return _Header("corrupt", "unknown", 0, None, None)
-    data_size, creator_pid, created_ns = fields[13], fields[15], fields[18]
+    created = r["created_ns"]
     return _Header(
-        _KINDS.get(kind, f"kind {kind}"),
-        _STATES.get(state, f"unknown state {state}"),
-        data_size,
-        creator_pid,
-        datetime.datetime.fromtimestamp(created_ns / 1e9, tz=datetime.timezone.utc),
+        r["kind"],
+        r["state"],
+        r["data_size"],
+        r["creator_pid"],
+        None
+        if created is None
+        else datetime.datetime.fromtimestamp(created / 1e9, tz=datetime.timezone.utc),
     )
 
 

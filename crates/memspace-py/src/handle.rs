@@ -211,3 +211,41 @@ pub(crate) fn _staleness(
         Staleness::Stale => Some(true),
     })
 }
+
+/// The header of the segment at a name or path, read without attaching (for the CLI): None
+/// for a segment without a memspace header, else a dict with `kind` (its name, or None when
+/// the header is invalid), `state` ("initializing", "ready", "poisoned" or
+/// "unknown state N"), `data_size`, `creator_pid`, `created_ns` and `invalid` (why the
+/// header cannot be used, or None).
+#[pyfunction]
+#[pyo3(signature = (name=None, *, path=None))]
+pub(crate) fn _header_report(
+    py: Python<'_>,
+    name: Option<String>,
+    path: Option<PathBuf>,
+) -> PyResult<Option<Bound<'_, PyDict>>> {
+    use memspace::shm::header::{STATE_INITIALIZING, STATE_POISONED, STATE_READY};
+    let loc = location(name, path)?;
+    let Some(r) = py
+        .detach(|| memspace::shm::structured::header_report(&loc))
+        .py_err()?
+    else {
+        return Ok(None);
+    };
+    let d = PyDict::new(py);
+    d.set_item("kind", r.kind.map(memspace::Kind::name))?;
+    d.set_item(
+        "state",
+        r.state.map(|s| match s {
+            STATE_INITIALIZING => "initializing".to_owned(),
+            STATE_READY => "ready".to_owned(),
+            STATE_POISONED => "poisoned".to_owned(),
+            other => format!("unknown state {other}"),
+        }),
+    )?;
+    d.set_item("data_size", r.data_size)?;
+    d.set_item("creator_pid", r.creator_pid)?;
+    d.set_item("created_ns", r.created_ns)?;
+    d.set_item("invalid", r.invalid)?;
+    Ok(Some(d))
+}

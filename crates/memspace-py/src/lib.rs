@@ -51,5 +51,6 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aio::PyWaiter>()?;
     m.add_function(wrap_pyfunction!(handle::_reopen, m)?)?;
     m.add_function(wrap_pyfunction!(handle::_staleness, m)?)?;
+    m.add_function(wrap_pyfunction!(handle::_header_report, m)?)?;
     Ok(())
 }

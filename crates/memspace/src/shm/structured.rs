@@ -20,7 +20,7 @@ use crate::location::Location;
 use crate::shm::attach::{self, Attachment};
 use crate::shm::error::SegmentError;
 use crate::shm::header::{
-    table_bytes, Geometry, Kind, LayoutRequest, HEADER_SIZE, MAGIC, STATE_INITIALIZING,
+    table_bytes, Geometry, Kind, LayoutRequest, RawHeader, HEADER_SIZE, MAGIC, STATE_INITIALIZING,
     STATE_OFFSET, STATE_POISONED, STATE_READY,
 };
 use crate::shm::lockfile;
@@ -377,6 +377,65 @@ pub fn staleness(location: &Location) -> Result<Staleness> {
     } else {
         Staleness::Stale
     })
+}
+
+/// What a structured segment's header says, for tools (`memspace inspect`, `ls`, `rm --stale`):
+/// read without attaching and without writing, validated as `open` validates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderReport {
+    /// The kind the header names (valid headers only).
+    pub kind: Option<Kind>,
+    /// The state word: initializing, ready or poisoned (valid headers only).
+    pub state: Option<u32>,
+    /// Bytes of the kind's data area (valid headers only).
+    pub data_size: u64,
+    /// Pid of the creator (informational; valid headers only).
+    pub creator_pid: Option<u32>,
+    /// Creation time, ns since the Unix epoch (informational; valid headers only).
+    pub created_ns: Option<u64>,
+    /// Why the header is not one this build can use (`None`: it is valid).
+    pub invalid: Option<String>,
+}
+
+/// Reads the header of the segment at `location` (any owner; nothing reserved, nothing
+/// written). `Ok(None)` if it has no memspace header (a raw segment).
+pub fn header_report(location: &Location) -> Result<Option<HeaderReport>> {
+    let seg = SegmentOptions::at(location.clone())
+        .trust(Trust::Anyone)
+        .reserve_on_open(false)
+        .open()?;
+    if seg.len() < HEADER_SIZE {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; HEADER_SIZE];
+    seg.read_at(0, &mut bytes)?;
+    if bytes[..8] != MAGIC {
+        return Ok(None);
+    }
+    Ok(Some(
+        match Geometry::decode(&bytes, seg.len() as u64, location) {
+            Ok(geo) => {
+                let raw = RawHeader::from_bytes(&bytes);
+                HeaderReport {
+                    kind: Some(geo.kind),
+                    // SYNC: Acquire pairs with the Release store of READY in `create`.
+                    state: Some(state_word(&seg).load(Ordering::Acquire)),
+                    data_size: geo.data_size,
+                    creator_pid: Some(raw.creator_pid),
+                    created_ns: Some(raw.created_ns),
+                    invalid: None,
+                }
+            }
+            Err(e) => HeaderReport {
+                kind: None,
+                state: None,
+                data_size: 0,
+                creator_pid: None,
+                created_ns: None,
+                invalid: Some(e.to_string()),
+            },
+        },
+    ))
 }
 
 #[cfg(all(test, unix))]
