@@ -517,6 +517,8 @@ class Queue:
         """Wait until every message put was taken and marked with :meth:`task_done` (or lost
         with a handle that died or closed holding it); ``TimeoutError`` after `timeout`."""
 
+    def _join_now(self, thorough: bool) -> bool: ...
+
     @property
     def used(self) -> int:
         """Bytes the waiting messages take (``qsize()`` counts them)."""

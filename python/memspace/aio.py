@@ -64,6 +64,8 @@ class Full(queue.Full, asyncio.QueueFull):
 
 # How long an idle waiter thread stays for the next wait before it ends.
 _LINGER = 1.0
+# How often an awaiting join makes the full look (the synchronous join's wait slice).
+_JOIN_THOROUGH = 0.05
 
 
 class _Nothing:
@@ -698,14 +700,19 @@ class Queue(_Channel[bytes]):
         """Waits until every message put has been taken and marked with :meth:`task_done`
         (or lost with a handle that died or closed holding it); ``TimeoutError`` after
         `timeout` (see :meth:`memspace.Queue.join`)."""
-        join = self._h.join
+        join_now = self._h._join_now
+        loop = asyncio.get_running_loop()
+        last_thorough = -math.inf
 
         def attempt() -> bool | _Nothing:
-            try:
-                join(timeout=0)
-            except TimeoutError:
-                return _NOTHING
-            return True
+            # Woken at every task_done: the full look (the consumer lock, liveness checks)
+            # at most every 50 ms, a lock-free one in between (as the synchronous join).
+            nonlocal last_thorough
+            now = loop.time()
+            thorough = now - last_thorough >= _JOIN_THOROUGH
+            if thorough:
+                last_thorough = now
+            return True if join_now(thorough) else _NOTHING
 
         if not isinstance(attempt(), _Nothing):
             return

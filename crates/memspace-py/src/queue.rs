@@ -434,6 +434,13 @@ impl PyQueue {
         self.q()?.task_done().py_err()
     }
 
+    /// Whether every task is finished now; `thorough` makes the full look (internal:
+    /// `memspace.aio`'s join, which looks at each `task_done`).
+    fn _join_now(&self, py: Python<'_>, thorough: bool) -> PyResult<bool> {
+        let q = self.q()?;
+        py.detach(|| q.join_now(thorough)).py_err()
+    }
+
     /// Waits (at most `timeout`, then `TimeoutError`) until every message put has been taken
     /// and marked with `task_done()`, or lost with a handle that died or closed holding it.
     #[pyo3(signature = (timeout=None))]

@@ -43,18 +43,6 @@ pub(crate) fn wait_for<T>(
         }
         crate::sync::spin_loop();
     }
-    wait_sliced(ev, deadline, interrupt, check)
-}
-
-/// [`wait_for`] without the spin: for a check too costly to repeat in a tight loop (one that
-/// takes a lock the other side needs, or makes system calls), and a condition that rarely
-/// comes true within microseconds.
-pub(crate) fn wait_sliced<T>(
-    ev: EventCount<'_>,
-    deadline: Option<Instant>,
-    interrupt: Interrupt<'_>,
-    mut check: impl FnMut() -> Result<Option<T>>,
-) -> Result<Option<T>> {
     loop {
         let key = ev.prepare();
         match check() {

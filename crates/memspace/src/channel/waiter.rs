@@ -752,6 +752,9 @@ mod loom_tests {
         fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
             self.0.wait(word, expected, timeout)
         }
+        fn wake_one(&self, word: &AtomicU32) {
+            self.0.wake_one(word);
+        }
         fn wake_all(&self, word: &AtomicU32) {
             self.0.wake_all(word);
         }

@@ -37,11 +37,11 @@ use crate::channel::error::ChannelError;
 use crate::channel::frame::{record_size, Region};
 use crate::channel::geometry::Geometry;
 use crate::channel::signal::{Interest, Signal};
-use crate::channel::wait::{deadline, no_interrupt, wait_for, wait_sliced};
+use crate::channel::wait::{deadline, no_interrupt, wait_for};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::lock::eventcount::OsFutex;
-use crate::lock::mutex::Interrupt;
+use crate::lock::mutex::{Interrupt, WAIT_SLICE};
 use crate::shm::attach::SlotInfo;
 use crate::shm::header::{Kind, LayoutRequest};
 use crate::shm::segment::{OpenTarget, Segment};
@@ -1021,12 +1021,42 @@ impl Queue {
         Ok(Some(queued? || s.unfinished_taken() > 0))
     }
 
+    /// Whether every task is finished now (what [`Queue::join`] waits for). `thorough`: one
+    /// full look (the C-lock, as a take, and a liveness check per handle holding tasks,
+    /// settling dead ones). Otherwise first a look that reads a few words and touches no
+    /// lock: if a task is plainly left (a message in the queue, a taken one not marked by a
+    /// handle that looks alive) that is the answer, else the full look. A caller that looks
+    /// often (at each `task_done`) looks thoroughly now and then, to find dead handles.
+    pub fn join_now(&self, thorough: bool) -> Result<bool> {
+        if !self.shared.has_tasks() {
+            return Err(self.no_tasks_error());
+        }
+        if !thorough && self.plainly_unfinished() {
+            return Ok(false);
+        }
+        Ok(self.tasks_left(Some(lock_until(Instant::now(), None, true)))? == Some(false))
+    }
+
+    /// The lock-free look of [`Queue::join_now`]: a record between the consumer position and
+    /// `head`, or a task count in a slot whose generation is still its taker's.
+    fn plainly_unfinished(&self) -> bool {
+        let c = self.shared.control();
+        // SYNC: Acquire loads; a hint only (a thorough look decides).
+        c.cons.pos.load(Ordering::Acquire) != c.head.pos.load(Ordering::Acquire)
+            || self.shared.tasks_look_held()
+    }
+
     /// Waits at most `timeout` (`None`: forever) until every task is finished, as
     /// `multiprocessing.JoinableQueue.join` does: every message put (committed, or being
     /// written by a live producer) has been taken, and every message taken has been marked
     /// with [`Queue::task_done`] by the handle that took it, or was lost with a handle that
     /// died (or closed) before marking it. [`ChannelError::Timeout`] if tasks are left then.
-    /// Wakes at each `task_done`, and looks again each wait slice (for dead consumers).
+    ///
+    /// Sleeps on the queue's `done` eventcount, which every `task_done` notifies; at each wake
+    /// it reads a few words (no lock) and makes the full look of [`Queue::join_now`] only if
+    /// no task is plainly left, and at least once per wait slice (which finds handles that
+    /// died holding tasks). The first look is always full: `Some(ZERO)` gives a definite
+    /// answer.
     pub fn join(&self, timeout: Option<Duration>, interrupt: Interrupt<'_>) -> Result<()> {
         let s = &*self.shared;
         let Some(ev) = s.done_event() else {
@@ -1034,22 +1064,47 @@ impl Queue {
         };
         let until = deadline(timeout);
         let mut first = true;
-        let mut attempt = || -> Result<Option<()>> {
-            let lock_by = lock_until(Instant::now(), until, first);
+        let mut thorough_at = Instant::now();
+        loop {
+            let key = ev.prepare();
+            let now = Instant::now();
+            let done = if now < thorough_at && self.plainly_unfinished() {
+                Ok(false)
+            } else {
+                thorough_at = now + WAIT_SLICE;
+                self.tasks_left(Some(lock_until(now, until, first)))
+                    .map(|left| left == Some(false))
+            };
             first = false;
-            Ok((self.tasks_left(Some(lock_by))? == Some(false)).then_some(()))
-        };
-        if attempt()?.is_some() {
-            return Ok(());
-        }
-        if timeout != Some(Duration::ZERO) {
-            let shared = self.shared.clone();
-            let ev = shared.done_event().unwrap_or(ev);
-            if wait_sliced(ev, until, interrupt, attempt)?.is_some() {
-                return Ok(());
+            match done {
+                Ok(true) => {
+                    ev.cancel();
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    ev.cancel();
+                    return Err(e);
+                }
+            }
+            let now = Instant::now();
+            let slice = match until {
+                Some(u) if u <= now => {
+                    ev.cancel();
+                    return Err(self.timeout_error("end of the unfinished tasks", timeout));
+                }
+                Some(u) => (u - now).min(WAIT_SLICE),
+                None => WAIT_SLICE,
+            };
+            ev.wait(
+                &OsFutex,
+                key,
+                Some(slice.min(thorough_at.saturating_duration_since(now))),
+            );
+            if interrupt() {
+                return Err(Error::Interrupted);
             }
         }
-        Err(self.timeout_error("end of the unfinished tasks", timeout))
     }
 
     /// Messages taken by live handles and not yet marked done (advisory; settles dead
@@ -1562,6 +1617,27 @@ mod task_tests {
         assert_eq!(q.tasks_lost(), 1);
         let info = q.info().unwrap();
         assert_eq!((info.unfinished_taken, info.tasks_lost), (Some(0), Some(1)));
+        Queue::remove(&l).unwrap();
+    }
+
+    /// The lock-free look cannot tell a dead handle from a live one: only the thorough one
+    /// settles its tasks (and `join`'s first look is always thorough).
+    #[test]
+    fn join_now_finds_dead_handles_only_when_thorough() {
+        let l = loc("thorough");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        let worker = Queue::open(l.clone()).unwrap();
+        q.try_push(b"job").unwrap();
+        assert!(!q.join_now(false).unwrap(), "in the queue");
+        assert!(worker.try_pop().unwrap().is_some());
+        assert!(!q.join_now(true).unwrap(), "taken by a live handle");
+        drop(worker);
+        assert!(!q.join_now(false).unwrap(), "looks held: not settled");
+        assert_eq!(q.tasks_lost(), 0);
+        assert!(q.join_now(true).unwrap());
+        assert_eq!(q.tasks_lost(), 1);
+        assert!(q.join_now(false).unwrap());
+        join_now(&q).unwrap();
         Queue::remove(&l).unwrap();
     }
 

@@ -333,6 +333,20 @@ impl Shared {
         live
     }
 
+    /// Whether some slot holds tasks and its generation is still the one that took them (a
+    /// hint that tasks are left: reads only, no liveness check).
+    pub(crate) fn tasks_look_held(&self) -> bool {
+        let slots = self.ch.structured().geometry().attach_slots;
+        (0..slots).any(|slot| {
+            let (Some(t), Some(g)) = (self.task_word(slot), self.gen_word(slot)) else {
+                return false;
+            };
+            // SYNC: SeqCst, see `took`; Acquire for the generation (a hint only).
+            let w = t.load(Ordering::SeqCst);
+            w & COUNT_MASK > 0 && task_gen(w) == g.load(Ordering::Acquire) as u16
+        })
+    }
+
     /// Tasks settled as lost so far (0 without task accounting).
     pub(crate) fn tasks_lost(&self) -> u64 {
         self.tasks.map_or(0, |base| {
