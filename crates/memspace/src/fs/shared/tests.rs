@@ -1,0 +1,215 @@
+//! Unit tests of the shared filesystem on real segments of this process (two opens of one
+//! segment stand for two processes: each has its own attachment slot).
+
+use std::time::Duration;
+
+use super::*;
+use crate::fs::{FsError, OpenMode};
+use crate::Location;
+
+struct Tmp(Location);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = SharedFileSystem::remove(&self.0);
+    }
+}
+
+fn fresh(opts: &SharedFsOptions) -> (SharedFileSystem, Tmp) {
+    let loc = Location::Name(crate::testing::unique_name("sfs", "t"));
+    let fs = SharedFileSystem::create(loc.clone(), opts).unwrap();
+    (fs, Tmp(loc))
+}
+
+fn small() -> SharedFsOptions {
+    SharedFsOptions::new()
+        .max_quota(1 << 20)
+        .max_nodes(256)
+        .max_open(64)
+}
+
+fn put(fs: &SharedFileSystem, p: &str, data: &[u8]) {
+    let mut f = fs.open_file(p, OpenMode::Write, 0, None).unwrap();
+    f.write(data).unwrap();
+    f.close().unwrap();
+}
+
+fn check(fs: &SharedFileSystem) {
+    let r = fs.fsck(true).unwrap();
+    assert!(r.is_ok(), "{:?}", r.problems);
+}
+
+fn fs_err(r: crate::Result<impl std::fmt::Debug>) -> FsError {
+    match r {
+        Err(crate::Error::Fs(e)) => e,
+        other => panic!("expected a filesystem error, got {other:?}"),
+    }
+}
+
+#[test]
+fn write_read_across_attachments() {
+    let (a, tmp) = fresh(&small());
+    let b = SharedFileSystem::open(tmp.0.clone()).unwrap();
+    a.mkdir("/d/e", false).unwrap();
+    put(&a, "/d/e/x", b"hello");
+    assert_eq!(b.read_file("/d/e/x").unwrap(), b"hello");
+    assert_eq!(b.listdir("/d").unwrap(), ["e"]);
+    assert!(b.is_dir("/d/e") && b.is_file("/d/e/x") && !b.exists("/nope"));
+    let mut r = b.open_file("/d/e/x", OpenMode::Read, 0, None).unwrap();
+    assert_eq!(r.read_to_end().unwrap(), b"hello");
+    r.close().unwrap();
+    assert_eq!(a.stats().unwrap().used_bytes, 5 + 128);
+    check(&a);
+}
+
+#[test]
+fn a_write_is_invisible_until_flushed_or_closed() {
+    let (a, tmp) = fresh(&small());
+    let b = SharedFileSystem::open(tmp.0.clone()).unwrap();
+    put(&a, "/f", b"old");
+    let mut w = a.open_file("/f", OpenMode::Write, 0, None).unwrap();
+    w.write(b"new content").unwrap();
+    assert_eq!(b.read_file("/f").unwrap(), b"old");
+    w.flush().unwrap();
+    assert_eq!(b.read_file("/f").unwrap(), b"new content");
+    w.write(b"!").unwrap();
+    assert_eq!(b.read_file("/f").unwrap(), b"new content");
+    w.close().unwrap();
+    assert_eq!(b.read_file("/f").unwrap(), b"new content!");
+    assert_eq!(b.stat("/f").unwrap().generation, 4);
+    check(&b);
+}
+
+#[test]
+fn file_locks_hold_across_attachments() {
+    let (a, tmp) = fresh(&small());
+    let b = SharedFileSystem::open(tmp.0.clone()).unwrap();
+    put(&a, "/f", b"x");
+    let r1 = a.open_file("/f", OpenMode::Read, 0, None).unwrap();
+    let r2 = b.open_file("/f", OpenMode::Read, 0, None).unwrap();
+    let t = std::time::Instant::now();
+    let e = fs_err(b.open_file("/f", OpenMode::Write, 0, Some(Duration::from_millis(120))));
+    assert!(matches!(e, FsError::LockTimeout { .. }), "{e:?}");
+    assert!(t.elapsed() >= Duration::from_millis(120));
+    assert!(matches!(
+        fs_err(a.remove_file("/f")),
+        FsError::FileBusy { .. }
+    ));
+    drop(r1);
+    drop(r2);
+    let mut w = b
+        .open_file("/f", OpenMode::Append, 0, Some(Duration::ZERO))
+        .unwrap();
+    w.write(b"y").unwrap();
+    let e = fs_err(a.open_file("/f", OpenMode::Read, 0, Some(Duration::ZERO)));
+    assert!(matches!(e, FsError::LockTimeout { .. }));
+    w.close().unwrap();
+    assert_eq!(a.read_file("/f").unwrap(), b"xy");
+    check(&a);
+}
+
+#[test]
+fn quota_and_node_limits_are_exact() {
+    let (fs, _t) = fresh(&SharedFsOptions::new().max_quota(1000).max_nodes(3));
+    let mut f = fs.open_file("/a", OpenMode::Write, 0, None).unwrap();
+    f.write(&[1u8; 872]).unwrap(); // 872 + 128 = 1000
+    let e = fs_err(f.write(b"z"));
+    assert!(
+        matches!(
+            e,
+            FsError::QuotaExceeded {
+                requested: 129,
+                available: 0
+            }
+        ),
+        "{e:?}"
+    );
+    f.close().unwrap();
+    assert_eq!(fs.stats().unwrap().used_bytes, 1000);
+    fs.mkdir("/d", false).unwrap();
+    let e = fs_err(fs.mkdir("/e", false));
+    assert!(
+        matches!(
+            e,
+            FsError::NodeLimitExceeded {
+                current: 3,
+                limit: 3
+            }
+        ),
+        "{e:?}"
+    );
+    fs.remove_file("/a").unwrap();
+    assert_eq!(fs.stats().unwrap().used_bytes, 0);
+    check(&fs);
+}
+
+#[test]
+fn rename_move_copy_rmtree_import() {
+    let (fs, _t) = fresh(&small());
+    fs.mkdir("/a/b", false).unwrap();
+    put(&fs, "/a/b/f", b"1234");
+    fs.rename("/a", "/z").unwrap();
+    assert_eq!(fs.read_file("/z/b/f").unwrap(), b"1234");
+    fs.move_path("/z/b", "/n/e/w").unwrap();
+    assert_eq!(fs.glob("/n/**").unwrap(), ["/n/e", "/n/e/w", "/n/e/w/f"]);
+    fs.copy("/n/e/w/f", "/c").unwrap();
+    fs.copy_tree("/n", "/m").unwrap();
+    assert_eq!(fs.read_file("/m/e/w/f").unwrap(), b"1234");
+    assert!(matches!(
+        fs_err(fs.rename("/n", "/n/x")),
+        FsError::IntoOwnSubtree { .. }
+    ));
+    fs.rmtree("/n").unwrap();
+    assert!(!fs.exists("/n"));
+    fs.import_tree(&[("/i/x", b"abc"), ("/c", b"replaced")])
+        .unwrap();
+    assert_eq!(fs.read_file("/c").unwrap(), b"replaced");
+    assert_eq!(
+        fs.file_paths("/", false).unwrap(),
+        ["/c", "/i/x", "/m/e/w/f"]
+    );
+    check(&fs);
+    fs.rmtree("/m").unwrap();
+    fs.rmtree("/i").unwrap();
+    fs.remove_file("/c").unwrap();
+    fs.rmtree("/z").unwrap();
+    let st = fs.stats().unwrap();
+    assert_eq!((st.used_bytes, st.file_count, st.dir_count), (0, 0, 1));
+    check(&fs);
+}
+
+#[test]
+fn a_view_keeps_its_version_while_the_file_is_replaced() {
+    let (fs, _t) = fresh(&small());
+    put(&fs, "/f", &[7u8; 5000]);
+    let v = fs.view("/f").unwrap();
+    for i in 0..20u8 {
+        put(&fs, "/f", &[i; 6000]);
+    }
+    // SAFETY: the view's bytes are valid while it lives.
+    let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr(), v.len()) };
+    assert!(bytes.iter().all(|&b| b == 7));
+    assert!(fs.info().unwrap().old_version_bytes >= 5000);
+    drop(v);
+    put(&fs, "/f", b"x");
+    // The version that last put replaced is freed by the next commit.
+    fs.reap().unwrap();
+    let info = fs.info().unwrap();
+    assert_eq!(info.old_version_bytes, 0, "{info:?}");
+    check(&fs);
+}
+
+#[test]
+fn random_writes_promote_and_truncate_like_dmemfs() {
+    let (fs, _t) = fresh(&small());
+    let mut f = fs.open_file("/r", OpenMode::Write, 0, None).unwrap();
+    f.write(b"hello").unwrap();
+    f.write(b" world").unwrap();
+    assert_eq!(fs.stats().unwrap().used_bytes, 11 + 2 * 128); // charged as written
+    f.seek(0, 0).unwrap();
+    f.write(b"J").unwrap();
+    f.truncate(Some(3)).unwrap();
+    f.close().unwrap();
+    assert_eq!(fs.read_file("/r").unwrap(), b"Jel");
+    assert_eq!(fs.stats().unwrap().used_bytes, 3);
+    check(&fs);
+}
