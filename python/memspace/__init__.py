@@ -49,6 +49,7 @@ from memspace.fs import (
     MFSStatResult,
     MFSStats,
     MFSTextHandle,
+    SharedFileSystem,
     expand_archive,
     expand_archive_streaming,
 )
@@ -76,6 +77,7 @@ __all__ = [
     "RoleTakenError",
     "RwLock",
     "SegmentInfo",
+    "SharedFileSystem",
     "SharedMemory",
     "View",
     "__version__",

@@ -446,6 +446,9 @@ impl<E: Env> Core<E> {
         if s % 2 == 0 {
             seq.store(s + 1, Ordering::SeqCst);
         }
+        // No write to the copy may become visible before its sequence word turned odd
+        // (pairs with the fence between a reader's copy and its second sequence load).
+        crate::sync::fence(Ordering::SeqCst);
         let a_base = self.l.copies[active as usize];
         let i_base = self.l.copies[inactive as usize];
         self.sync_inactive(root, died || s % 2 == 1, a_base, i_base)?;
