@@ -97,14 +97,28 @@ class SharedFileSystem(_TreeMethods, _SharedFileSystem):
         slots: int = 128,
         data_size: int | None = None,
         mode: int = 0o600,
+        memory_guard: str = "none",
+        memory_guard_action: str = "warn",
+        memory_guard_interval: float = 1.0,
     ) -> SharedFileSystem:
         """Create a new shared filesystem at a POSIX name (``"/scratch"``) or ``path=``.
 
         Its whole size (``2 * max_quota`` of data room plus the metadata for ``max_nodes``,
         default 16384) is reserved now, so a full ``/dev/shm`` is an error here and never a
         crash later. ``max_open`` bounds the handles open at once (all processes together),
-        ``slots`` the processes attached at once.
+        ``slots`` the processes attached at once. The ``memory_guard`` arguments are
+        checked as :class:`MemoryFileSystem` checks them and otherwise unused: the memory is
+        reserved whole at creation, which fails cleanly if the machine cannot hold it.
         """
+        if memory_guard_action not in ("warn", "raise"):
+            raise ValueError(
+                f"Invalid memory_guard_action: '{memory_guard_action}'. Expected 'warn' or 'raise'."
+            )
+        if memory_guard not in ("none", "init", "per_write"):
+            raise ValueError(
+                f"Invalid memory_guard: '{memory_guard}'. Expected 'none', 'init', or 'per_write'."
+            )
+        del memory_guard_interval
         return cls(
             name,
             path=path,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{
     charge, Header, Inode, Layout, Limbo, LockEntry, Params, EVC_SEQ, EVC_WAITERS, HDR_SIZE,
-    KIND_DIR, KIND_FILE, LOG_ENTRY, LOG_GEN, LOG_LEN, LOG_OVERFLOW, LT_READ, LT_WRITE,
+    KIND_DIR, KIND_FILE, LOG_ENTRY, LOG_GEN, LOG_LEN, LOG_OVERFLOW, LT_READ, LT_WAIT, LT_WRITE,
     LT_WRITE_PENDING, PINS_PER_SLOT, PIN_SIZE, RANDOM, ROOT, ROOT_INO, SEQ0, SEQ1, SLOT_REC,
 };
 use super::meta::{Fail, Meta, Res};
@@ -197,7 +197,7 @@ impl<E: Env> Tx<'_, E> {
 
     /// Whether `ino` is open by anyone alive.
     pub(crate) fn is_open(&mut self, ino: u32) -> Res<bool> {
-        Ok(!self.live_locks(ino)?.is_empty())
+        Ok(self.live_locks(ino)?.iter().any(|(_, e)| e.kind != LT_WAIT))
     }
 
     /// Frees the extents of old versions that no live pin can see. Returns bytes freed.
@@ -816,11 +816,48 @@ impl<E: Env> Drop for Pin<'_, E> {
 }
 
 /// A file lock request of `kind` by `me` on `ino`: `true` if granted (an entry was added).
-pub(crate) fn try_file_lock<E: Env>(tx: &mut Tx<'_, E>, ino: u32, write: bool) -> Res<Option<u32>> {
+///
+/// A writer that has to wait leaves a waiting entry (`count` = its `token`, unique to that
+/// `open` call) that holds new readers back until it gets in.
+pub(crate) fn try_file_lock<E: Env>(
+    tx: &mut Tx<'_, E>,
+    ino: u32,
+    write: bool,
+    token: u64,
+) -> Res<Option<u32>> {
     let locks = tx.live_locks(ino)?;
-    let conflict = locks.iter().any(|(_, e)| write || e.is_write());
+    let me = tx.me;
+    let mine = |e: &LockEntry| {
+        e.kind == LT_WAIT && e.slot == me.slot && e.epoch == me.epoch && e.count == token
+    };
+    let my_wait = locks.iter().find(|(_, e)| mine(e)).map(|(i, _)| *i);
+    let conflict = locks.iter().any(|(_, e)| {
+        if write {
+            !mine(e)
+        } else {
+            e.is_write() || e.kind == LT_WAIT
+        }
+    });
     if conflict {
+        // A writer that has to wait holds new readers back until it gets in.
+        if write && my_wait.is_none() {
+            let w = LockEntry {
+                kind: LT_WAIT,
+                slot: me.slot,
+                epoch: me.epoch,
+                count: token,
+                ..LockEntry::default()
+            };
+            tx.m.add_lock(&mut tx.h, ino, w)?;
+        }
         return Ok(None);
+    }
+    if let Some(i) = my_wait {
+        let mut e = tx.m.lt(i)?;
+        e.kind = LT_WRITE;
+        e.count = 1;
+        tx.m.put_lt(i, &e)?;
+        return Ok(Some(i));
     }
     if !write {
         let n = tx.m.live(ino)?;
@@ -840,6 +877,20 @@ pub(crate) fn try_file_lock<E: Env>(tx: &mut Tx<'_, E>, ino: u32, write: bool) -
     };
     let i = tx.m.add_lock(&mut tx.h, ino, e)?;
     Ok(Some(i))
+}
+
+/// Withdraws this process's waiting-writer entry on `ino` (a wait that timed out or failed).
+pub(crate) fn cancel_wait<E: Env>(tx: &mut Tx<'_, E>, ino: u32, token: u64) -> Res<()> {
+    let n = tx.m.inode(ino)?;
+    if n.kind != super::layout::KIND_FILE {
+        return Ok(());
+    }
+    for (i, e) in tx.m.locks_of(&n)? {
+        if e.kind == LT_WAIT && e.slot == tx.me.slot && e.epoch == tx.me.epoch && e.count == token {
+            tx.drop_entry(i)?;
+        }
+    }
+    Ok(())
 }
 
 /// Releases one hold of lock entry `i` (a read entry counts its handles).

@@ -43,6 +43,8 @@ pub(crate) const LT_READ: u32 = 1;
 pub(crate) const LT_WRITE: u32 = 2;
 /// A write entry whose handle holds a private extent (`pend_*` valid).
 pub(crate) const LT_WRITE_PENDING: u32 = 3;
+/// A writer waiting for the file: new readers are held back (writers are preferred).
+pub(crate) const LT_WAIT: u32 = 4;
 /// Longest name of one path component, in bytes.
 pub(crate) const MAX_NAME: usize = 4095;
 

@@ -8,7 +8,7 @@
 
 use super::layout::{
     Header, Inode, Layout, Limbo, LockEntry, FREE_SIZE, HDR_SIZE, INODE_SIZE, KIND_DIR, KIND_FILE,
-    KIND_FREE, LIMBO_SIZE, LT_READ, LT_SIZE, LT_WRITE_PENDING, RANDOM,
+    KIND_FREE, LIMBO_SIZE, LT_READ, LT_SIZE, LT_WAIT, LT_WRITE_PENDING, RANDOM,
 };
 use super::region::{bad, Bad, BadResult, Region};
 use crate::fs::error::FsError;
@@ -673,7 +673,7 @@ impl<'a> Meta<'a> {
         self.read(self.lt_off(i)?, &mut b)?;
         let e = LockEntry::decode(&b);
         let l = self.l;
-        if e.ino > l.p.nodes || e.next > l.p.locks || e.kind > LT_WRITE_PENDING {
+        if e.ino > l.p.nodes || e.next > l.p.locks || e.kind > LT_WAIT {
             return bad!("lock entry {i} has fields out of range");
         }
         if e.kind == LT_WRITE_PENDING {

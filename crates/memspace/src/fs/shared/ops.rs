@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::core::{seq_chunks, try_file_lock, Core, Env, Tx};
+use super::core::{cancel_wait, seq_chunks, try_file_lock, Core, Env, Tx};
 use super::layout::{Inode, KIND_DIR, KIND_FILE, MAX_NAME, RANDOM, ROOT_INO};
 use super::meta::{Fail, Meta, Res};
 use crate::fs::error::FsError;
@@ -135,6 +135,8 @@ impl<E: Env> Core<E> {
         let timeout = lock_timeout.or(self.default_lock_timeout());
         let deadline = timeout.map(|t| Instant::now() + t);
         let write = mode.writable();
+        let waited: std::cell::Cell<Option<u32>> = std::cell::Cell::new(None);
+        let token = crate::sync::next_unique_id();
         let opened = self.wait_for(
             deadline,
             interrupt,
@@ -159,7 +161,10 @@ impl<E: Env> Core<E> {
                             }
                             .into());
                         }
-                        let Some(entry) = try_file_lock(tx, id, write)? else {
+                        let Some(entry) = try_file_lock(tx, id, write, token)? else {
+                            if write {
+                                waited.set(Some(id));
+                            }
                             return Ok(None);
                         };
                         return Ok(Some(Opened {
@@ -184,7 +189,7 @@ impl<E: Env> Core<E> {
                     let chunks = tx.core.storage_chunks();
                     let n = new_node(KIND_FILE, chunks, tx.gen);
                     let id = tx.m.create(&mut tx.h, pid, name, n)?;
-                    let Some(entry) = try_file_lock(tx, id, true)? else {
+                    let Some(entry) = try_file_lock(tx, id, true, token)? else {
                         return Err(Fail::Bad(super::region::Bad(
                             "a new file is locked already".into(),
                         )));
@@ -206,7 +211,16 @@ impl<E: Env> Core<E> {
                 }
                 .into()
             },
-        )?;
+        );
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                if let Some(ino) = waited.get() {
+                    let _ = self.tx(&mut || false, |tx| cancel_wait(tx, ino, token));
+                }
+                return Err(e);
+            }
+        };
         Ok((opened, normalized))
     }
 
@@ -544,7 +558,7 @@ impl<E: Env> Core<E> {
                         &name,
                         len,
                         &|tx, off| tx.copy_data(soff, off, len),
-                        u64::from(len > 0),
+                        0,
                     )?
                 };
                 map.insert(*c, id);

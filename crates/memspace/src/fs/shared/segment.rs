@@ -406,6 +406,14 @@ impl SharedFileSystem {
             let _ = h.close();
             return Err(e);
         }
+        // What `open` itself does to the file (`wb` empties it, `preallocate` extends it) is
+        // visible at once, as with `O_TRUNC`; later writes at flush or close.
+        if mode.writable() && ((mode == OpenMode::Write && !o.created) || preallocate > o.size) {
+            if let Err(e) = h.file.commit(true) {
+                let _ = h.close();
+                return Err(e);
+            }
+        }
         Ok(h)
     }
 
