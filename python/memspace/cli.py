@@ -129,7 +129,7 @@ def _cmd_rm(args: argparse.Namespace) -> int:
 
 def _inspectable() -> dict[str, Any]:
     """Kinds with a detailed `inspect()`, by the name `memspace ls` shows."""
-    return {"ring": memspace.Ring, "queue": memspace.Queue}
+    return {"ring": memspace.Ring, "queue": memspace.Queue, "fs": memspace.SharedFileSystem}
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -177,6 +177,36 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fsck(args: argparse.Namespace) -> int:
+    target = args.name if args.path or args.name.startswith("/") else "/" + args.name
+    where: dict[str, str] = {"path": target} if args.path else {"name": target}
+    try:
+        fs = memspace.SharedFileSystem.open(**where)
+    except (OSError, ValueError) as e:
+        print(f"memspace fsck: {e}", file=sys.stderr)
+        return 2
+    try:
+        report = fs.fsck(reap=args.reap)
+    except (OSError, ValueError) as e:
+        print(f"memspace fsck: {target}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        fs.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif report["ok"]:
+        print(
+            f"{target}: consistent (generation {report['generation']}, {report['files']} files, "
+            f"{report['dirs']} directories, {_human(report['used_bytes'])} used, "
+            f"{report['dead_entries']} entries of dead processes)"
+        )
+    else:
+        print(f"{target}: {len(report['problems'])} problems", file=sys.stderr)
+        for problem in report["problems"]:
+            print(f"  {problem}", file=sys.stderr)
+    return 0 if report["ok"] else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from memspace import demo
 
@@ -215,11 +245,24 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("-n", "--dry-run", action="store_true", help="with --stale: only list them")
     rm.set_defaults(func=_cmd_rm)
 
-    insp = sub.add_parser("inspect", help="show a ring's fill level, roles and liveness")
+    insp = sub.add_parser(
+        "inspect",
+        help="show a ring's or queue's fill level, roles and liveness, or a shared "
+        "filesystem's usage, fragmentation, attached processes and oldest snapshot",
+    )
     insp.add_argument("name", metavar="NAME")
     insp.add_argument("--path", action="store_true", help="NAME is a file path")
     insp.add_argument("--json", action="store_true", help="machine-readable output")
     insp.set_defaults(func=_cmd_inspect)
+
+    fsck = sub.add_parser("fsck", help="check every invariant of a shared filesystem")
+    fsck.add_argument("name", metavar="NAME")
+    fsck.add_argument("--path", action="store_true", help="NAME is a file path")
+    fsck.add_argument(
+        "--reap", action="store_true", help="first remove what dead processes left behind"
+    )
+    fsck.add_argument("--json", action="store_true", help="machine-readable output")
+    fsck.set_defaults(func=_cmd_fsck)
 
     demo = sub.add_parser("demo", help="stream video frames between two processes, zero-copy")
     demo.add_argument("--frames", type=int, default=600, help="frames to send (default 600)")

@@ -25,12 +25,11 @@ from memspace import (
 )
 
 # --- text handle --------------------------------------------------------------------------
-
-
 from tests.fs.conftest import FsFactory
 
 
-def test_text_multibyte_round_trip(mfs: MemoryFileSystem) -> None:
+def test_text_multibyte_round_trip(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     text = "こんにちは世界\nnaïve café ☕\n𝄞 clef\n"
     with mfs.open("/t.txt", "wb") as f:
         th = MFSTextHandle(f)
@@ -48,7 +47,8 @@ def test_text_multibyte_round_trip(mfs: MemoryFileSystem) -> None:
     assert f.closed  # leaving the text handle's block did not close it; the `with` did
 
 
-def test_text_line_endings(mfs: MemoryFileSystem) -> None:
+def test_text_line_endings(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     with mfs.open("/e.txt", "wb") as f:
         f.write(b"a\r\nb\rc\nd\r")
     with mfs.open("/e.txt", "rb") as f:
@@ -61,7 +61,8 @@ def test_text_line_endings(mfs: MemoryFileSystem) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "shift_jis", "latin-1"])
-def test_text_other_encodings(mfs: MemoryFileSystem, encoding: str) -> None:
+def test_text_other_encodings(fs_factory: FsFactory, encoding: str) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     lines = (
         ["première\r\n", "ligne\r", "end\n"]
         if encoding == "latin-1"
@@ -267,7 +268,8 @@ def test_plugin_is_opt_in_through_pytest_plugins(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     not hasattr(sqlite3.Connection, "serialize"), reason="sqlite3 serialize() needs Python 3.11"
 )
-def test_sqlite_serialize_deserialize_round_trip(mfs: MemoryFileSystem) -> None:
+def test_sqlite_serialize_deserialize_round_trip(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     db = sqlite3.connect(":memory:")
     db.execute("create table t (k integer primary key, v text)")
     db.executemany("insert into t (v) values (?)", [(f"value {i} ü",) for i in range(500)])

@@ -9,8 +9,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from memspace import MemoryFileSystem, MFSQuotaExceededError
-
+from memspace import MFSQuotaExceededError
 
 from tests.fs.conftest import FsFactory
 

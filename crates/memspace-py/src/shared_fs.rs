@@ -68,7 +68,10 @@ impl PySharedFileSystem {
         name=None, *, path=None, create=false, max_quota=268_435_456, max_nodes=None,
         chunk_overhead_override=None, promotion_hard_limit=None, default_storage="auto",
         default_lock_timeout=Some(30.0), max_open=4096, slots=128, data_size=None, mode=0o600,
-    ))]
+    ), text_signature = "(name=None, *, path=None, create=False, max_quota=268435456, \
+        max_nodes=None, chunk_overhead_override=None, promotion_hard_limit=None, \
+        default_storage='auto', default_lock_timeout=30.0, max_open=4096, slots=128, \
+        data_size=None, mode=384)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -566,7 +569,7 @@ impl PySharedView {
         Ok(())
     }
 
-    fn __enter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyMemoryView>> {
+    fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyMemoryView>> {
         let mv = PyMemoryView::from(slf.as_any())?;
         *slf.get().mv.lock().unwrap_or_else(PoisonError::into_inner) = Some(mv.clone().unbind());
         Ok(mv)

@@ -16,6 +16,8 @@ mod common;
 use common::{checksum, unique, Reaped};
 
 const CHILD_ENV: &str = "MEMSPACE_SFS_CHILD";
+/// Writer processes in the chaos test.
+const WRITERS: u64 = 3;
 
 /// A small xorshift generator (no dependency; only spread matters).
 struct Rng(u64);
@@ -226,7 +228,6 @@ fn chaos_sigkill_writers() {
     )
     .unwrap();
     let _rm = Remove(loc);
-    const WRITERS: u64 = 3;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut writers: Vec<Reaped> = (0..WRITERS)
         .map(|i| {
@@ -257,15 +258,15 @@ fn chaos_sigkill_writers() {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         writers[i] = spawn(&format!("writer:{name}:{i}:{seed}"), Stdio::null());
         let g = fs.info().unwrap().generation;
-        if g != last_gen {
-            longest = longest.max(last_move.elapsed());
-            last_gen = g;
-            last_move = Instant::now();
-        } else {
+        if g == last_gen {
             assert!(
                 last_move.elapsed() < Duration::from_secs(1),
                 "no progress for 1 s after {kills} kills"
             );
+        } else {
+            longest = longest.max(last_move.elapsed());
+            last_gen = g;
+            last_move = Instant::now();
         }
     }
     drop(writers);

@@ -18,6 +18,7 @@ from typing import Any
 from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from memspace.fs._fs import MemoryFileSystem
+from memspace.fs._shared import SharedFileSystem
 
 __all__ = ["MemspaceFileSystem"]
 
@@ -31,6 +32,11 @@ class MemspaceFileSystem(AbstractFileSystem):  # type: ignore[misc]
         The filesystem to expose; by default a new one with ``max_quota`` bytes.
     max_quota:
         Quota of the filesystem created when ``mfs`` is not given (default 256 MiB).
+    shared, shared_path:
+        Expose the :class:`~memspace.SharedFileSystem` at this POSIX name (or file path)
+        instead, so that every process that names it sees the same files:
+        ``fsspec.filesystem("memspace", shared="/scratch")``, or
+        ``storage_options={"shared": "/scratch"}`` with pandas.
     """
 
     protocol = "memspace"
@@ -38,12 +44,19 @@ class MemspaceFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def __init__(
         self,
-        mfs: MemoryFileSystem | None = None,
+        mfs: MemoryFileSystem | SharedFileSystem | None = None,
         max_quota: int = 256 * 1024 * 1024,
+        shared: str | None = None,
+        shared_path: str | None = None,
         **storage_options: Any,
     ) -> None:
         super().__init__(**storage_options)
-        self.mfs = mfs if mfs is not None else MemoryFileSystem(max_quota=max_quota)
+        if shared is not None or shared_path is not None:
+            self.mfs: MemoryFileSystem | SharedFileSystem = SharedFileSystem.open(
+                shared, path=shared_path
+            )
+        else:
+            self.mfs = mfs if mfs is not None else MemoryFileSystem(max_quota=max_quota)
 
     @classmethod
     def _strip_protocol(cls, path: Any) -> Any:

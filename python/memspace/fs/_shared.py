@@ -36,7 +36,7 @@ class _ClassOrInstance(Generic[_R, _I]):
     def __init__(self, on_class: Callable[..., _R], on_instance: Callable[..., _I]) -> None:
         self._on_class = on_class
         self._on_instance = on_instance
-        functools.update_wrapper(self, on_instance)
+        self.__doc__ = on_instance.__doc__
 
     @overload
     def __get__(self, obj: None, objtype: type[Any]) -> Callable[..., _R]: ...
@@ -137,7 +137,7 @@ class SharedFileSystem(_TreeMethods, _SharedFileSystem):
 
     #: ``SharedFileSystem.open(name, path=...)`` attaches to an existing filesystem;
     #: ``fs.open(path, mode="rb", preallocate=0, lock_timeout=None)`` opens a file in it.
-    open = _ClassOrInstance(_attach, _SharedFileSystem.open)  # type: ignore[assignment]
+    open = _ClassOrInstance(_attach, _SharedFileSystem.open)
 
     #: ``SharedFileSystem.remove(name, path=...)`` removes the segment;
     #: ``fs.remove(path)`` deletes a file in it.
@@ -150,6 +150,37 @@ class SharedFileSystem(_TreeMethods, _SharedFileSystem):
         view lives (``BufferError`` at the end of the block if a view of it is still
         exported, e.g. a numpy array)."""
         return self._view(path)
+
+    def inspect(self) -> dict[str, Any]:
+        """Usage and health for ``memspace inspect``: used and free bytes, files, the data
+        area's free space and fragmentation (free extents, largest free extent), old versions
+        still pinned, open handles, the attached processes and the age of the oldest live
+        reader's snapshot."""
+        i = self.info()
+        used, quota = i["used_bytes"], i["quota_bytes"]
+        return {
+            "kind": "fs",
+            "used_bytes": used,
+            "free_bytes": quota - used,
+            "quota_bytes": quota,
+            "files": i["files"],
+            "dirs": i["dirs"],
+            "max_nodes": i["max_nodes"],
+            "data_bytes": i["data_bytes"],
+            "free_data_bytes": i["free_data_bytes"],
+            "free_extents": i["free_extents"],
+            "largest_free_extent": i["largest_free_extent"],
+            "fragmentation": (
+                0.0
+                if i["free_data_bytes"] == 0
+                else round(1 - i["largest_free_extent"] / i["free_data_bytes"], 4)
+            ),
+            "old_version_bytes": i["old_version_bytes"],
+            "open_handles": i["open_handles"],
+            "generation": i["generation"],
+            "attached_processes": [pid for _, pid in i["attached"]],
+            "oldest_snapshot_age_s": i["oldest_snapshot_age"],
+        }
 
     def as_async(self) -> AsyncMemoryFileSystem:
         """The async facade over this filesystem."""

@@ -715,13 +715,12 @@ impl<E: Env> Core<E> {
                     continue;
                 }
                 let hi = self.word(at + 8)?.load(Ordering::SeqCst).max(lo);
-                let a = match alive.get(&s) {
-                    Some(&a) => a,
-                    None => {
-                        let a = self.env.alive(s)?;
-                        alive.insert(s, a);
-                        a
-                    }
+                let a = if let Some(&a) = alive.get(&s) {
+                    a
+                } else {
+                    let a = self.env.alive(s)?;
+                    alive.insert(s, a);
+                    a
                 };
                 if a {
                     out.push((lo, hi));

@@ -115,7 +115,7 @@ impl<E: Env> SFile<E> {
 
     /// Within a transaction: makes sure the private extent holds `need` bytes (copying the
     /// committed bytes into it first if there is none), and records it in the lock entry.
-    fn ensure(&self, tx: &mut Tx<'_, E>, st: &mut FState, need: u64, keep: u64) -> Res<()> {
+    fn ensure(tx: &mut Tx<'_, E>, st: &mut FState, need: u64, keep: u64) -> Res<()> {
         match st.pend {
             Some(mut p) if p.cap < need => {
                 let cap = grow_cap(p.cap, need);
@@ -331,7 +331,7 @@ impl<E: Env> FileAccess for SFile<E> {
         } else if chunks != RANDOM && off == size {
             self.change(|tx, st| {
                 tx.reserve(n + ov)?;
-                self.ensure(tx, st, end, size)?;
+                Self::ensure(tx, st, end, size)?;
                 if let Some(q) = st.pend.as_mut() {
                     q.size = end;
                     q.chunks = chunks + 1;
@@ -366,7 +366,7 @@ impl<E: Env> FileAccess for SFile<E> {
                     .into());
                 }
                 tx.h.used = tx.h.used - old_overhead.min(tx.h.used) + ext;
-                self.ensure(tx, st, new_size, size)?;
+                Self::ensure(tx, st, new_size, size)?;
                 if let Some(q) = st.pend.as_mut() {
                     q.size = new_size;
                     q.chunks = RANDOM;
@@ -377,7 +377,7 @@ impl<E: Env> FileAccess for SFile<E> {
             let ext = new_size - size;
             self.change(|tx, st| {
                 tx.reserve(ext)?;
-                self.ensure(tx, st, new_size, size)?;
+                Self::ensure(tx, st, new_size, size)?;
                 if let Some(q) = st.pend.as_mut() {
                     q.size = new_size;
                 }
@@ -417,7 +417,7 @@ impl<E: Env> FileAccess for SFile<E> {
                 } else {
                     tx.reserve(pad + ov)?;
                 }
-                self.ensure(tx, st, new, old)?;
+                Self::ensure(tx, st, new, old)?;
                 if let Some(q) = st.pend.as_mut() {
                     q.size = new;
                     if chunks != RANDOM {
@@ -443,7 +443,7 @@ impl<E: Env> FileAccess for SFile<E> {
                 let freed = charge(old, chunks, ov)
                     - charge(new, new_chunks, ov).min(charge(old, chunks, ov));
                 tx.h.used = tx.h.used.saturating_sub(freed);
-                self.ensure(tx, st, new, new)?;
+                Self::ensure(tx, st, new, new)?;
                 if let Some(q) = st.pend.as_mut() {
                     q.size = new;
                     q.chunks = new_chunks;

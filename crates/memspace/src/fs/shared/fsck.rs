@@ -74,6 +74,7 @@ pub struct SharedFsInfo {
 
 impl<E: Env> Core<E> {
     /// Checks every invariant of the committed state.
+    #[allow(clippy::too_many_lines)] // one flat list of checks reads best in one place
     pub(crate) fn check(
         &self,
         m: &Meta<'_>,
@@ -257,7 +258,7 @@ impl<E: Env> Core<E> {
         if total != usable {
             p.push(format!(
                 "the extents cover {total} bytes of the {usable}-byte data area ({} leaked)",
-                usable as i128 - total as i128
+                i128::from(usable) - i128::from(total)
             ));
         }
         Ok(rep)

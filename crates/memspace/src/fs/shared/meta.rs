@@ -172,7 +172,7 @@ impl<'a> Meta<'a> {
     pub(crate) fn name(&self, n: &Inode) -> BadResult<String> {
         let mut v = vec![0u8; usize::from(n.name_len)];
         self.read(self.l.names + u64::from(n.name_off), &mut v)?;
-        String::from_utf8(v).or_else(|_| bad!("a name is not UTF-8"))
+        String::from_utf8(v).map_err(|_| Bad("a name is not UTF-8".into()))
     }
 
     fn name_is(&self, n: &Inode, name: &[u8]) -> BadResult<bool> {

@@ -64,16 +64,16 @@
 //! | 40 | names u64 | bytes of the name heap |
 //! | 48 | log u64 | commit-log entries |
 //! | 56 | data u64 | bytes of the data area |
-//! | 64 | max_quota u64 | quota |
-//! | 72 | chunk_overhead u64 | D-MemFS per-chunk charge |
-//! | 80 | promotion_hard_limit u64 | |
-//! | 88 | storage u64 | 0 auto, 1 sequential, 2 random access |
-//! | 96 | lock_timeout_ns u64 | default `open` lock timeout (`u64::MAX`: forever) |
+//! | 64 | `max_quota` u64 | quota |
+//! | 72 | `chunk_overhead` u64 | D-MemFS per-chunk charge |
+//! | 80 | `promotion_hard_limit` u64 | |
+//! | 88 | `storage` u64 | 0 auto, 1 sequential, 2 random access |
+//! | 96 | `lock_timeout_ns` u64 | default `open` lock timeout (`u64::MAX`: forever) |
 //! | 248 | checksum u64 | FNV-1a over bytes 0..248 |
 //! | 256 | root u64 (atomic) | the committed generation `g` (copy `g & 1`) |
 //! | 320 / 384 | seq0 / seq1 u64 (atomic) | sequence word of each copy: odd while written |
-//! | 448 | log_gen u64 | the generation whose ranges the log holds |
-//! | 456 | log_len u64 | entries in the log (`u64::MAX`: overflowed) |
+//! | 448 | `log_gen` u64 | the generation whose ranges the log holds |
+//! | 456 | `log_len` u64 | entries in the log (`u64::MAX`: overflowed) |
 //! | 512 / 516 | evc seq / waiters u32 (atomic) | eventcount of file-lock waits |
 //!
 //! Every other offset is recomputed from these parameters ([`layout::Layout::plan`]), never
@@ -89,7 +89,7 @@
 //! | part | entry | fields |
 //! |---|---:|---|
 //! | header | 256 | gen, nodes, files, dirs, used, chunks, free-inode head, inode high-water mark, name heap top and dead bytes, free/old-version counts, lock free head / high-water / used, commit time; FNV-1a checksum at 248 |
-//! | inodes | 96 | kind u8 (0 free, 1 file, 2 dir), flags u8 (1: written), name_len u16, name_off u32, parent, first child, next, prev sibling u32, lock_head u32, size, extent off, extent cap, chunks (`u64::MAX`: random access), born generation u64, created, modified f64, generation u64 |
+//! | inodes | 96 | kind u8 (0 free, 1 file, 2 dir), flags u8 (1: written), `name_len` u16, `name_off` u32, parent, first child, next, prev sibling u32, `lock_head` u32, size, extent off, extent cap, chunks (`u64::MAX`: random access), born generation u64, created, modified f64, generation u64 |
 //! | name index | 4 | inode number; open addressing on FNV-1a(parent, name), linear probing, backward-shift deletion (no tombstones) |
 //! | name heap | bytes | names, bump-allocated, compacted in place when full |
 //! | free extents | 16 | `(off, len)`, sorted by offset, coalesced |
@@ -141,6 +141,10 @@
 //! naming the bytes pinned. The metadata is `2 × copy_size`, with
 //! `copy_size ≈ 256 + 96 (nodes+1) + 8 nodes + names + 16 free + 32 (nodes+locks) + 64 locks`
 //! (`free` = 2 nodes + 2 locks + 2 entries).
+
+// The record codecs and the checks read best with short names for the values of one record
+// (`n` an inode, `e` an entry, `h` a header, `m` a metadata copy) side by side.
+#![allow(clippy::many_single_char_names, clippy::similar_names)]
 
 mod core;
 mod file;

@@ -567,6 +567,7 @@ impl<E: Env> Core<E> {
         })
     }
 
+    #[allow(clippy::too_many_lines)] // the in-process checks, in their order, then the change
     pub(crate) fn import_tree(&self, entries: &[(&str, &[u8])]) -> Res<()> {
         let mut order: Vec<Vec<String>> = Vec::new();
         let mut data: BTreeMap<Vec<String>, &[u8]> = BTreeMap::new();
@@ -873,8 +874,8 @@ impl<E: Env> Core<E> {
         let (_pin, n) = self.pinned(|m| {
             let (off, size) = Self::file_extent(m, &parts, path)?;
             Ok(Inode {
-                off,
                 size,
+                off,
                 ..Inode::default()
             })
         })?;
