@@ -52,6 +52,8 @@ pub(crate) struct SFile<E: Env> {
     pub(crate) st: RefCell<FState>,
     /// An error other than a filesystem one, from the last cursor operation.
     pub(crate) err: RefCell<Option<crate::Error>>,
+    /// A read handle's pinned generation (it holds a reader entry, not a lock entry).
+    pub(crate) read_gen: Option<u64>,
 }
 
 impl<E: Env> std::fmt::Debug for SFile<E> {
@@ -103,6 +105,7 @@ impl<E: Env> SFile<E> {
                 closed: false,
             }),
             err: RefCell::new(None),
+            read_gen: None,
         }
     }
 
@@ -278,6 +281,11 @@ impl<E: Env> SFile<E> {
             return Ok(());
         }
         st.closed = true;
+        if let Some(gen) = self.read_gen {
+            let r = self.core.drop_reader(self.ino);
+            self.core.unpin(gen);
+            return r.map_err(|e| self.core.fail(e));
+        }
         let entry = self.entry;
         self.core
             .tx(&mut || false, |tx| release_file_lock(tx, entry))

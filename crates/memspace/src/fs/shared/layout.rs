@@ -29,7 +29,11 @@ pub(crate) const FREE_SIZE: u64 = 16;
 pub(crate) const LIMBO_SIZE: u64 = 32;
 pub(crate) const LT_SIZE: u64 = 64;
 pub(crate) const LOG_ENTRY: u64 = 16;
-pub(crate) const SLOT_REC: u64 = 128;
+pub(crate) const SLOT_REC: u64 = 1024;
+/// Reader entries per slot record (files one process has open for reading at once).
+pub(crate) const READERS_PER_SLOT: u64 = 96;
+/// Offset of the reader entries in a slot record: `(ino << 32) | handles`, 0 = free.
+pub(crate) const READERS_OFF: u64 = 128;
 pub(crate) const PINS_PER_SLOT: u64 = 4;
 pub(crate) const PIN_SIZE: u64 = 24;
 
@@ -160,6 +164,8 @@ impl Layout {
             LT_SIZE,
             LOG_ENTRY,
             SLOT_REC,
+            READERS_PER_SLOT,
+            READERS_OFF,
             PINS_PER_SLOT,
             PIN_SIZE,
         ] {

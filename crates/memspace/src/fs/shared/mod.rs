@@ -158,5 +158,5 @@ mod segment;
 pub use fsck::{FsckReport, SharedFsInfo};
 pub use segment::{SharedFileHandle, SharedFileSystem, SharedFsOptions, SharedView};
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{cancel_wait, seq_chunks, try_file_lock, Core, Env, Tx};
-use super::layout::{Inode, KIND_DIR, KIND_FILE, MAX_NAME, RANDOM, ROOT_INO};
+use super::layout::{Inode, KIND_DIR, KIND_FILE, LT_WAIT, LT_WRITE, MAX_NAME, RANDOM, ROOT_INO};
 use super::meta::{Fail, Meta, Res};
 use crate::fs::error::FsError;
 use crate::fs::options::{now, OpenMode, Stat, Stats};
@@ -22,6 +22,9 @@ pub(crate) struct Opened {
     pub(crate) size: u64,
     pub(crate) chunks: u64,
     pub(crate) created: bool,
+    /// For a read handle: the generation it pinned (its lock is a reader entry, not a
+    /// lock-table entry).
+    pub(crate) gen: Option<u64>,
 }
 
 fn check_name(name: &str) -> Res<()> {
@@ -135,13 +138,29 @@ impl<E: Env> Core<E> {
         let timeout = lock_timeout.or(self.default_lock_timeout());
         let deadline = timeout.map(|t| Instant::now() + t);
         let write = mode.writable();
+        let timeout_err = || -> Fail {
+            FsError::LockTimeout {
+                path: path.to_owned(),
+                kind: mode.lock_kind(),
+            }
+            .into()
+        };
+        if !write {
+            let o = self.wait_for(
+                deadline,
+                interrupt,
+                |core, _| core.try_open_read(&parent, name, path),
+                timeout_err,
+            )?;
+            return Ok((o, normalized));
+        }
         let waited: std::cell::Cell<Option<u32>> = std::cell::Cell::new(None);
         let token = crate::sync::next_unique_id();
         let opened = self.wait_for(
             deadline,
             interrupt,
             |core, intr| {
-                core.tx(intr, |tx| {
+                let got = core.tx(&mut *intr, |tx| {
                     let pid = tx.m.resolve(&parent)?;
                     let found = match pid {
                         Some(p) if tx.m.live(p)?.is_dir() => tx.m.lookup(p, name)?,
@@ -174,6 +193,7 @@ impl<E: Env> Core<E> {
                             size: n.size,
                             chunks: n.chunks,
                             created: false,
+                            gen: None,
                         }));
                     }
                     if mode.must_exist() {
@@ -201,16 +221,35 @@ impl<E: Env> Core<E> {
                         size: 0,
                         chunks,
                         created: true,
+                        gen: None,
                     }))
-                })
-            },
-            || {
-                FsError::LockTimeout {
-                    path: path.to_owned(),
-                    kind: mode.lock_kind(),
+                })?;
+                let Some(o) = got else {
+                    return Ok(None);
+                };
+                if o.created {
+                    return Ok(Some(o));
                 }
-                .into()
+                // Readers register outside the commit lock: having published our entry,
+                // look for them (they look for us after registering), and wait if any.
+                crate::sync::handshake_fence();
+                let mut alive = std::collections::HashMap::new();
+                if !core.reader_inos(&mut alive)?.contains(&o.ino) {
+                    return Ok(Some(o));
+                }
+                waited.set(Some(o.ino));
+                core.tx(intr, |tx| {
+                    let mut e = tx.m.lt(o.entry)?;
+                    if e.kind == LT_WRITE && e.slot == tx.me.slot && e.epoch == tx.me.epoch {
+                        e.kind = LT_WAIT;
+                        e.count = token;
+                        tx.m.put_lt(o.entry, &e)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(None)
             },
+            timeout_err,
         );
         let opened = match opened {
             Ok(o) => o,
@@ -222,6 +261,72 @@ impl<E: Env> Core<E> {
             }
         };
         Ok((opened, normalized))
+    }
+
+    /// One attempt to open `path` for reading: pin the current generation, find the file,
+    /// register as its reader, then check that no live writer holds or waits for it (a
+    /// writer checks for readers after committing its entry: one of the two sees the other).
+    fn try_open_read(&self, parent: &[&str], name: &str, path: &str) -> Res<Option<Opened>> {
+        let (pin, (ino, n)) = self.pinned(|m| {
+            let found = match m.resolve(parent)? {
+                Some(p) if m.live(p)?.is_dir() => m.lookup(p, name)?,
+                _ => None,
+            };
+            let Some(id) = found else {
+                return Err(no_such(path));
+            };
+            let n = m.live(id)?;
+            if n.is_dir() {
+                return Err(FsError::IsADirectory {
+                    path: path.to_owned(),
+                }
+                .into());
+            }
+            Ok((id, n))
+        })?;
+        self.add_reader(ino)?;
+        crate::sync::handshake_fence();
+        let alive = std::cell::RefCell::new(std::collections::HashMap::new());
+        let dead = std::cell::Cell::new(false);
+        let blocked = self.read(|m| {
+            let now = m.inode(ino)?;
+            if now.kind != KIND_FILE {
+                return Ok(true);
+            }
+            for (_, e) in m.locks_of(&now)? {
+                if e.is_write() || e.kind == LT_WAIT {
+                    if self.entry_alive(&e, &mut alive.borrow_mut())? {
+                        return Ok(true);
+                    }
+                    dead.set(true);
+                }
+            }
+            Ok(false)
+        });
+        if dead.get() {
+            // A dead writer held it: reclaim what it left (its private extent and quota) now
+            // that it is known dead.
+            self.tx(&mut || false, |tx| tx.reap().map(|_| ()))?;
+        }
+        match blocked {
+            Ok(false) => {
+                let gen = pin.gen();
+                std::mem::forget(pin);
+                Ok(Some(Opened {
+                    ino,
+                    entry: 0,
+                    off: n.off,
+                    size: n.size,
+                    chunks: n.chunks,
+                    created: false,
+                    gen: Some(gen),
+                }))
+            }
+            other => {
+                self.drop_reader(ino)?;
+                other.map(|_| None)
+            }
+        }
     }
 
     pub(crate) fn default_lock_timeout(&self) -> Option<Duration> {

@@ -54,6 +54,9 @@ impl Env for SegEnv {
     fn alive(&self, slot: u32) -> Result<bool> {
         self.s.attachment().is_alive(slot)
     }
+    fn slots_in_use(&self) -> u32 {
+        self.s.attachment().high_water_mark()
+    }
     fn corrupt(&self, reason: String) -> Error {
         // Not poisoned: `fsck` must still be able to open it and say what is wrong.
         Error::Segment(SegmentError::Corrupt {
@@ -389,7 +392,7 @@ impl SharedFileSystem {
         interrupt: Interrupt<'_>,
     ) -> Result<SharedFileHandle> {
         let (o, normalized) = self.run(self.core.open_arc(path, mode, lock_timeout, interrupt))?;
-        let file = SFile::new(
+        let mut file = SFile::new(
             Arc::clone(&self.core),
             o.ino,
             o.entry,
@@ -397,6 +400,7 @@ impl SharedFileSystem {
             o.size,
             o.chunks,
         );
+        file.read_gen = o.gen;
         let mut h = SharedFileHandle {
             cursor: Cursor::new(normalized, mode),
             file,
