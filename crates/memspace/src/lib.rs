@@ -55,7 +55,7 @@ mod os;
 pub mod shm;
 pub mod spsc;
 mod sync;
-#[cfg(all(test, not(loom)))]
+#[cfg(test)]
 mod testing;
 pub mod view;
 

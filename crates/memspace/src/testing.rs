@@ -12,6 +12,7 @@ pub(crate) fn unique_name(kind: &str, tag: &str) -> String {
 }
 
 /// [`unique_name`] as a [`Location`].
+#[cfg_attr(loom, allow(dead_code))] // its users are not model-checked
 pub(crate) fn unique_location(kind: &str, tag: &str) -> Location {
     Location::Name(unique_name(kind, tag))
 }

@@ -1,0 +1,77 @@
+"""One publisher process to N subscriber processes: messages per second to each subscriber.
+
+Every subscriber receives every message, losslessly: the publisher waits for the slowest
+subscriber (memspace.Broadcast in blocking mode; pyzmq through an XPUB socket with
+XPUB_NODROP, which also lets the publisher wait until every subscriber has joined before the
+clock starts; iceoryx2 with RetryUntilDelivered). Each process is spawned afresh per
+repetition and runs the same generated loop as the 1P/1C tables (benchmarks/channels.py
+states the rule): the publisher sends N messages of one size, each subscriber receives N and
+checks each length. The parent stamps the release on CLOCK_MONOTONIC; figure = N / (the last
+subscriber's last message - the release), the rate at which every subscriber got everything.
+Ratios are to pyzmq in the same table.
+
+N = 1 and 4 subscribers, 64 B and 1 MiB; 100,000 messages at 64 B and 500 at 1 MiB per
+repetition (`--quick`: a hundredth, one repetition). With 4 subscribers there are five
+processes on this 2-core machine: busy-polling subscribers (iceoryx2) compete with the
+publisher for the cores, blocking ones sleep.
+
+A transport that is not there yet (memspace.Broadcast, until memspace has it) is named under
+the table instead of a row.
+
+Run: python benchmarks/run.py broadcast
+"""
+
+from __future__ import annotations
+
+import sys
+
+import drivers
+from _harness import QUICK, Result, measure, rate_table
+from channels import BROADCASTS, ZmqPubSub
+
+SIZES = [64, 1 << 20]
+SUBSCRIBERS = [1, 4]
+REPS = 1 if QUICK else 5
+COUNTS = {64: 100_000, 1 << 20: 500}
+
+
+def section(size: int, subscribers: int) -> str:
+    n = drivers.quick_count(COUNTS[size], least=5)
+    rows: list[Result] = []
+    notes: list[str] = []
+    for t in BROADCASTS:
+        if not t.available():
+            notes.append(f"{t.label}: not available (no row)")
+            continue
+        what = f"{t.label} {size} B x {subscribers}"
+        print(f"  {what}", file=sys.stderr, flush=True)
+        try:
+            rows.append(
+                measure(
+                    t.label,
+                    lambda t=t: drivers.broadcast(t, size, n, subscribers),
+                    REPS,
+                    warmup=0,
+                )
+            )
+        except (TimeoutError, drivers.EndpointFailed, OSError) as e:
+            print(f"  {what}: {e}", file=sys.stderr, flush=True)
+            notes.append(f"{t.label}: failed or stalled ({e})")
+    ref = next((r for r in rows if r.label == ZmqPubSub.label), None)
+    who = "1 subscriber" if subscribers == 1 else f"{subscribers} subscribers"
+    title = f"{drivers.size_label(size)} messages, 1 publisher -> {who}"
+    out = rate_table(title, "msg/s per subscriber", rows, ref, "pyzmq")
+    return out + ("\n\n" + "; ".join(notes) + "." if notes else "")
+
+
+def main() -> str:
+    sections = []
+    for size in SIZES:
+        for subscribers in SUBSCRIBERS:
+            sections.append(section(size, subscribers))
+            print(sections[-1] + "\n", file=sys.stderr, flush=True)  # progress
+    return "\n\n".join(sections)
+
+
+if __name__ == "__main__":
+    print(main())
