@@ -193,6 +193,7 @@ wid, secs = sys.argv[2], float(sys.argv[3])
 fs.mkdir(f"/w{wid}", exist_ok=True)
 end = time.monotonic() + secs
 n = 0
+kept = []
 while time.monotonic() < end:
     size = [10, 4096, 30_000, 200_000][n % 4] + n % 97
     data = os.urandom(size)
@@ -204,7 +205,15 @@ while time.monotonic() < end:
             for i in range(0, size, 8192):
                 f.write(data[i : i + 8192])
         fs.rename(name + ".tmp", name)
-    print("C", name, flush=True)   # committed: must be found later
+    print("C", name, flush=True)   # committed: must be found later (unless removed)
+    kept.append(name)
+    if len(kept) > 200:
+        old = kept.pop(0)
+        try:
+            fs.remove(old)
+            print("R", old, flush=True)
+        except BlockingIOError:  # a reader has it open: try again later
+            kept.insert(0, old)
     n += 1
 print("DONE", n, flush=True)
 """
@@ -251,7 +260,13 @@ def test_writers_and_readers_never_see_a_torn_file(sfs_name: str, start_child: S
     for w in writers:
         out, _ = w.communicate(timeout=STRESS_SECS + 60)
         assert w.returncode == 0
-        committed += [line.split()[1] for line in out.splitlines() if line.startswith("C ")]
+        lines = out.splitlines()
+        removed = {line.split()[1] for line in lines if line.startswith("R ")}
+        committed += [
+            line.split()[1]
+            for line in lines
+            if line.startswith("C ") and line.split()[1] not in removed
+        ]
         assert "DONE" in out
     for r in readers:
         out, _ = r.communicate(timeout=STRESS_SECS + 60)
