@@ -113,12 +113,12 @@ impl Region {
 }
 
 /// A heap buffer to run the filesystem on without a segment (tests, Miri).
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) struct HeapRegion {
     buf: Vec<u64>,
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 impl HeapRegion {
     pub(crate) fn new(len: u64) -> Self {
         Self {
