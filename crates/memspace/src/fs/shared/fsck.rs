@@ -161,6 +161,28 @@ impl<E: Env> Core<E> {
                 h.files, h.dirs, h.nodes
             ));
         }
+        // The name index holds exactly the reachable nodes but the root, each once.
+        let mut indexed = BTreeSet::new();
+        for k in 0..u64::from(self.l.hash_cap) {
+            let v = m.index_slot(k)?;
+            if v == 0 {
+                continue;
+            }
+            if !seen.contains(&v) || v == ROOT_INO {
+                p.push(format!(
+                    "name index slot {k} holds inode {v}, which is not in the tree"
+                ));
+            } else if !indexed.insert(v) {
+                p.push(format!("inode {v} is in the name index twice"));
+            }
+        }
+        if indexed.len() + 1 != seen.len() {
+            p.push(format!(
+                "the name index holds {} nodes, the tree {} (the root not indexed)",
+                indexed.len(),
+                seen.len() - 1
+            ));
+        }
         // Every inode below the high-water mark is reachable or on the free list.
         let mut free_inodes = BTreeSet::new();
         let mut f = h.ino_free;

@@ -251,6 +251,11 @@ impl<'a> Meta<'a> {
         self.write(off, &v.to_ne_bytes())
     }
 
+    /// Slot `k` of the name index (0: empty), for `fsck`.
+    pub(crate) fn index_slot(&self, k: u64) -> BadResult<u32> {
+        self.hget(k)
+    }
+
     /// The child `name` of directory `parent`.
     pub(crate) fn lookup(&self, parent: u32, name: &str) -> BadResult<Option<u32>> {
         let h = name_hash(parent, name.as_bytes());
@@ -432,6 +437,15 @@ impl<'a> Meta<'a> {
             self.put_inode(n.next, &x)?;
         }
         Ok(n)
+    }
+
+    /// Removes inode `ino` from the name index only (its whole subtree is being deleted, so
+    /// the child lists go with it).
+    pub(crate) fn unindex(&mut self, ino: u32) -> Res<()> {
+        let n = self.live(ino)?;
+        let name = self.name(&n)?;
+        self.hash_remove(n.parent, name.as_bytes(), ino)?;
+        Ok(())
     }
 
     /// Links a detached inode under `parent` as `name` (a rename).

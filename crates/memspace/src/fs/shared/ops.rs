@@ -463,7 +463,12 @@ impl<E: Env> Core<E> {
                 }
             }
             tx.m.detach(id)?;
-            // Children first (the list is parents first).
+            // Every node below leaves the name index while all of them are still live (the
+            // index's backward shift reads the entries it moves), then they are freed,
+            // children first (the list is parents first).
+            for (c, _, _) in &all {
+                tx.m.unindex(*c)?;
+            }
             for (c, n, _) in all.iter().rev() {
                 if n.kind == KIND_FILE {
                     Self::delete_file(tx, *c)?;

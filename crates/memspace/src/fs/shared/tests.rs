@@ -180,6 +180,25 @@ fn rename_move_copy_rmtree_import() {
 }
 
 #[test]
+fn rmtree_leaves_nothing_in_the_name_index() {
+    let (fs, _t) = fresh(&small());
+    for round in 0..3 {
+        fs.mkdir("/d/e", false).unwrap();
+        for i in 0..40 {
+            put(&fs, &format!("/d/e/f{i}"), b"x");
+            fs.mkdir(&format!("/d/s{i}"), false).unwrap();
+        }
+        fs.rmtree("/d").unwrap();
+        check(&fs);
+        for i in 0..40 {
+            put(&fs, &format!("/f{round}-{i}"), b"y");
+        }
+        assert!(!fs.exists("/d/e/f3"));
+        check(&fs);
+    }
+}
+
+#[test]
 fn a_view_keeps_its_version_while_the_file_is_replaced() {
     let (fs, _t) = fresh(&small());
     put(&fs, "/f", &[7u8; 5000]);
