@@ -72,6 +72,12 @@ fn writer(fs: &SharedFileSystem, id: u64, seed: u64) {
                 let data = content(&mut rng);
                 let tmp = format!("{dir}/tmp-{seed}-{k}");
                 let Ok(mut f) = fs.open_file(&tmp, OpenMode::Write, 0, Some(Duration::ZERO)) else {
+                    // Full (nodes or quota): make room by removing one of its files.
+                    if let Ok(names) = fs.listdir(&dir) {
+                        if let Some(n) = names.first() {
+                            let _ = fs.remove_file(&format!("{dir}/{n}"));
+                        }
+                    }
                     continue;
                 };
                 let mut rest = &data[..];

@@ -657,7 +657,8 @@ impl<E: Env> Core<E> {
                         "copy_tree lost a parent".into(),
                     )));
                 };
-                let name = tx.m.name(n)?;
+                // Read the name afresh: a creation above may have compacted the name heap.
+                let name = tx.m.name(&tx.m.live(*c)?)?;
                 let id = if n.is_dir() {
                     tx.m.create(&mut tx.h, np, &name, new_node(KIND_DIR, 0, tx.gen))?
                 } else {

@@ -199,6 +199,37 @@ fn rmtree_leaves_nothing_in_the_name_index() {
 }
 
 #[test]
+fn a_full_name_heap_is_compacted_in_place() {
+    let (fs, _t) = fresh(&small().name_bytes(600));
+    fs.mkdir("/src", false).unwrap();
+    for i in 0..8 {
+        put(&fs, &format!("/src/a-rather-long-file-name-{i:02}"), b"z");
+    }
+    for round in 0..40 {
+        let a = format!("/src/a-rather-long-file-name-{:02}", round % 8);
+        let b = format!("/src/b-another-long-file-name-{:02}", round % 8);
+        let (from, to) = if round % 16 < 8 { (&a, &b) } else { (&b, &a) };
+        fs.rename(from, to).unwrap();
+        if round % 10 == 9 {
+            let _ = fs.rmtree("/copy");
+            fs.copy_tree("/src", "/copy").unwrap();
+        }
+        check(&fs);
+    }
+    let mut src = fs.listdir("/src").unwrap();
+    let mut copy = fs.listdir("/copy").unwrap();
+    src.sort();
+    copy.sort();
+    assert_eq!(src.len(), 8);
+    assert!(src
+        .iter()
+        .all(|n| n.ends_with(|c: char| c.is_ascii_digit())));
+    assert_eq!(copy.len(), 8);
+    let e = fs_err(fs.mkdir(&format!("/{}", "n".repeat(700)), false));
+    assert!(matches!(e, FsError::MetadataFull { .. }), "{e:?}");
+}
+
+#[test]
 fn a_view_keeps_its_version_while_the_file_is_replaced() {
     let (fs, _t) = fresh(&small());
     put(&fs, "/f", &[7u8; 5000]);
