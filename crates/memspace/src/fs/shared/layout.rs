@@ -416,14 +416,26 @@ impl Header {
         p32(&mut b, 84, self.lt_hwm);
         p32(&mut b, 88, self.lt_used);
         p64(&mut b, 96, self.committed_ns);
-        let sum = fnv1a64(&b[..248]);
+        let sum = hdr_sum(&b);
         p64(&mut b, 248, sum);
         b
     }
 
     pub(crate) fn checksum_ok(b: &[u8; HDR_SIZE as usize]) -> bool {
-        g64(b, 248) == fnv1a64(&b[..248])
+        g64(b, 248) == hdr_sum(b)
     }
+}
+
+/// The header's checksum: a word-at-a-time multiplicative hash of its fields (bytes 0..104;
+/// the rest is reserved and zero). Read on every transaction and snapshot, so it must be
+/// cheap; it catches torn and stray writes, not adversaries (nothing here can).
+fn hdr_sum(b: &[u8; HDR_SIZE as usize]) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for w in b[..104].chunks_exact(8) {
+        let v = u64::from_ne_bytes(w.try_into().unwrap_or([0; 8]));
+        h = (h ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    }
+    h
 }
 
 /// One lock-table entry (64 bytes): a handle's lock on a file, and a writer's private extent.

@@ -88,7 +88,7 @@
 //!
 //! | part | entry | fields |
 //! |---|---:|---|
-//! | header | 256 | gen, nodes, files, dirs, used, chunks, free-inode head, inode high-water mark, name heap top and dead bytes, free/old-version counts, lock free head / high-water / used, commit time; FNV-1a checksum at 248 |
+//! | header | 256 | gen, nodes, files, dirs, used, chunks, free-inode head, inode high-water mark, name heap top and dead bytes, free/old-version counts, lock free head / high-water / used, commit time (bytes 0..104); a word-wise multiplicative checksum of them at 248 |
 //! | inodes | 96 | kind u8 (0 free, 1 file, 2 dir), flags u8 (1: written), `name_len` u16, `name_off` u32, parent, first child, next, prev sibling u32, `lock_head` u32, size, extent off, extent cap, chunks (`u64::MAX`: random access), born generation u64, created, modified f64, generation u64 |
 //! | name index | 4 | inode number; open addressing on FNV-1a(parent, name), linear probing, backward-shift deletion (no tombstones) |
 //! | name heap | bytes | names, bump-allocated, compacted in place when full |
