@@ -41,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import git_revision, machine, version_of  # noqa: E402
+from _harness import QUICK, git_revision, machine, version_of  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -422,8 +422,9 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--quick", action="store_true", help="smaller sizes, fewer repetitions")
     ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--out", default=None)
-    a = ap.parse_args(argv)
-    reps = a.reps or (2 if a.quick else 5)
+    a = ap.parse_args(argv if argv is not None else [])
+    a.quick = a.quick or QUICK
+    reps = a.reps or (1 if QUICK else 2 if a.quick else 5)
     n_small, size_small = 300, 4 * KiB
     n_rand, secs = (2000, 1.0) if a.quick else (10_000, 3.0)
     stream = 64 * MiB if a.quick else 256 * MiB
