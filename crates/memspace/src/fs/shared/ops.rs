@@ -161,71 +161,14 @@ impl<E: Env> Core<E> {
             interrupt,
             |core, intr| {
                 let got = core.tx(&mut *intr, |tx| {
-                    let pid = tx.m.resolve(&parent)?;
-                    let found = match pid {
-                        Some(p) if tx.m.live(p)?.is_dir() => tx.m.lookup(p, name)?,
-                        _ => None,
-                    };
-                    if let Some(id) = found {
-                        let n = tx.m.live(id)?;
-                        if n.is_dir() {
-                            return Err(FsError::IsADirectory {
-                                path: path.to_owned(),
-                            }
-                            .into());
-                        }
-                        if mode == OpenMode::CreateNew {
-                            return Err(FsError::PathExists {
-                                path: path.to_owned(),
-                            }
-                            .into());
-                        }
-                        let Some(entry) = try_file_lock(tx, id, write, token)? else {
-                            if write {
-                                waited.set(Some(id));
-                            }
-                            return Ok(None);
-                        };
-                        return Ok(Some(Opened {
-                            ino: id,
-                            entry,
-                            off: n.off,
-                            size: n.size,
-                            chunks: n.chunks,
-                            created: false,
-                            gen: None,
-                        }));
-                    }
-                    if mode.must_exist() {
-                        return Err(no_such(path));
-                    }
-                    let Some(pid) = pid.filter(|_| true) else {
-                        return Err(no_such(&path::join(&parent)));
-                    };
-                    if !tx.m.live(pid)?.is_dir() {
-                        return Err(no_such(&path::join(&parent)));
-                    }
-                    tx.check_nodes(1)?;
-                    let chunks = tx.core.storage_chunks();
-                    let n = new_node(KIND_FILE, chunks, tx.gen);
-                    let id = tx.m.create(&mut tx.h, pid, name, n)?;
-                    let Some(entry) = try_file_lock(tx, id, true, token)? else {
-                        return Err(Fail::Bad(super::region::Bad(
-                            "a new file is locked already".into(),
-                        )));
-                    };
-                    Ok(Some(Opened {
-                        ino: id,
-                        entry,
-                        off: 0,
-                        size: 0,
-                        chunks,
-                        created: true,
-                        gen: None,
-                    }))
+                    Self::open_write_tx(tx, &parent, name, path, mode, token)
                 })?;
-                let Some(o) = got else {
-                    return Ok(None);
+                let o = match got {
+                    Ok(o) => o,
+                    Err(ino) => {
+                        waited.set(Some(ino));
+                        return Ok(None);
+                    }
                 };
                 if o.created {
                     return Ok(Some(o));
@@ -327,6 +270,78 @@ impl<E: Env> Core<E> {
                 other.map(|_| None)
             }
         }
+    }
+
+    /// The transaction of one attempt to open `path` for writing: the existing file with its
+    /// exclusive lock taken (or a waiting-writer entry left), or a new file if the mode allows.
+    fn open_write_tx(
+        tx: &mut Tx<'_, E>,
+        parent: &[&str],
+        name: &str,
+        path: &str,
+        mode: OpenMode,
+        token: u64,
+    ) -> Res<std::result::Result<Opened, u32>> {
+        let pid = tx.m.resolve(parent)?;
+        let found = match pid {
+            Some(p) if tx.m.live(p)?.is_dir() => tx.m.lookup(p, name)?,
+            _ => None,
+        };
+        if let Some(id) = found {
+            let n = tx.m.live(id)?;
+            if n.is_dir() {
+                return Err(FsError::IsADirectory {
+                    path: path.to_owned(),
+                }
+                .into());
+            }
+            if mode == OpenMode::CreateNew {
+                return Err(FsError::PathExists {
+                    path: path.to_owned(),
+                }
+                .into());
+            }
+            let Some(entry) = try_file_lock(tx, id, true, token)? else {
+                // Someone holds it: this attempt left a waiting-writer entry on `id`.
+                return Ok(Err(id));
+            };
+            return Ok(Ok(Opened {
+                ino: id,
+                entry,
+                off: n.off,
+                size: n.size,
+                chunks: n.chunks,
+                created: false,
+                gen: None,
+            }));
+        }
+        if mode.must_exist() {
+            return Err(no_such(path));
+        }
+        let Some(pid) = pid.filter(|_| true) else {
+            return Err(no_such(&path::join(parent)));
+        };
+        if !tx.m.live(pid)?.is_dir() {
+            return Err(no_such(&path::join(parent)));
+        }
+        tx.check_nodes(1)?;
+        let chunks = tx.core.storage_chunks();
+        let n = new_node(KIND_FILE, chunks, tx.gen);
+        let id = tx.m.create(&mut tx.h, pid, name, n)?;
+        let Some(entry) = try_file_lock(tx, id, true, token)? else {
+            return Err(Fail::Bad(super::region::Bad(
+                "a new file is locked already".into(),
+            )));
+        };
+        Ok(Ok(Opened {
+            ino: id,
+            entry,
+            off: 0,
+            size: 0,
+            chunks,
+            created: true,
+            gen: None,
+        }))
     }
 
     pub(crate) fn default_lock_timeout(&self) -> Option<Duration> {
