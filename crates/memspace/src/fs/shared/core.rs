@@ -47,6 +47,9 @@ pub(crate) trait Env: Send + Sync {
 struct LocalPins {
     /// Pinned generations with their counts and since when (ns).
     gens: std::collections::BTreeMap<u64, (u32, u64)>,
+    /// Whether entries other than the first may be in use (else one pinned generation is
+    /// published by writing the first entry alone: the common case, one reader at a time).
+    multi: bool,
 }
 
 /// Who this process is in the lock table: its slot and the epoch it wrote there.
@@ -659,7 +662,17 @@ impl<E: Env> Core<E> {
         let e = p.gens.entry(g).or_insert((0, now_ns()));
         e.0 += 1;
         if e.0 == 1 {
-            self.publish_pins(me.slot, &p)?;
+            if p.gens.len() == 1 && !p.multi {
+                // Every entry is clear: publish the one range directly (`lo` last).
+                let at = self.slot_rec(me.slot)? + 16;
+                let since = p.gens.get(&g).map_or(0, |x| x.1);
+                self.word(at + 16)?.store(since, Ordering::SeqCst);
+                self.word(at + 8)?.store(g, Ordering::SeqCst);
+                self.word(at)?.store(g, Ordering::SeqCst);
+            } else {
+                self.publish_pins(me.slot, &p)?;
+                p.multi = p.gens.len() > 1;
+            }
         }
         Ok(())
     }
@@ -671,7 +684,17 @@ impl<E: Env> Core<E> {
             e.0 -= 1;
             if e.0 == 0 {
                 p.gens.remove(&g);
-                let _ = self.publish_pins(me.slot, &p);
+                if p.gens.is_empty() && !p.multi {
+                    // Only the first entry was in use: clearing its `lo` withdraws it.
+                    if let Ok(at) = self.slot_rec(me.slot) {
+                        if let Ok(w) = self.word(at + 16) {
+                            w.store(0, Ordering::SeqCst);
+                        }
+                    }
+                } else {
+                    let _ = self.publish_pins(me.slot, &p);
+                    p.multi = p.gens.len() > 1;
+                }
             }
         }
     }
