@@ -25,10 +25,16 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 demo: $(PY) ## Install memspace (with numpy) and run `memspace demo`
+	@echo "make demo: building memspace from source into $(VENV) (the Rust extension compiles"
+	@echo "  in release mode: about 3-4 minutes on 2 cores the first time, quiet meanwhile;"
+	@echo "  seconds after that), then running 'memspace demo' (about a minute)."
 	$(PIP) install --quiet ".[demo]"
 	$(VENV)/bin/memspace demo
 
 test: $(PY) ## Install the test tools and run every test and check (what CI runs)
+	@echo "make test: building memspace and installing the test tools into $(VENV) (a few"
+	@echo "  minutes the first time), then lint, cargo test, loom and pytest: about 5 minutes"
+	@echo "  on an idle 2-core machine once built, 10-15 on a busy one."
 	$(PIP) install --quiet -e ".[test]"
 	$(MAKE) lint test-rust test-loom test-python
 

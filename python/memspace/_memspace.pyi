@@ -11,6 +11,10 @@ from memspace.fs._typing import MFSStatResult, MFSStats
 
 __version__: Final[str]
 
+# The `trust=` of every open(): None (only your own segments, writable by nobody else), a uid
+# or a collection of uids (segments owned by you or by them, any mode), or "any".
+_Trust = int | Iterable[int] | Literal["any"] | None
+
 @final
 class SharedMemory:
     """A named (POSIX) or file-backed shared-memory segment.
@@ -41,8 +45,15 @@ class SharedMemory:
         *,
         path: str | os.PathLike[str] | None = None,
         size: int | None = None,
+        trust: _Trust = None,
     ) -> SharedMemory:
-        """Open an existing segment; ``size`` (optional) is the least size it must have."""
+        """Open an existing segment; ``size`` (optional) is the least size it must have.
+
+        By default only a segment owned by your effective uid that neither group nor other
+        may write is opened (``PermissionError`` otherwise: another user may have created it
+        first). ``trust`` opts in to deliberate sharing: a uid or a collection of uids whose
+        segments to accept (with any mode), or ``"any"``.
+        """
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -136,7 +147,11 @@ class LockGuard:
 
 @final
 class Mutex:
-    """A cross-process mutex that survives a killed holder, in its own segment."""
+    """A cross-process mutex that survives a killed holder, in its own segment.
+
+    ``with mutex:`` acquires it (as with ``threading.Lock``); to close the handle at the end
+    of a block use ``with contextlib.closing(memspace.Mutex.open(...)) as m:``.
+    """
 
     @staticmethod
     def create(
@@ -148,7 +163,12 @@ class Mutex:
         """Create a new mutex segment (``FileExistsError`` if it exists)."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Mutex:
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> Mutex:
         """Open an existing mutex (``LayoutError`` if the segment holds something else)."""
 
     @staticmethod
@@ -167,8 +187,22 @@ class Mutex:
     def __call__(self, timeout: float | None = None) -> LockGuard:
         """``with mutex(timeout=...) as g:``."""
 
-    def __enter__(self) -> LockGuard: ...
+    def __enter__(self) -> LockGuard:
+        """``with mutex:`` acquires (no timeout); the block's end releases."""
+
     def __exit__(self, *_args: object) -> Literal[False]: ...
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released once no guard
+        taken from it is alive. The mutex stays for other handles; closing twice does
+        nothing. Closing does not release a mutex this thread holds: release it first."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    def unlink(self) -> None:
+        """Remove this mutex's segment (handles that have it open keep it)."""
+
     @property
     def name(self) -> str | None:
         """The POSIX name, or None."""
@@ -193,7 +227,12 @@ class RwLock:
         """Create a new rwlock segment."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> RwLock:
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> RwLock:
         """Open an existing rwlock segment."""
 
     @staticmethod
@@ -214,6 +253,22 @@ class RwLock:
     def reader_count(self) -> int:
         """Number of read holds now."""
 
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released once no guard
+        taken from it is alive. The rwlock stays for other handles; closing twice does
+        nothing."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    def unlink(self) -> None:
+        """Remove this rwlock's segment (handles that have it open keep it)."""
+
+    def __enter__(self) -> Self:
+        """``with RwLock.open(...) as lock:`` closes the handle at the end of the block."""
+
+    def __exit__(self, *_args: object) -> bool: ...
     @property
     def name(self) -> str | None:
         """The POSIX name, or None."""
@@ -242,8 +297,13 @@ class View:
         """Create a view with a data area of ``size`` bytes (zeroed)."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> View:
-        """Open an existing view."""
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> View:
+        """Open an existing view (``trust`` as for :meth:`SharedMemory.open`)."""
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -259,13 +319,21 @@ class View:
     ) -> View: ...
     @staticmethod
     def _open_record(
-        name: str | None, path: str | os.PathLike[str] | None, fingerprint: int
+        name: str | None,
+        path: str | os.PathLike[str] | None,
+        fingerprint: int,
+        trust: _Trust = None,
     ) -> View: ...
     def _field_get(self, code: int, offset: int) -> Any: ...
     def _field_set(self, code: int, offset: int, value: Any) -> None: ...
     @property
+    def _data_offset(self) -> int: ...
+    @property
     def size(self) -> int:
         """Size of the data area in bytes."""
+
+    def __len__(self) -> int:
+        """``len(view)``: the size of the data area in bytes."""
 
     def write(
         self,
@@ -295,7 +363,10 @@ class View:
         """Read ``(tag, count)`` pairs under one read lock."""
 
     def read_bytes(self, offset: int, n: int, *, timeout: float | None = None) -> bytes:
-        """Copy ``n`` raw bytes at ``offset`` under the read lock."""
+        """Copy ``n`` raw bytes at ``offset`` as one snapshot (membridge's ``read_range``)."""
+
+    def read_all(self, *, timeout: float | None = None) -> bytes:
+        """Copy the whole data area (``size`` bytes) as one snapshot."""
 
     def zero(self, *, timeout: float | None = None) -> None:
         """Zero the data area under the write lock."""
@@ -312,6 +383,29 @@ class View:
     def write_lock(self, timeout: float | None = None) -> LockGuard:
         """Hold the write lock: this thread's writes inside it are one update for others."""
 
+    @property
+    def write_locked(self) -> bool:
+        """True if a writer holds or waits for the view's lock."""
+
+    @property
+    def reader_count(self) -> int:
+        """Number of read holds of the view's lock now (optimistic reads take none)."""
+
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released at once, or when
+        the last lock guard taken from it is released. Closing twice does nothing."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    def unlink(self) -> None:
+        """Remove this view's segment (handles that have it open keep it)."""
+
+    def __enter__(self) -> Self:
+        """``with View.open(...) as v:`` closes the handle at the end of the block."""
+
+    def __exit__(self, *_args: object) -> bool: ...
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     @property
     def name(self) -> str | None:
@@ -340,7 +434,18 @@ class Queue:
         mode: int = 0o600,
     ) -> Queue: ...
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Queue: ...
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> Queue:
+        """Open an existing queue (``trust`` as for :meth:`SharedMemory.open`).
+
+        A queue is only as trustworthy as whoever may write it: :meth:`get_object` unpickles
+        what they put, which can run any code. The default refuses a queue that another user
+        created (name squatting) or that group or other may write.
+        """
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None: ...
     @property
@@ -358,7 +463,11 @@ class Queue:
     def get(self, block: bool = True, timeout: float | None = None) -> bytes: ...
     def get_nowait(self) -> bytes: ...
     def try_get(self) -> bytes | None: ...
-    def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]: ...
+    def get_many(
+        self, max_count: int, block: bool = True, timeout: float | None = None
+    ) -> list[bytes]:
+        """Wait (unless ``block`` is false) for one message, then take up to ``max_count``."""
+
     def get_view(self, timeout: float | None = None) -> QueueView:
         """Context manager: a read-only memoryview of the next message, in place.
 
@@ -380,12 +489,21 @@ class Queue:
 
         Out-of-band buffers come back as writable, 64-byte aligned memory (one copy). A
         message not sent by ``put_object`` is a ``ValueError`` (and is consumed).
+
+        Unpickling runs code chosen by whoever wrote the message. Another local user who
+        creates the queue's name first (name squatting), or who may write the queue, can put
+        such a message: :meth:`Queue.open` refuses a queue not owned by you or writable by
+        group or other unless you pass ``trust=``; trust only users you would let run code.
         """
 
     def qsize(self) -> int: ...
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
     def clear(self) -> int: ...
+    @property
+    def used(self) -> int:
+        """Bytes the waiting messages take (``qsize()`` counts them)."""
+
     @property
     def capacity(self) -> int: ...
     @property
@@ -397,7 +515,13 @@ class Queue:
     def _control_offset(self) -> int: ...
     @property
     def _data_offset(self) -> int: ...
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released at once (or
+        when a ``get_view()`` message still held is dropped). The queue stays."""
+
+    def unlink(self) -> None:
+        """Remove this queue's segment (handles that have it open keep it)."""
+
     def __enter__(self) -> Self: ...
     def __exit__(self, *_args: object) -> bool: ...
 
@@ -426,8 +550,10 @@ class Ring:
         *,
         path: str | os.PathLike[str] | None = None,
         role: Literal["producer", "consumer"] | None = None,
+        trust: _Trust = None,
     ) -> Ring:
-        """Open an existing ring, claiming ``role`` now (else on first put/get)."""
+        """Open an existing ring, claiming ``role`` now (else on first put/get); ``trust`` as
+        for :meth:`SharedMemory.open`."""
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -454,8 +580,11 @@ class Ring:
     def try_get(self) -> bytes | None:
         """Take one message if there is one now."""
 
-    def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]:
-        """Wait for one message, then take up to ``max_count`` without waiting."""
+    def get_many(
+        self, max_count: int, block: bool = True, timeout: float | None = None
+    ) -> list[bytes]:
+        """Wait (unless ``block`` is false) for one message, then take up to ``max_count``
+        without waiting."""
 
     def get_view(self, timeout: float | None = None) -> RingView:
         """Context manager: a read-only memoryview of the next message, consumed on exit."""
@@ -464,21 +593,55 @@ class Ring:
         """Context manager: a writable memoryview of ``n`` bytes, sent on exit."""
 
     def put_value(
-        self, value: bool | int | float | str | bytes, timeout: float | None = None
+        self,
+        value: bool | int | float | str | bytes,
+        block: bool = True,
+        timeout: float | None = None,
     ) -> None:
         """Send one typed value (the encoding of :class:`View`)."""
 
-    def get_value(self, timeout: float | None = None) -> bool | int | float | str | bytes:
-        """Take one typed value sent with :meth:`put_value`."""
+    def get_value(
+        self, block: bool = True, timeout: float | None = None
+    ) -> bool | int | float | str | bytes:
+        """Take one typed value sent with :meth:`put_value` (``queue.Empty`` as for ``get``)."""
 
-    def __len__(self) -> int: ...
+    def put_object(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
+        """Send any picklable object (pickle protocol 5), as :meth:`Queue.put_object` does.
+
+        Out-of-band buffers (numpy arrays, ``pickle.PickleBuffer``) are copied straight into the
+        message. A pickling error or an object too large for the ring raises before anything
+        is sent.
+        """
+
+    def get_object(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Take the next message sent by :meth:`put_object` and unpickle it.
+
+        A message not sent by ``put_object`` is a ``ValueError`` and stays in the ring.
+        """
+
+    def clear(self) -> int:
+        """Drop every waiting message (as the consumer); return how many."""
+
+    def empty(self) -> bool:
+        """True if no message is waiting."""
+
+    def full(self) -> bool:
+        """True if not even an empty message would fit now."""
+
+    def __len__(self) -> int:
+        """Messages waiting (:attr:`used` gives their bytes)."""
+
     @property
     def capacity(self) -> int:
         """Capacity in bytes (a power of two)."""
 
     @property
+    def used(self) -> int:
+        """Bytes the waiting messages take, headers and padding included."""
+
+    @property
     def free(self) -> int:
-        """Bytes free for new messages."""
+        """Bytes free for new messages (``capacity - used``)."""
 
     @property
     def max_message_size(self) -> int:
@@ -508,7 +671,11 @@ class Ring:
         """Fill level, geometry and role liveness."""
 
     def close(self) -> None:
-        """Give up the roles and detach; the ring and its messages stay."""
+        """Give up the roles and detach (the attachment slot and mapping are released);
+        the ring and its messages stay."""
+
+    def unlink(self) -> None:
+        """Remove this ring's segment (handles that have it open keep it)."""
 
     def __enter__(self) -> Self: ...
     def __exit__(self, *args: object) -> bool: ...
@@ -547,11 +714,15 @@ class MessageBytes:
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
-def _reopen(cls: Any, name: str | None, path: str | os.PathLike[str] | None) -> Any: ...
+def _reopen(
+    cls: Any, name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
+) -> Any: ...
 def _staleness(
     name: str | None = None, *, path: str | os.PathLike[str] | None = None
 ) -> bool | None: ...
-def _reopen_segment(name: str | None, path: str | os.PathLike[str] | None) -> SharedMemory: ...
+def _reopen_segment(
+    name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
+) -> SharedMemory: ...
 def _list_segments() -> list[tuple[str, int, str, float | None, int, int]]: ...
 
 @disjoint_base

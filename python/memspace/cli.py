@@ -33,6 +33,20 @@ def _human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _printable(name: str) -> str:
+    """`name` with control characters (and backslashes) escaped, so that a name chosen by
+    another user cannot move the cursor, retitle the terminal or fake lines of output."""
+    out = []
+    for ch in name:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 def _age(modified: datetime.datetime | None) -> str:
     if modified is None:
         return "-"
@@ -312,12 +326,12 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     if not segs:
         _say("no segments")
         return 0
-    width = max(len(s.name) for s in segs)
+    names = [_printable(s.name) for s in segs]
+    width = max(len(n) for n in names)
     _say(f"{'NAME':<{width}}  {'SIZE':>10}  {'KIND':<8}  {'MODE':<5}  AGE")
-    for s in segs:
+    for s, name in zip(segs, names, strict=True):
         _say(
-            f"{s.name:<{width}}  {_human(s.size):>10}  {s.kind:<8}  "
-            f"{s.mode:04o}  {_age(s.modified)}"
+            f"{name:<{width}}  {_human(s.size):>10}  {s.kind:<8}  {s.mode:04o}  {_age(s.modified)}"
         )
     return 0
 

@@ -92,8 +92,35 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         Error::Segment(e) => match e {
             SegmentError::InvalidName { .. } => PyValueError::new_err(msg),
             SegmentError::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
-            SegmentError::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
+            SegmentError::NotFound { .. } | SegmentError::NoDirectory { .. } => {
+                PyFileNotFoundError::new_err((errno, msg))
+            }
             SegmentError::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
+            SegmentError::NotOwned { owner, .. } => PyPermissionError::new_err((
+                errno,
+                format!(
+                    "{msg}: another user may have created it first to make you use its \
+                     contents (a queue's pickles run code in whoever unpickles them), so it is \
+                     not opened. If you share it with uid {owner} on purpose, open it with \
+                     trust={owner}"
+                ),
+            )),
+            SegmentError::ForeignLockFile { .. } => PyPermissionError::new_err((
+                errno,
+                format!(
+                    "{msg}: memspace keeps the segment's liveness locks there, and a lock file \
+                     made by someone else could fake them, so the segment is not opened"
+                ),
+            )),
+            SegmentError::SharedWritable { .. } => PyPermissionError::new_err((
+                errno,
+                format!(
+                    "{msg}: whoever may write it can change what you read (a queue's pickles \
+                     run code in whoever unpickles them), so it is not opened. If that \
+                     sharing is deliberate, open it with trust=<uid of its owner> \
+                     (trust=os.geteuid() for your own) or trust=\"any\""
+                ),
+            )),
             SegmentError::NoSpace { .. }
             | SegmentError::Os { .. }
             | SegmentError::AttachmentTableFull { .. } => os_error(errno, msg),
@@ -141,6 +168,18 @@ fn fs_to_py(err: FsError) -> PyErr {
         FsError::NoSuchPath { path } => {
             PyFileNotFoundError::new_err((errno, format!("no such file or directory: '{path}'")))
         }
+        FsError::NoParentDirectory {
+            path,
+            parent,
+            parent_is_file,
+        } => PyFileNotFoundError::new_err((
+            errno,
+            if parent_is_file {
+                format!("cannot create '{path}': '{parent}' is a file, not a directory")
+            } else {
+                format!("cannot create '{path}': parent directory '{parent}' does not exist")
+            },
+        )),
         FsError::PathExists { path } => {
             PyFileExistsError::new_err((errno, format!("file exists: '{path}'")))
         }

@@ -18,7 +18,7 @@ use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueErr
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::args::{lock_timeout_arg, Data};
+use crate::args::{lock_timeout_arg, u64_arg, Data};
 use crate::error::{unsupported_operation_err, IntoPyResult};
 use crate::export::{bytes_filled, with_bytes, RELEASE_GIL_AT};
 use crate::gil::{detached, lock_unheld};
@@ -69,16 +69,24 @@ impl PyFileSystem {
         memory_guard_interval=1.0)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        max_quota: u64,
-        chunk_overhead_override: Option<u64>,
-        promotion_hard_limit: Option<u64>,
-        max_nodes: Option<u64>,
+        max_quota: i128,
+        chunk_overhead_override: Option<i128>,
+        promotion_hard_limit: Option<i128>,
+        max_nodes: Option<i128>,
         default_storage: &str,
         default_lock_timeout: Option<f64>,
         memory_guard: &str,
         memory_guard_action: &str,
         memory_guard_interval: f64,
     ) -> PyResult<Self> {
+        let max_quota = u64_arg(max_quota, "max_quota")?;
+        let chunk_overhead_override = chunk_overhead_override
+            .map(|v| u64_arg(v, "chunk_overhead_override"))
+            .transpose()?;
+        let promotion_hard_limit = promotion_hard_limit
+            .map(|v| u64_arg(v, "promotion_hard_limit"))
+            .transpose()?;
+        let max_nodes = max_nodes.map(|v| u64_arg(v, "max_nodes")).transpose()?;
         let Some(storage) = StorageKind::parse(default_storage) else {
             return Err(PyValueError::new_err(format!(
                 "Invalid default_storage value: '{default_storage}'. \

@@ -12,6 +12,7 @@ mod export;
 mod gil;
 mod guard;
 mod handle;
+mod object;
 mod value;
 
 // One file per Python class family (the upper floor): none imports another.

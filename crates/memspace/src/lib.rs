@@ -45,6 +45,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+/// The repository README's Rust examples, compiled and run as doctests (`cargo test --doc`),
+/// so that a README example cannot break silently. Its Python examples run in pytest
+/// (`tests/docs/test_examples.py`); code blocks in other languages are not Rust doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 mod channel;
 mod error;
 pub mod fs;
@@ -55,6 +62,8 @@ mod os;
 pub mod shm;
 pub mod spsc;
 mod sync;
+// Not `not(loom)`: the unit tests that name segments (mutex, segment, list) are compiled in
+// the loom build too, and the helper uses no modelled atomic.
 #[cfg(test)]
 mod testing;
 pub mod view;
@@ -64,6 +73,8 @@ pub use error::{Error, Result};
 pub use lock::{LockError, Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use mpmc::{Queue, QueueOptions};
 pub use shm::header::Kind;
-pub use shm::{Location, OpenMode, Segment, SegmentError, SegmentInfo, SegmentOptions};
+pub use shm::{
+    Location, OpenMode, OpenTarget, Segment, SegmentError, SegmentInfo, SegmentOptions, Trust,
+};
 pub use spsc::{Ring, RingOptions};
 pub use view::{DataError, View};

@@ -9,17 +9,27 @@ use std::time::Duration;
 
 use crate::location::Location;
 
+fn holder(by_this_process: bool) -> &'static str {
+    if by_this_process {
+        "another handle in this process (one handle per role: use that one, or close it first)"
+    } else {
+        "another live process"
+    }
+}
+
 /// A channel's errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     /// A single-holder role (a ring's producer or consumer) is held by another live process
     /// (or handle).
-    #[error("the {role} role of ring {location} is held by a live process")]
+    #[error("the {role} role of ring {location} is held by {}", holder(*by_this_process))]
     RoleTaken {
         /// Where.
         location: Location,
         /// `"producer"` or `"consumer"`.
         role: &'static str,
+        /// The holder is another handle of this very process (not a process to wait for).
+        by_this_process: bool,
     },
 
     /// What a blocking call waited for (room for a message, ...) did not come within the

@@ -18,6 +18,18 @@ pub enum FsError {
         path: String,
     },
 
+    /// A file cannot be created at `path`: its parent `parent` does not exist, or is a file
+    /// (`parent_is_file`).
+    #[error("cannot create '{path}': its parent '{parent}' is not a directory")]
+    NoParentDirectory {
+        /// The path as given.
+        path: String,
+        /// Its parent, normalised.
+        parent: String,
+        /// The parent exists and is a file.
+        parent_is_file: bool,
+    },
+
     /// A path that must not exist yet but does (or a parent that is a file).
     #[error("file exists: '{path}'")]
     PathExists {
@@ -204,7 +216,8 @@ impl FsError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             FsError::PathExists { .. } => Some(libc::EEXIST),
-            FsError::NoSuchPath { .. } => Some(libc::ENOENT),
+            // ENOENT (FileNotFoundError), as D-MemFS raises, also for a parent that is a file.
+            FsError::NoSuchPath { .. } | FsError::NoParentDirectory { .. } => Some(libc::ENOENT),
             FsError::IsADirectory { .. } => Some(libc::EISDIR),
             FsError::NotADirectory { .. } => Some(libc::ENOTDIR),
             FsError::LockTimeout { .. } | FsError::FileBusy { .. } => Some(libc::EAGAIN),

@@ -40,7 +40,7 @@ use crate::lock::error::LockError;
 use crate::os::{self, MutexLock};
 use crate::shm::error::SegmentError;
 use crate::shm::header::{Kind, LayoutRequest};
-use crate::shm::segment::Segment;
+use crate::shm::segment::{OpenTarget, Segment};
 use crate::shm::structured::Structured;
 use crate::sync::{AtomicU32, Ordering};
 
@@ -318,8 +318,8 @@ impl Mutex {
         Self::create(Location::Name(name.to_owned()), 0o600)
     }
 
-    /// Opens an existing mutex segment.
-    pub fn open(location: Location) -> Result<Mutex> {
+    /// Opens an existing mutex segment (a [`Location`], or one with a [`Trust`](crate::Trust)).
+    pub fn open(location: impl Into<OpenTarget>) -> Result<Mutex> {
         let s = Structured::open(location, Kind::Mutex, None, &|_| {})?;
         if s.geometry().lock_size < MUTEX_AREA {
             return Err(Error::Segment(SegmentError::IncompatibleLayout {
@@ -357,6 +357,11 @@ impl Mutex {
     /// Where it lives.
     pub fn location(&self) -> &Location {
         self.s.location()
+    }
+
+    /// The trust that opens this mutex again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.s.reopen_trust()
     }
 
     fn slot(&self) -> Result<u32> {

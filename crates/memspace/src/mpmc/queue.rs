@@ -28,7 +28,7 @@ use crate::lock::eventcount::OsFutex;
 use crate::lock::mutex::Interrupt;
 use crate::shm::attach::SlotInfo;
 use crate::shm::header::{Kind, LayoutRequest};
-use crate::shm::segment::Segment;
+use crate::shm::segment::{OpenTarget, Segment};
 use crate::shm::structured::Structured;
 use crate::sync::Ordering;
 
@@ -135,6 +135,11 @@ impl QueueOptions {
         }
         let limit = Geometry::max_len_for(cap).min(u64::from(u32::MAX) - 1);
         let max_len = self.max_message_size.unwrap_or(limit);
+        if max_len == 0 {
+            return Err(Error::InvalidArgument(
+                "max_message_size must be at least 1 byte".into(),
+            ));
+        }
         if max_len > limit {
             return Err(Error::InvalidArgument(format!(
                 "max_message_size {max_len} is too large for a queue of {cap} bytes (at most {limit})"
@@ -268,8 +273,9 @@ impl Queue {
         })
     }
 
-    /// Opens an existing queue; refuses another kind or an inconsistent geometry.
-    pub fn open(location: Location) -> Result<Queue> {
+    /// Opens an existing queue (a [`Location`], or one with a [`Trust`](crate::Trust));
+    /// refuses another kind or an inconsistent geometry.
+    pub fn open(location: impl Into<OpenTarget>) -> Result<Queue> {
         let st = Structured::open(location, Kind::Queue, None, &|_| {})?;
         let g = Shared::geometry_of(&st)?;
         Queue::from_structured(st, g)
@@ -283,6 +289,11 @@ impl Queue {
     /// Where it lives.
     pub fn location(&self) -> &Location {
         self.shared.location()
+    }
+
+    /// The trust that opens this queue again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.shared.ch.structured().reopen_trust()
     }
 
     /// Capacity in bytes (a power of two).
@@ -322,6 +333,8 @@ impl Queue {
 
     /// A snapshot for inspection.
     pub fn info(&self) -> Result<QueueInfo> {
+        // A file shrunk under the mapping is reported, not read (SIGBUS).
+        self.shared.ch.structured().check_intact()?;
         let c = self.shared.control();
         // SYNC: Acquire loads; advisory snapshot.
         let positions = (

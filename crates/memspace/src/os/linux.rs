@@ -104,11 +104,14 @@ pub(crate) fn ofd_unlock(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-/// True if some *other* open file description holds a lock on any byte of the range (that is,
-/// an exclusive lock could not be taken through `file` now). Locks held through `file`'s own
-/// description never conflict with it and are not reported.
+/// True if some *other* open file description holds a *write* (exclusive) lock on any byte of
+/// the range. Asking with a read lock (`F_OFD_GETLK` with `F_RDLCK`) reports only the locks
+/// that conflict with one, which are write locks: a read lock, which anyone who can read the
+/// file may take, is never reported, so it cannot make a dead holder look alive. Every
+/// liveness and role lock memspace takes is a write lock ([`ofd_try_lock`]). Locks held
+/// through `file`'s own description never conflict with it and are not reported.
 pub(crate) fn ofd_is_locked(file: &File, offset: u64, len: u64) -> io::Result<bool> {
-    let mut fl = flock_for(offset, len, libc::F_WRLCK)?;
+    let mut fl = flock_for(offset, len, libc::F_RDLCK)?;
     // SAFETY: as in `ofd_try_lock`; F_OFD_GETLK writes the result into `fl`.
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) };
     if rc != 0 {

@@ -224,8 +224,10 @@ impl MemoryFileSystem {
             });
         }
         let Some(pid) = pid.filter(|&p| tree.dir(p).is_some()) else {
-            return Err(FsError::NoSuchPath {
-                path: path::join(parent),
+            return Err(FsError::NoParentDirectory {
+                path: path.to_owned(),
+                parent: path::join(parent),
+                parent_is_file: pid.is_some(),
             });
         };
         sh.check_nodes(&tree, 1)?;

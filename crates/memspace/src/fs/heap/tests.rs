@@ -420,3 +420,17 @@ proptest! {
         prop_assert_eq!(fs.stats().used_bytes, 0);
     }
 }
+
+#[test]
+fn a_new_file_needs_a_directory_for_parent() {
+    let fs = fs_with(1 << 20);
+    fs.open("/f", OpenMode::CreateNew, 0, None).unwrap();
+    assert!(matches!(
+        fs.open("/f/g", OpenMode::CreateNew, 0, None),
+        Err(Error::Fs(FsError::NoParentDirectory { parent_is_file: true, ref parent, .. })) if parent == "/f"
+    ));
+    assert!(matches!(
+        fs.open("/d/g", OpenMode::CreateNew, 0, None),
+        Err(Error::Fs(FsError::NoParentDirectory { parent_is_file: false, ref parent, .. })) if parent == "/d"
+    ));
+}
