@@ -859,6 +859,7 @@ class _SharedFileSystem:
         slots: int = 128,
         data_size: int | None = None,
         mode: int = 384,
+        trust: Any = None,
     ) -> Self: ...
     @staticmethod
     def _remove_segment(

@@ -18,7 +18,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
 
-use crate::args::{location, location_repr, lock_timeout_arg, name_of, path_of, Data};
+use crate::args::{location, location_repr, lock_timeout_arg, name_of, path_of, trust_arg, Data};
 use crate::error::{unsupported_operation_err, IntoPyResult};
 use crate::export::{bytes_filled, with_bytes, RELEASE_GIL_AT};
 use crate::gil::{detached, lock_unheld};
@@ -37,6 +37,8 @@ fn closed_err() -> PyErr {
 pub(crate) struct PySharedFileSystem {
     fs: Mutex<Option<SharedFileSystem>>,
     loc: Location,
+    /// The trust that opens it again (pickling), kept for after `close()`.
+    trust: memspace::Trust,
 }
 
 impl PySharedFileSystem {
@@ -68,10 +70,11 @@ impl PySharedFileSystem {
         name=None, *, path=None, create=false, max_quota=268_435_456, max_nodes=None,
         chunk_overhead_override=None, promotion_hard_limit=None, default_storage="auto",
         default_lock_timeout=Some(30.0), max_open=4096, slots=128, data_size=None, mode=0o600,
+        trust=None,
     ), text_signature = "(name=None, *, path=None, create=False, max_quota=268435456, \
         max_nodes=None, chunk_overhead_override=None, promotion_hard_limit=None, \
         default_storage='auto', default_lock_timeout=30.0, max_open=4096, slots=128, \
-        data_size=None, mode=384)")]
+        data_size=None, mode=384, trust=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -88,8 +91,10 @@ impl PySharedFileSystem {
         slots: u32,
         data_size: Option<u64>,
         mode: u32,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let loc = location(name, path)?;
+        let trust = trust_arg(trust.as_ref())?;
         let fs = if create {
             let Some(storage) = StorageKind::parse(default_storage) else {
                 return Err(PyValueError::new_err(format!(
@@ -118,9 +123,11 @@ impl PySharedFileSystem {
             py.detach(|| SharedFileSystem::create(l, &opts)).py_err()?
         } else {
             let l = loc.clone();
-            py.detach(|| SharedFileSystem::open(l)).py_err()?
+            py.detach(|| SharedFileSystem::open(l.trusting(trust)))
+                .py_err()?
         };
         Ok(Self {
+            trust: fs.reopen_trust().clone(),
             fs: Mutex::new(Some(fs)),
             loc,
         })
@@ -165,7 +172,8 @@ impl PySharedFileSystem {
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
-        crate::handle::reduce(slf.py(), slf.get_type().as_any(), &slf.get().loc)
+        let this = slf.get();
+        crate::handle::reduce(slf.py(), slf.get_type().as_any(), &this.loc, &this.trust)
     }
 
     /// The quota.

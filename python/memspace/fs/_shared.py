@@ -49,9 +49,13 @@ class _ClassOrInstance(Generic[_R, _I]):
 
 
 def _attach(
-    cls: type[SharedFileSystem], name: str | None = None, *, path: str | Path | None = None
+    cls: type[SharedFileSystem],
+    name: str | None = None,
+    *,
+    path: str | Path | None = None,
+    trust: Any = None,
 ) -> SharedFileSystem:
-    return cls(name, path=path)
+    return cls(name, path=path, trust=trust)
 
 
 def _remove_segment(
@@ -135,7 +139,8 @@ class SharedFileSystem(_TreeMethods, _SharedFileSystem):
             mode=mode,
         )
 
-    #: ``SharedFileSystem.open(name, path=...)`` attaches to an existing filesystem;
+    #: ``SharedFileSystem.open(name, path=..., trust=None)`` attaches to an existing
+    #: filesystem (``trust`` as for every memspace ``open``: whose segment to accept);
     #: ``fs.open(path, mode="rb", preallocate=0, lock_timeout=None)`` opens a file in it.
     open = _ClassOrInstance(_attach, _SharedFileSystem.open)
 

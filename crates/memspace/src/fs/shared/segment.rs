@@ -304,10 +304,11 @@ impl SharedFileSystem {
         Self::wrap(s)
     }
 
-    /// Opens the shared filesystem at `location` (any number of processes may).
-    pub fn open(location: Location) -> Result<SharedFileSystem> {
+    /// Opens the shared filesystem at `target` (any number of processes may): a
+    /// [`Location`], or one with a [`Trust`](crate::Trust) (`location.trusting(trust)`).
+    pub fn open(target: impl Into<crate::shm::OpenTarget>) -> Result<SharedFileSystem> {
         let s = Structured::open(
-            location,
+            target,
             Kind::FileSystem,
             Some(Layout::fingerprint()),
             &|_| {},
@@ -349,6 +350,11 @@ impl SharedFileSystem {
     /// Where it lives.
     pub fn location(&self) -> &Location {
         self.core.env.s.location()
+    }
+
+    /// The trust that opens it again (for pickling a handle to another process).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.core.env.s.reopen_trust()
     }
 
     fn run<T>(&self, r: std::result::Result<T, Fail>) -> Result<T> {
