@@ -40,6 +40,7 @@ from memspace.errors import (
     MemspaceError,
     MFSNodeLimitExceededError,
     MFSQuotaExceededError,
+    QueueBusy,
     RoleTakenError,
 )
 from memspace.fs import (
@@ -72,6 +73,7 @@ __all__ = [
     "MemspaceError",
     "Mutex",
     "Queue",
+    "QueueBusy",
     "Record",
     "Ring",
     "RoleTakenError",

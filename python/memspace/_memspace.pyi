@@ -151,6 +151,9 @@ class Mutex:
 
     ``with mutex:`` acquires it (as with ``threading.Lock``); to close the handle at the end
     of a block use ``with contextlib.closing(memspace.Mutex.open(...)) as m:``.
+    A hold belongs to this handle in its process: a thread that exits holding it leaves it
+    held until the handle is closed or collected, or the process exits; the next holder is
+    then told ``owner_died`` (as after a killed holder, which is replaced within about 20 ms).
     """
 
     @staticmethod
@@ -422,6 +425,11 @@ class Queue:
     Any number of processes and threads may put and get. FIFO per producer; a message is
     returned by exactly one ``get``; a killed producer or consumer loses at most what it held
     and never wedges the queue. Blocking waits do not poll and release the GIL.
+
+    ``queue.Full`` means no room and ``queue.Empty`` nothing to take. A call that gave up
+    because another process kept the producer (or consumer) lock throughout, while the queue
+    had room (or messages), raises :class:`memspace.QueueBusy`, a subclass of both; ``try_put``
+    returns False and ``try_get`` None then. Every wait ends at its deadline.
     """
 
     @staticmethod
@@ -783,7 +791,10 @@ class _FileSystem:
         """All files below ``prefix`` as ``{path: bytes}``."""
     def import_tree(self, tree: Mapping[str, Buffer]) -> None:
         """Write every entry, all or nothing."""
-    def _scandir(self, path: str) -> tuple[list[str], list[str]]: ...
+    def _scandir(
+        self, path: str, parent: tuple[int, int] | None = None, name: str = ""
+    ) -> tuple[tuple[int, int], list[str], list[str]]: ...
+    def _free_bytes(self) -> int: ...
     def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
     def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
 
@@ -924,7 +935,9 @@ class _SharedFileSystem:
         """All files below ``prefix`` as ``{path: bytes}``."""
     def import_tree(self, tree: Mapping[str, Buffer]) -> None:
         """Write every entry, all or nothing."""
-    def _scandir(self, path: str) -> tuple[list[str], list[str]]: ...
+    def _scandir(
+        self, path: str, parent: tuple[int, int] | None = None, name: str = ""
+    ) -> tuple[tuple[int, int], list[str], list[str]]: ...
     def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
     def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
     def _view(self, path: str) -> SharedFileView: ...

@@ -44,7 +44,7 @@ def test_50_threads_1000_write_read_cycles_without_corruption(fs_factory: FsFact
         for c in range(1000):
             payload = f"{i}:{c}:".encode() * (1 + c % 17)
             if c % 100 == 99:
-                payload += bytes(70_000)  # now and then a copy large enough to drop the GIL
+                payload += bytes(300_000)  # now and then a copy large enough to drop the GIL
             with mfs.open(own, "wb") as f:
                 f.write(payload)
             with mfs.open(own, "rb") as f:

@@ -57,6 +57,7 @@ fn new_err2(cls: PyResult<Bound<'_, PyType>>, a: u64, b: u64) -> PyErr {
 exc_type!(corrupt_error, "CorruptSegmentError");
 exc_type!(lock_error, "LockError");
 exc_type!(role_taken_error, "RoleTakenError");
+exc_type!(queue_busy_error, "QueueBusy");
 
 /// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
 fn new_err(
@@ -146,6 +147,9 @@ pub(crate) fn to_py(err: Error) -> PyErr {
                 Python::attach(|py| new_err(py, role_taken_error(py), None, msg))
             }
             ChannelError::Timeout { .. } => PyTimeoutError::new_err(msg),
+            ChannelError::Busy { .. } => {
+                Python::attach(|py| new_err(py, queue_busy_error(py), None, msg))
+            }
         },
         Error::Data(e) => match e {
             DataError::TagMismatch { .. } => PyTypeError::new_err(msg),
@@ -296,7 +300,12 @@ pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
     }
 }
 
-/// Whether `e` is a `queue.Full`.
+/// Whether `e` is a `memspace.QueueBusy` (the core's `ChannelError::Busy`).
+pub(crate) fn is_busy(py: Python<'_>, e: &PyErr) -> bool {
+    queue_busy_error(py).is_ok_and(|t| e.is_instance(py, &t))
+}
+
+/// Whether `e` is a `queue.Full` (a `memspace.QueueBusy` is one too).
 pub(crate) fn is_full(py: Python<'_>, e: &PyErr) -> bool {
     static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     FULL.import(py, "queue", "Full")

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use memspace::mpmc::{Message as QueueMessage, Queue};
 use memspace::Ring;
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyMemoryError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
@@ -177,8 +177,11 @@ pub(crate) fn end_block(
     Ok(exc_type.is_none_or(PyAnyMethods::is_none))
 }
 
-/// Copies at least this large run with the GIL released, so other threads keep running.
-pub(crate) const RELEASE_GIL_AT: usize = 64 * 1024;
+/// Copies at least this large run with the GIL released, so other threads keep running. A GIL
+/// round trip costs about what copying a few KiB does, and far more when another thread is
+/// waiting for the GIL (it then runs first), so smaller copies (a 64 KiB random write takes
+/// microseconds) keep it, as `io.BytesIO` does.
+pub(crate) const RELEASE_GIL_AT: usize = 256 * 1024;
 
 /// Borrows the bytes of a bytes-like object (`bytes`, `bytearray`, `memoryview`, ...) and
 /// calls `f` with them, releasing the GIL around `f` when they are large.
@@ -192,9 +195,15 @@ pub(crate) fn with_bytes<R: Send>(
         Err(e) if e.is_instance_of::<PyBufferError>(py) => {
             // A strided view (`memoryview(b)[::2]`): gather it into one run first, as
             // `bytes()` would.
-            let gathered = PyBuffer::<u8>::get(data)
-                .and_then(|b| b.to_vec(py))
+            let buf = PyBuffer::<u8>::get(data)
                 .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
+            let n = buf.item_count();
+            let mut gathered = Vec::new();
+            gathered.try_reserve_exact(n).map_err(|_| {
+                PyMemoryError::new_err(format!("memory allocation of {n} bytes failed"))
+            })?;
+            gathered.resize(n, 0);
+            buf.copy_to_slice(py, &mut gathered)?;
             return Ok(f(&gathered));
         }
         Err(e) => return Err(e),

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use memspace::fs::{
-    FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode, SharedBytes,
-    StorageKind,
+    DirToken, FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode,
+    SharedBytes, StorageKind,
 };
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
@@ -43,6 +43,9 @@ impl SharedBytes for KeptBytes {
         unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
     }
 }
+
+/// One step of `walk`: a directory's token, its subdirectory names, its file names.
+type WalkStep = ((u64, u64), Vec<String>, Vec<String>);
 
 /// The native half of `memspace.MemoryFileSystem` (same constructor, same methods).
 #[pyclass(module = "memspace._memspace", name = "_FileSystem", subclass, frozen)]
@@ -240,14 +243,19 @@ impl PyFileSystem {
         Ok(d)
     }
 
+    /// Bytes of quota still free (`stats()["free_bytes"]` without walking the tree).
+    fn _free_bytes(&self) -> u64 {
+        self.fs.free_bytes()
+    }
+
     /// Size of a file.
     fn get_size(&self, path: &str) -> PyResult<u64> {
         self.fs.get_size(path).py_err()
     }
 
     /// Paths matching a glob pattern, sorted, each once.
-    fn glob(&self, pattern: &str) -> Vec<String> {
-        self.fs.glob(pattern)
+    fn glob(&self, pattern: &str) -> PyResult<Vec<String>> {
+        self.fs.glob(pattern).py_err()
     }
 
     /// All files below `prefix` as `{path: bytes}`.
@@ -287,9 +295,13 @@ impl PyFileSystem {
         .py_err()
     }
 
-    /// Subdirectory and file names of a directory (for `walk`).
-    fn _scandir(&self, path: &str) -> PyResult<(Vec<String>, Vec<String>)> {
-        self.fs.scandir(path).py_err()
+    /// One directory of a walk: `(token, dirnames, filenames)`. Given the token of its parent
+    /// and its name, the core finds it without looking its whole path up.
+    #[pyo3(signature = (path, parent=None, name=""))]
+    fn _scandir(&self, path: &str, parent: Option<(u64, u64)>, name: &str) -> PyResult<WalkStep> {
+        let parent = parent.map(|(id, epoch)| (DirToken::from_parts(id, epoch), name));
+        let (token, dirs, files) = self.fs.scandir_from(parent, path).py_err()?;
+        Ok((token.to_parts(), dirs, files))
     }
 
     /// Paths of the files below `prefix` (for `iter_export_tree`).
@@ -345,7 +357,7 @@ fn copy_out<'py>(
 
 /// An open file of a `MemoryFileSystem` (a registered `io.RawIOBase`). It holds the file's
 /// lock until closed; collecting it unclosed closes it with a `ResourceWarning`.
-#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle")]
+#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle", frozen)]
 pub(crate) struct PyFileHandle {
     inner: Mutex<FileHandle>,
 }
@@ -480,18 +492,18 @@ impl PyFileHandle {
         let h: &mut FileHandle = &mut guard;
         if let Ok(b) = data.cast::<PyBytes>() {
             let bytes = b.as_bytes();
-            if bytes.len() >= KEEP_BYTES_AT {
+            // Kept instead of copied (an append to a sequential file): no copy, so no reason
+            // to release the GIL. Any other write copies, below.
+            if bytes.len() >= KEEP_BYTES_AT && h.keeps_shared() {
                 let kept: Arc<dyn SharedBytes> = Arc::new(KeptBytes {
                     ptr: bytes.as_ptr() as usize,
                     len: bytes.len(),
                     _owner: b.clone().unbind(),
                 });
-                // If the file does not keep it (not an append), it copies it, GIL released;
-                // our own reference is dropped here, attached, in that case.
-                let for_core = Arc::clone(&kept);
-                let r = py.detach(|| h.write_shared(for_core));
-                drop(kept);
-                return r.py_err();
+                return h.write_shared(kept).py_err();
+            }
+            if bytes.len() < RELEASE_GIL_AT {
+                return h.write(bytes).py_err();
             }
         }
         with_bytes(py, data, |b| h.write(b))?.py_err()

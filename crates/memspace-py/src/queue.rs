@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
 use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, trust_arg, Data};
-use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
+use crate::error::{full_on_timeout, is_busy, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, exported_view, release_view, Exported, Keep};
 use crate::gil::detached;
 use crate::handle::{at_location, closing_handle, located_handle, OpenHandle};
@@ -219,7 +219,8 @@ impl PyQueue {
         self.put(py, data, false, None)
     }
 
-    /// Sends one message if there is room now; returns whether it was sent.
+    /// Sends one message if there is room now; returns whether it was sent (False: no room,
+    /// or the producer lock kept by another process throughout the 20 ms grace).
     fn try_put(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
         let q = self.q()?;
         let data = Data::from(data)?;
@@ -294,10 +295,14 @@ impl PyQueue {
         self.get(py, false, None)
     }
 
-    /// Takes one message if there is one now, else returns None.
+    /// Takes one message if there is one now, else returns None (none committed, or the
+    /// consumer lock kept by another process throughout the 20 ms grace).
     fn try_get<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let q = self.q()?;
-        take_one(py, &q, Some(Duration::ZERO))
+        match take_one(py, &q, Some(Duration::ZERO)) {
+            Err(e) if is_busy(py, &e) => Ok(None),
+            r => r,
+        }
     }
 
     /// Takes up to `max_count` messages: waits (unless `block` is false; at most `timeout`)

@@ -366,9 +366,19 @@ impl PySharedFileSystem {
         .py_err()
     }
 
-    /// Subdirectory and file names of a directory (for `walk`).
-    fn _scandir(&self, path: &str) -> PyResult<(Vec<String>, Vec<String>)> {
-        self.get()?.scandir(path).py_err()
+    /// Subdirectory and file names of a directory (for `walk`), in `MemoryFileSystem`'s
+    /// shape: `(token, dirs, files)`. The token is unused here (a snapshot read looks the whole
+    /// path up in microseconds), so `parent` and `name` are ignored: `walk` passes the path.
+    #[pyo3(signature = (path, parent=None, name=""))]
+    fn _scandir(
+        &self,
+        path: &str,
+        parent: Option<(u64, u64)>,
+        name: &str,
+    ) -> PyResult<((u64, u64), Vec<String>, Vec<String>)> {
+        let _ = (parent, name);
+        let (d, f) = self.get()?.scandir(path).py_err()?;
+        Ok(((0, 0), d, f))
     }
 
     /// Paths of the files below `prefix` (for `iter_export_tree`).

@@ -1,5 +1,8 @@
 //! Helpers for the crate's unit tests (compiled only for `cargo test`).
 
+// Under loom only the model tests run, and they need no segment names.
+#![cfg_attr(loom, allow(dead_code))]
+
 use crate::location::Location;
 
 /// A POSIX segment name unique to this process and call: `/memspace-unit-{kind}-{tag}-{pid}-{n}`.

@@ -19,10 +19,6 @@ __all__ = ["MemoryFileHandle", "MemoryFileSystem"]
 io.RawIOBase.register(MemoryFileHandle)
 
 
-def _join(parent: str, name: str) -> str:
-    return parent.rstrip("/") + "/" + name
-
-
 class _TreeMethods:
     """The Python-level methods every memspace filesystem shares (in-process and shared):
     the generators and ``export_as_bytesio``, over the native ``_scandir``, ``_file_paths``
@@ -30,7 +26,9 @@ class _TreeMethods:
 
     if TYPE_CHECKING:
 
-        def _scandir(self, path: str) -> tuple[list[str], list[str]]: ...
+        def _scandir(
+            self, path: str, parent: tuple[int, int] | None = None, name: str = ""
+        ) -> tuple[tuple[int, int], list[str], list[str]]: ...
         def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
         def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
 
@@ -43,17 +41,21 @@ class _TreeMethods:
         ``path`` (on the first ``next()``).
         """
         top = _normpath(path)
-        dirs, files = self._scandir(top)
+        token, dirs, files = self._scandir(top)
         yield top, dirs, files
-        stack = [_join(top, d) for d in reversed(dirs)]
+        # Each pending directory is (its parent's path, the parent's token, its name); the
+        # token lets the core find it without looking its whole path up, so a walk down a
+        # deep chain costs each step its own names (plus the path string it yields).
+        stack = [(top, token, d) for d in reversed(dirs)]
         while stack:
-            current = stack.pop()
+            parent, ptoken, name = stack.pop()
+            current = f"{parent}/{name}" if parent != "/" else "/" + name
             try:
-                dirs, files = self._scandir(current)
+                token, dirs, files = self._scandir(current, ptoken, name)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             yield current, dirs, files
-            stack.extend(_join(current, d) for d in reversed(dirs))
+            stack.extend((current, token, d) for d in reversed(dirs))
 
     def iter_export_tree(
         self, prefix: str = "/", only_dirty: bool = False

@@ -1,5 +1,5 @@
 //! What can go wrong using a channel (ring, queue): a role another live process holds, a wait
-//! for room or for a message that timed out.
+//! for room or for a message that timed out, a lock another holder kept throughout a call.
 //!
 //! What a channel finds impossible in shared memory is a corrupt *segment*
 //! ([`SegmentError::Corrupt`](crate::SegmentError::Corrupt)), and a message that is too large an
@@ -42,5 +42,24 @@ pub enum ChannelError {
         location: Location,
         /// The timeout that elapsed.
         timeout: Duration,
+    },
+
+    /// A call gave up because another process or thread held one of the channel's locks at
+    /// its last attempt (a stopped process holds it for as long as it is stopped), while the
+    /// channel was neither full (for a send) nor empty (for a receive), as far as can be told
+    /// without the lock.
+    #[error(
+        "the {what} of {location} was held by another process or thread throughout {waited:?} \
+         (a stopped process keeps it locked): nothing was sent or taken, though the queue \
+         was not {}",
+        if what.contains("producer") { "full" } else { "empty" }
+    )]
+    Busy {
+        /// Which lock (`"queue producer lock"`, `"queue consumer lock"`).
+        what: &'static str,
+        /// Where.
+        location: Location,
+        /// How long the call waited.
+        waited: Duration,
     },
 }

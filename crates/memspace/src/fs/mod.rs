@@ -61,7 +61,7 @@ pub mod shared;
 
 pub use bytes::{ByteSink, SharedBytes};
 pub use error::FsError;
-pub use heap::{ExportIter, FileHandle, FileSnapshot, MemoryFileSystem};
+pub use heap::{DirToken, ExportIter, FileHandle, FileSnapshot, MemoryFileSystem};
 pub use options::{
     FsOptions, LockKind, OpenMode, Stat, Stats, StorageKind, DEFAULT_CHUNK_OVERHEAD,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_QUOTA, DEFAULT_PROMOTION_HARD_LIMIT,

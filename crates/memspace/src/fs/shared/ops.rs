@@ -50,6 +50,15 @@ fn new_node(kind: u8, chunks: u64, gen: u64) -> Inode {
     }
 }
 
+/// `parent/name` (the root's children without a doubled slash).
+fn child_path(parent: &str, name: &str) -> String {
+    let mut s = String::with_capacity(parent.len() + name.len() + 1);
+    s.push_str(parent.trim_end_matches('/'));
+    s.push('/');
+    s.push_str(name);
+    s
+}
+
 fn no_such(p: &str) -> Fail {
     FsError::NoSuchPath { path: p.to_owned() }.into()
 }
@@ -438,7 +447,7 @@ impl<E: Env> Core<E> {
         while let Some((d, p)) = stack.pop() {
             let dn = m.live(d)?;
             for (c, n) in m.children(&dn)? {
-                let cp = path::child(&p, &m.name(&n)?);
+                let cp = child_path(&p, &m.name(&n)?);
                 if n.is_dir() {
                     stack.push((c, cp.clone()));
                 }
@@ -940,7 +949,7 @@ impl<E: Env> Core<E> {
                     if k + 1 == parts.len() {
                         // A trailing `**` is every descendant.
                         for (c, cn) in kids {
-                            let cp = path::child(&p, &m.name(&cn)?);
+                            let cp = child_path(&p, &m.name(&cn)?);
                             out.push(cp.clone());
                             stack.push((c, cp, k));
                         }
@@ -949,18 +958,19 @@ impl<E: Env> Core<E> {
                     stack.push((id, p.clone(), k + 1));
                     for (c, cn) in kids {
                         if cn.is_dir() {
-                            stack.push((c, path::child(&p, &m.name(&cn)?), k));
+                            stack.push((c, child_path(&p, &m.name(&cn)?), k));
                         }
                     }
                 } else if glob::is_literal(first) {
                     if let Some(c) = m.lookup(id, first)? {
-                        stack.push((c, path::child(&p, first), k + 1));
+                        stack.push((c, child_path(&p, first), k + 1));
                     }
                 } else {
+                    let pat = glob::Pattern::new(first);
                     for (c, cn) in kids {
                         let name = m.name(&cn)?;
-                        if glob::fnmatch(&name, first) {
-                            stack.push((c, path::child(&p, &name), k + 1));
+                        if pat.matches(&name) {
+                            stack.push((c, child_path(&p, &name), k + 1));
                         }
                     }
                 }

@@ -43,7 +43,8 @@ unsafe impl Sync for SegEnv {}
 impl Env for SegEnv {
     fn lock(&self, interrupt: Interrupt<'_>) -> Result<bool> {
         let slot = self.slot()?;
-        self.m.lock(slot, None, interrupt, self.s.location(), WHAT)
+        self.m
+            .lock(&self.s, slot, None, interrupt, self.s.location(), WHAT)
     }
     fn unlock(&self) {
         let _ = self.m.unlock(self.s.location(), WHAT);
