@@ -91,7 +91,7 @@ def _segments(all_users: bool = False) -> list[memspace.SegmentInfo]:
 # 1.0): read here only to report it, and trusted only when magic, major version, byte order
 # and checksum are right, as the core's own check does.
 _HEADER = struct.Struct("=8sHHIIIQQIIQQQQQIIQQQI4x")
-_MAGIC, _MAJOR, _ENDIAN = b"MEMSPACE", 1, 0x01020304
+_MAGIC, _MAJOR, _ENDIAN = b"MEMSPACE", 2, 0x01020304
 _KINDS = {1: "mutex", 2: "rwlock", 3: "view", 4: "record", 5: "ring", 6: "queue", 7: "fs"}
 _STATES = {0: "initializing", 1: "ready", 2: "poisoned"}
 

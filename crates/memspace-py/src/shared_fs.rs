@@ -23,6 +23,9 @@ use crate::error::{unsupported_operation_err, IntoPyResult};
 use crate::export::{bytes_filled, with_bytes, RELEASE_GIL_AT};
 use crate::gil::{detached, lock_unheld};
 
+/// What `_scandir` returns: `MemoryFileSystem`'s shape, `(token, dirs, files)`.
+type ScanStep = ((u64, u64), Vec<String>, Vec<String>);
+
 fn closed_err() -> PyErr {
     PyValueError::new_err("the SharedFileSystem is closed")
 }
@@ -308,6 +311,11 @@ impl PySharedFileSystem {
         Ok(d)
     }
 
+    /// Bytes of quota still free (`stats()["free_bytes"]`).
+    fn _free_bytes(&self) -> PyResult<u64> {
+        Ok(self.get()?.stats().py_err()?.free_bytes)
+    }
+
     /// Size of a file.
     fn get_size(&self, path: &str) -> PyResult<u64> {
         self.get()?.get_size(path).py_err()
@@ -370,12 +378,7 @@ impl PySharedFileSystem {
     /// shape: `(token, dirs, files)`. The token is unused here (a snapshot read looks the whole
     /// path up in microseconds), so `parent` and `name` are ignored: `walk` passes the path.
     #[pyo3(signature = (path, parent=None, name=""))]
-    fn _scandir(
-        &self,
-        path: &str,
-        parent: Option<(u64, u64)>,
-        name: &str,
-    ) -> PyResult<((u64, u64), Vec<String>, Vec<String>)> {
+    fn _scandir(&self, path: &str, parent: Option<(u64, u64)>, name: &str) -> PyResult<ScanStep> {
         let _ = (parent, name);
         let (d, f) = self.get()?.scandir(path).py_err()?;
         Ok(((0, 0), d, f))
