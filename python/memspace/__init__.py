@@ -52,6 +52,7 @@ from memspace.fs import (
     MFSStatResult,
     MFSStats,
     MFSTextHandle,
+    SharedFileSystem,
     expand_archive,
     expand_archive_streaming,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "RoleTakenError",
     "RwLock",
     "SegmentInfo",
+    "SharedFileSystem",
     "SharedMemory",
     "View",
     "__version__",
