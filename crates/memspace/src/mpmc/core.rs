@@ -589,7 +589,8 @@ impl<R: Region> Queue<'_, R> {
     /// Messages claimed and not yet taken or stepped over (advisory while others are active,
     /// and possibly one off for each process killed between a position store and its
     /// counter store).
-    /// Exact when nothing is claimed beyond `cpos` (0) and at least 1 otherwise.
+    /// Exact when nothing is claimed beyond `cpos` (0) and at least 1 otherwise, and never
+    /// more than the data area holds (one 8-byte record each), whatever the counters say.
     pub(crate) fn len(&self) -> u64 {
         if self.is_empty() {
             return 0;
@@ -598,7 +599,7 @@ impl<R: Region> Queue<'_, R> {
         let gets = self.ctl.cons.count.load(Ordering::Relaxed);
         // SYNC: Relaxed: advisory.
         let puts = self.ctl.head.count.load(Ordering::Relaxed);
-        puts.saturating_sub(gets).max(1)
+        puts.saturating_sub(gets).clamp(1, self.g.capacity() / 8)
     }
 
     /// Bytes between `tail` and `head` (clamped to the capacity).
@@ -819,6 +820,11 @@ mod tests {
         assert_eq!(q.len(), 1);
         assert_eq!(get(&q), Some(b"x".to_vec()));
         assert_eq!(q.len(), 0);
+        // A count no data area can hold is clamped to what it can.
+        assert!(put(&q, P1, b"x"));
+        ctl.head.count.store(u64::MAX, Ordering::Relaxed);
+        ctl.cons.count.store(0, Ordering::Relaxed);
+        assert_eq!(q.len(), 128 / 8);
     }
 
     /// Found by the `queue` fuzz target: positions near 2^64 (which a corrupt or hostile

@@ -934,7 +934,8 @@ mod tests {
 
     /// Found by the `queue` fuzz target in the queue's counters, and the same here: a message
     /// counter read from shared memory may be anything (it is advisory), and counting past
-    /// 2^64 overflowed (a panic in debug builds).
+    /// 2^64 overflowed (a panic in debug builds). A length beyond what the ring can hold
+    /// (which made `len(ring)` raise `OverflowError`) is refused as corrupt.
     #[test]
     fn corrupt_counters_only_skew_len() {
         let l = loc("counters");
@@ -946,6 +947,11 @@ mod tests {
         assert!(tx.try_push(b"a").unwrap());
         assert_eq!(rx.try_pop().unwrap().unwrap(), b"a");
         let _ = ring.len();
+        // A count no data area can hold (Python's len() raised OverflowError on it) is an
+        // error, not a length.
+        c.head.count.store(u64::MAX, Ordering::Relaxed);
+        c.tail.count.store(0, Ordering::Relaxed);
+        assert!(ring.len().is_err());
         Ring::remove(&l).unwrap();
     }
 
