@@ -89,14 +89,14 @@ fuzz: $(PY) ## Long fuzzing: each cargo-fuzz target FUZZ_SECONDS (600) s, then t
 fuzz-smoke: ## Each cargo-fuzz target for FUZZ_SMOKE_SECONDS (15) s, nothing saved (what CI runs)
 	.ci/fuzz.sh smoke $(FUZZ_SMOKE_SECONDS)
 
-# Miri runs the unit tests that touch no operating system: the ring and queue protocols on heap
-# regions, the eventcount (threads and futexes, which Miri models), parts, the value codec,
-# paths, globs, the frame and geometry helpers, and each fuzz target's generated cases (the
-# header codec and the channels over a mapping-like heap arena among them). Tests in these
-# modules that read /proc or the wall clock are `#[cfg_attr(miri, ignore)]`. Proptest runs 4
-# cases per property. Weak-memory emulation is off: this Miri aborts (an internal error, not a
-# finding) on the fuzz arena's mix of atomic and plain accesses to one word in one thread.
-# Slots: add the new mutex's heap tests (lock::mutex::tests::heap_) and the broadcast core here.
+# Miri runs the unit tests that touch no operating system: the ring's and the queue's protocols
+# and the mutex word on heap memory, the eventcount (threads and futexes, which Miri models),
+# parts, the value codec, paths, globs, the frame and geometry helpers, and each fuzz target's
+# generated cases (the header codec and the channels over a mapping-like heap arena among
+# them). Tests in these modules that read /proc or the wall clock are
+# `#[cfg_attr(miri, ignore)]`. Proptest runs 4 cases per property. Weak-memory emulation is
+# off: this Miri aborts (an internal error, not a finding) on the fuzz arena's mix of atomic
+# and plain accesses to one word in one thread. Slot: the broadcast core's heap tests.
 MIRI_TESTS ?= spsc::core mpmc::core mpmc::parts view::codec shm::header channel:: \
 	lock::eventcount fs::path fs::glob fuzzing::tests::miri_smoke lock::mutex::tests::heap_
 MIRI_ENV := PROPTEST_CASES=4 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 \

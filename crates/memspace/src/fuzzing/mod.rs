@@ -22,10 +22,12 @@
 mod channels;
 mod data;
 mod fs;
+mod lock;
 
 pub use channels::{queue, ring};
 pub use data::{codec, header, parts};
 pub use fs::{glob, path};
+pub use lock::mutex_word;
 
 /// A fuzz target's function.
 pub type Target = fn(&[u8]);
@@ -40,9 +42,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("codec", codec),
     ("path", path),
     ("glob", glob),
+    ("mutex_word", mutex_word),
     // Slots for the structures being built (one line each, plus a file in fuzz/fuzz_targets/
     // and a [[bin]] in fuzz/Cargo.toml):
-    // ("mutex_word", mutex_word), // the new mutex word: arbitrary word values, lock/unlock/recover
     // ("broadcast", broadcast),   // the broadcast ring: publisher and lapped subscribers over a corrupt region
     // ("shared_fs", shared_fs),   // the shared filesystem: open/fsck over a corrupt metadata region
 ];
