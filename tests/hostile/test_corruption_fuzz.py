@@ -23,12 +23,10 @@ runs a longer version.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import random
 import selectors
-import struct
 import subprocess
 import sys
 import time
@@ -236,42 +234,8 @@ def _rest_cases(kind: str, n: int, rng: random.Random) -> Iterator[list[dict[str
         yield [{"id": k, "mode": "rest", "kind": kind, "name": name, "seed": seed}]
 
 
-# Kinds whose lock area holds a robust mutex (the mutex itself, the rwlock's and so the view's
-# and record's writer lock, the queue's producer and consumer locks).
-MUTEX_KINDS = ("mutex", "rwlock", "view", "record", "queue")
-
-
-@functools.cache
-def _glibc_mutex() -> bool:
-    """Whether this build's mutex is glibc's robust pthread mutex (segment layout 1.x), whose
-    robust-list links live in the shared mutex and are written through on unlock (DESIGN.md,
-    "Locks"): a stray write there while a process holds the lock is a write through a wild
-    pointer in that process. Layout 2 replaces it with memspace's own futex-word mutex."""
-    name = unique_name("fzlayout")
-    try:
-        memspace.Mutex.create(name)
-        with memspace.SharedMemory.open(name) as raw:
-            return bool(struct.unpack("=H", raw.read(8, 2))[0] == 1)
-    finally:
-        remove_quietly(name)
-
-
-def _assert_clean(pool: Pool, before: int, kind: str, live: bool) -> None:
+def _assert_clean(pool: Pool, before: int) -> None:
     new = pool.findings[before:]
-    if (
-        new
-        and live
-        and kind in MUTEX_KINDS
-        and _glibc_mutex()
-        and all("the worker died (returncode -11)" in f for f in new)
-    ):
-        # Known (issue #11, finding 4) and being replaced: only a crash of this one kind, only
-        # on the old layout; any other finding, or any crash on the new mutex, fails.
-        pytest.xfail(
-            f"{len(new)} SIGSEGV(s) in a process holding glibc's robust mutex while its bytes "
-            f"were overwritten (the pthread mutex writes through its robust-list links); "
-            f"first: {new[0].splitlines()[0]}"
-        )
     assert not new, f"{len(new)} finding(s):\n\n" + "\n\n".join(new[:5])
 
 
@@ -296,7 +260,7 @@ def test_corrupt_at_rest(pool: Pool, kind: str) -> None:
         pool.run(cases)
     finally:
         _leftovers()
-    _assert_clean(pool, before, kind, live=False)
+    _assert_clean(pool, before)
 
 
 def _live_cases(kind: str, n: int, rng: random.Random) -> Iterator[list[dict[str, Any]]]:
@@ -330,7 +294,7 @@ def test_corrupt_while_in_use(pool: Pool, kind: str) -> None:
         pool.run(_live_cases(kind, LIVE, rng))
     finally:
         _leftovers()
-    _assert_clean(pool, before, kind, live=True)
+    _assert_clean(pool, before)
 
 
 def test_the_harness_sees_unclean_exceptions_deaths_and_hangs(tmp_path: Path) -> None:
