@@ -22,23 +22,20 @@ use crate::sync::{AtomicU64, Ordering};
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// Heap memory standing in for a mapping: written once by raw copy before anything views
-/// it, then only through the channel's atomics and the region's copies.
+/// Zeroed heap memory standing in for a mapping: accessed only through the channel's atomics
+/// and the region's copies, as a segment is.
 struct Arena {
     lines: Vec<Line>,
     ptr: *mut u8,
 }
 
 impl Arena {
-    /// `len` bytes (rounded up to whole lines), starting with `init` and zero after it.
-    fn new(len: usize, init: &[u8]) -> Arena {
+    /// `len` bytes (rounded up to whole lines), zero.
+    fn new(len: usize) -> Arena {
         let mut lines = vec![Line([0; 64]); len.div_ceil(64)];
         // `as_mut_ptr` creates no reference to the elements, so this pointer stays the one
         // every later access derives from (the Vec is not touched again until it drops).
         let ptr = lines.as_mut_ptr().cast::<u8>();
-        let n = init.len().min(lines.len() * 64);
-        // SAFETY: `ptr` is valid for `lines.len() * 64 >= n` bytes; `init` is another buffer.
-        unsafe { std::ptr::copy_nonoverlapping(init.as_ptr(), ptr, n) };
         Arena { lines, ptr }
     }
 
@@ -115,7 +112,7 @@ pub fn ring(data: &[u8]) {
     let fill = inp.take(cap as usize);
 
     let ctl_size = std::mem::size_of::<spsc::Control>();
-    let arena = Arena::new(ctl_size + cap as usize, &[]);
+    let arena = Arena::new(ctl_size + cap as usize);
     // SAFETY: the arena is 64-aligned, `ctl_size` bytes long before the data area, zeroed
     // (a valid control block), and from now on accessed only through `ctl` and `region`.
     let ctl = unsafe { spsc::Control::from_ptr(arena.at(0)) };
@@ -311,7 +308,7 @@ pub fn queue(data: &[u8]) {
     let fill = inp.take(cap as usize);
 
     let ctl_size = std::mem::size_of::<mpmc::Control>();
-    let arena = Arena::new(ctl_size + cap as usize, &[]);
+    let arena = Arena::new(ctl_size + cap as usize);
     // SAFETY: as in `ring`: 64-aligned, zeroed, accessed only through `ctl` and `region`.
     let ctl = unsafe { mpmc::Control::from_ptr(arena.at(0)) };
     // SAFETY: as in `ring`.
