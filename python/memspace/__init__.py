@@ -50,6 +50,7 @@ from memspace.fs import (
     MFSStatResult,
     MFSStats,
     MFSTextHandle,
+    SharedFileSystem,
     expand_archive,
     expand_archive_streaming,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "RoleTakenError",
     "RwLock",
     "SegmentInfo",
+    "SharedFileSystem",
     "SharedMemory",
     "View",
     "__version__",

@@ -852,3 +852,166 @@ class MemoryFileHandle:
     def __exit__(self, *_args: object) -> bool: ...
     def __iter__(self) -> Self: ...
     def __next__(self) -> bytes: ...
+
+@disjoint_base
+class _SharedFileSystem:
+    """Native half of :class:`memspace.SharedFileSystem` (use that class)."""
+
+    def __new__(
+        cls,
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        create: bool = False,
+        max_quota: int = 268435456,
+        max_nodes: int | None = None,
+        chunk_overhead_override: int | None = None,
+        promotion_hard_limit: int | None = None,
+        default_storage: str = "auto",
+        default_lock_timeout: float | None = 30.0,
+        max_open: int = 4096,
+        slots: int = 128,
+        data_size: int | None = None,
+        mode: int = 384,
+        trust: Any = None,
+    ) -> Self: ...
+    @staticmethod
+    def _remove_segment(
+        name: str | None = None, *, path: str | os.PathLike[str] | None = None
+    ) -> None: ...
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None for a file-backed filesystem."""
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None for a POSIX one."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def max_quota(self) -> int:
+        """The quota."""
+    @property
+    def max_nodes(self) -> int:
+        """The node limit (the root included)."""
+    def close(self) -> None:
+        """Detach (open handles and views keep the mapping until they close)."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+    def open(
+        self,
+        path: str,
+        mode: str = "rb",
+        preallocate: int = 0,
+        lock_timeout: float | None = None,
+    ) -> SharedFileHandle:
+        """Open a file in a binary mode (``rb``, ``wb``, ``ab``, ``r+b``, ``xb``)."""
+    def mkdir(self, path: str, exist_ok: bool = False) -> None:
+        """Create a directory and its missing parents."""
+    def _remove_file(self, path: str) -> None: ...
+    def rmtree(self, path: str) -> None:
+        """Delete a directory tree."""
+    def rename(self, src: str, dst: str) -> None:
+        """Rename a file or directory (the destination's parent must exist)."""
+    def move(self, src: str, dst: str) -> None:
+        """Move a file or directory, creating the destination's parents."""
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a file."""
+    def copy_tree(self, src: str, dst: str) -> None:
+        """Copy a directory tree, all or nothing."""
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory, sorted."""
+    def exists(self, path: str) -> bool:
+        """Whether a path exists."""
+    def is_dir(self, path: str) -> bool:
+        """Whether a path is a directory."""
+    def is_file(self, path: str) -> bool:
+        """Whether a path is a file."""
+    def stat(self, path: str) -> MFSStatResult:
+        """Metadata of a path."""
+    def stats(self) -> MFSStats:
+        """Usage of the filesystem."""
+    def get_size(self, path: str) -> int:
+        """Size of a file."""
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a glob pattern, sorted, each once."""
+    def export_tree(self, prefix: str = "/", only_dirty: bool = False) -> dict[str, bytes]:
+        """All files below ``prefix`` as ``{path: bytes}``."""
+    def import_tree(self, tree: Mapping[str, Buffer]) -> None:
+        """Write every entry, all or nothing."""
+    def _scandir(
+        self, path: str, parent: tuple[int, int] | None = None, name: str = ""
+    ) -> tuple[tuple[int, int], list[str], list[str]]: ...
+    def _free_bytes(self) -> int: ...
+    def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
+    def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
+    def _view(self, path: str) -> SharedFileView: ...
+    def fsck(self, reap: bool = False) -> dict[str, Any]:
+        """Check every invariant: ``{"ok", "problems", ...}``."""
+    def reap(self) -> int:
+        """Remove what dead processes left; returns how many lock entries."""
+    def info(self) -> dict[str, Any]:
+        """Usage and health (what ``memspace inspect`` shows)."""
+
+@final
+class SharedFileView:
+    """A read-only view of one committed version of a file, in place in shared memory."""
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+    def __len__(self) -> int: ...
+    def release(self) -> None:
+        """Unpin the version (``BufferError`` while a memoryview of it is exported)."""
+    def __enter__(self) -> memoryview: ...
+    def __exit__(self, *_args: object) -> bool: ...
+
+@final
+class SharedFileHandle:
+    """An open file of a :class:`memspace.SharedFileSystem` (a registered ``io.RawIOBase``)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (``-1``/``None``: to the end)."""
+    def readall(self) -> bytes:
+        """Read to the end."""
+    def readinto(self, buffer: Buffer) -> int:
+        """Read into a writable buffer."""
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read one line."""
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """Read the remaining lines."""
+    def write(self, data: Buffer) -> int:
+        """Write a bytes-like object."""
+    def writelines(self, lines: Iterable[Buffer]) -> None:
+        """Write every bytes-like object of an iterable."""
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the cursor."""
+    def tell(self) -> int:
+        """The cursor."""
+    def truncate(self, size: int | None = None) -> int:
+        """Resize the file."""
+    def flush(self) -> None:
+        """Commit what was written so far (visible to every process)."""
+    def readable(self) -> bool:
+        """Whether the handle may read."""
+    def writable(self) -> bool:
+        """Whether the handle may write."""
+    def seekable(self) -> bool:
+        """Always ``True``."""
+    def isatty(self) -> bool:
+        """Always ``False``."""
+    def fileno(self) -> int:
+        """Raises ``io.UnsupportedOperation``."""
+    def close(self) -> None:
+        """Commit (a writable handle) and release the file's lock."""
+    @property
+    def closed(self) -> bool:
+        """Whether the handle is closed."""
+    @property
+    def mode(self) -> str:
+        """The mode string."""
+    @property
+    def name(self) -> str:
+        """The normalised path."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_args: object) -> bool: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> bytes: ...

@@ -170,6 +170,24 @@ def _holds_rwlock(where: dict[str, Any], header: _Header) -> _Holds:
     return _Holds(True, "nothing (a lock)", details)
 
 
+def _holds_fs(where: dict[str, Any], header: _Header) -> _Holds:
+    fs = memspace.SharedFileSystem.open(**where)
+    try:
+        info = fs.inspect()
+    finally:
+        fs.close()
+    me = os.getpid()
+    info["attached_processes"] = [p for p in info["attached_processes"] if p != me]
+    details = {k: v for k, v in info.items() if k != "kind"}
+    files, dirs = info["files"], info["dirs"]
+    if files == 0 and dirs == 1:
+        return _Holds(True, "no files", details)
+    word = "file" if files == 1 else "files"
+    return _Holds(
+        False, f"{files} {word} in {dirs} directories ({_human(info['used_bytes'])})", details
+    )
+
+
 _HOLDS: dict[str, Callable[[dict[str, Any], _Header], _Holds]] = {
     "ring": lambda where, _h: _channel(memspace.Ring, where),
     "queue": lambda where, _h: _channel(memspace.Queue, where),
@@ -177,6 +195,7 @@ _HOLDS: dict[str, Callable[[dict[str, Any], _Header], _Holds]] = {
     "record": _holds_record,
     "mutex": lambda _w, _h: _Holds(True, "nothing (a lock)"),
     "rwlock": _holds_rwlock,
+    "fs": _holds_fs,
 }
 
 
@@ -416,6 +435,36 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fsck(args: argparse.Namespace) -> int:
+    target = args.name if args.path or args.name.startswith("/") else "/" + args.name
+    where: dict[str, str] = {"path": target} if args.path else {"name": target}
+    try:
+        fs = memspace.SharedFileSystem.open(**where)
+    except (OSError, ValueError) as e:
+        _say(f"memspace fsck: {e}", err=True)
+        return 2
+    try:
+        report = fs.fsck(reap=args.reap)
+    except (OSError, ValueError) as e:
+        _say(f"memspace fsck: {target}: {e}", err=True)
+        return 1
+    finally:
+        fs.close()
+    if args.json:
+        _say(json.dumps(report, indent=2))
+    elif report["ok"]:
+        _say(
+            f"{target}: consistent (generation {report['generation']}, {report['files']} files, "
+            f"{report['dirs']} directories, {_human(report['used_bytes'])} used, "
+            f"{report['dead_entries']} entries of dead processes)"
+        )
+    else:
+        _say(f"{target}: {len(report['problems'])} problems", err=True)
+        for problem in report["problems"]:
+            _say(f"  {problem}", err=True)
+    return 0 if report["ok"] else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from memspace import demo
 
@@ -470,6 +519,15 @@ def _parser() -> argparse.ArgumentParser:
     insp.add_argument("--path", action="store_true", help="NAME is a file path")
     insp.add_argument("--json", action="store_true", help="machine-readable output")
     insp.set_defaults(func=_cmd_inspect)
+
+    fsck = sub.add_parser("fsck", help="check every invariant of a shared filesystem")
+    fsck.add_argument("name", metavar="NAME")
+    fsck.add_argument("--path", action="store_true", help="NAME is a file path")
+    fsck.add_argument(
+        "--reap", action="store_true", help="first remove what dead processes left behind"
+    )
+    fsck.add_argument("--json", action="store_true", help="machine-readable output")
+    fsck.set_defaults(func=_cmd_fsck)
 
     demo = sub.add_parser("demo", help="stream video frames between two processes, zero-copy")
     demo.add_argument("--frames", type=int, default=600, help="frames to send (default 600)")

@@ -252,6 +252,16 @@ fn fs_to_py(err: FsError) -> PyErr {
         FsError::RootOperation { op } => {
             PyValueError::new_err(format!("Cannot {op} the root directory."))
         }
+        FsError::NoSpace { requested, pinned } => PyOSError::new_err((
+            errno,
+            format!(
+                "no space left in the shared filesystem for {requested} bytes \
+                 ({pinned} bytes are held by old versions that live views may still see)"
+            ),
+        )),
+        FsError::MetadataFull { what } => {
+            PyOSError::new_err((errno, format!("the shared filesystem's {what} is full")))
+        }
         FsError::IntoOwnSubtree { src, dst } => {
             PyValueError::new_err(format!("Cannot move '{src}' into its own subtree '{dst}'."))
         }

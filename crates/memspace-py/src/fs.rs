@@ -6,7 +6,6 @@
 //! never waits for the GIL. The one lock taken here (a handle's mutex) may be held while the
 //! GIL is released for a large copy, so it is waited for with the GIL released too.
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -14,23 +13,15 @@ use memspace::fs::{
     DirToken, FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode,
     SharedBytes, StorageKind,
 };
-use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
-use pyo3::exceptions::{
-    PyBufferError, PyMemoryError, PyResourceWarning, PyTypeError, PyValueError,
-};
-use pyo3::ffi;
+use pyo3::buffer::PyUntypedBuffer;
+use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::args::{lock_timeout_arg, u64_arg, Data};
 use crate::error::{unsupported_operation_err, IntoPyResult};
+use crate::export::{bytes_filled, with_bytes, RELEASE_GIL_AT};
 use crate::gil::{detached, lock_unheld};
-
-/// Copies at least this large run with the GIL released, so other threads keep running. A GIL
-/// round trip costs about what copying a few KiB does, and far more when another thread is
-/// waiting for the GIL (it then runs first), so smaller copies (a 64 KiB random write takes
-/// microseconds) keep it, as `io.BytesIO` does.
-const RELEASE_GIL_AT: usize = 256 * 1024;
 
 /// A `bytes` at least this large, appended to a sequential file, is kept by the file instead
 /// of copied (as D-MemFS keeps references); smaller ones are copied into the file's buffer,
@@ -51,74 +42,6 @@ impl SharedBytes for KeptBytes {
         // object is alive, so reading it needs neither the GIL nor a lock.
         unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
     }
-}
-
-/// Borrows the bytes of a bytes-like object (`bytes`, `bytearray`, `memoryview`, ...) and
-/// calls `f` with them, releasing the GIL around `f` when they are large.
-fn with_bytes<R: Send>(
-    py: Python<'_>,
-    data: &Bound<'_, PyAny>,
-    f: impl FnOnce(&[u8]) -> R + Send,
-) -> PyResult<R> {
-    let data = match Data::from(data) {
-        Ok(d) => d,
-        Err(e) if e.is_instance_of::<PyBufferError>(py) => {
-            // A strided view (`memoryview(b)[::2]`): gather it into one run first, as
-            // `bytes()` would.
-            let buf = PyBuffer::<u8>::get(data)
-                .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
-            let n = buf.item_count();
-            let mut gathered = Vec::new();
-            gathered.try_reserve_exact(n).map_err(|_| {
-                PyMemoryError::new_err(format!("memory allocation of {n} bytes failed"))
-            })?;
-            gathered.resize(n, 0);
-            buf.copy_to_slice(py, &mut gathered)?;
-            return Ok(f(&gathered));
-        }
-        Err(e) => return Err(e),
-    };
-    // The exporter keeps these bytes (and an exported bytearray cannot be resized) while
-    // `data` lives. Another thread may still store into them; like `os.write`, we then copy
-    // whatever bytes they hold.
-    let b = data.as_slice();
-    Ok(if b.len() >= RELEASE_GIL_AT {
-        py.detach(|| f(b))
-    } else {
-        f(b)
-    })
-}
-
-/// A new `bytes` of `n` bytes whose storage `fill` writes directly (no zero-fill first, no
-/// intermediate buffer). `fill` returns how many bytes it wrote; any rest is zeroed so that
-/// the object never exposes uninitialised memory.
-fn bytes_filled(
-    py: Python<'_>,
-    n: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> usize,
-) -> PyResult<Bound<'_, PyBytes>> {
-    let len = ffi::Py_ssize_t::try_from(n)
-        .map_err(|_| PyValueError::new_err(format!("{n} bytes do not fit in a bytes object")))?;
-    // SAFETY: PyBytes_FromStringAndSize(NULL, len) allocates a bytes object with `len` bytes of
-    // uninitialised storage (or returns NULL with an exception set, turned into Err).
-    let bytes = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), len))?
-            .cast_into_unchecked::<PyBytes>()
-    };
-    // SAFETY: the object is fresh and not shared yet; its storage is exactly n bytes, viewed as
-    // MaybeUninit<u8> (which has no validity requirement) until `fill` and the loop below have
-    // written every byte.
-    let buf = unsafe {
-        std::slice::from_raw_parts_mut(
-            ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(),
-            n,
-        )
-    };
-    let done = fill(buf).min(n);
-    for b in &mut buf[done..] {
-        b.write(0);
-    }
-    Ok(bytes)
 }
 
 /// One step of `walk`: a directory's token, its subdirectory names, its file names.

@@ -20,6 +20,7 @@ mod fs;
 mod lock;
 mod queue;
 mod ring;
+mod shared_fs;
 mod shm;
 mod view;
 
@@ -33,6 +34,9 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<shm::PySharedMemory>()?;
     m.add_class::<fs::PyFileSystem>()?;
     m.add_class::<fs::PyFileHandle>()?;
+    m.add_class::<shared_fs::PySharedFileSystem>()?;
+    m.add_class::<shared_fs::PySharedFileHandle>()?;
+    m.add_class::<shared_fs::PySharedView>()?;
     m.add_function(wrap_pyfunction!(shm::_reopen_segment, m)?)?;
     m.add_function(wrap_pyfunction!(shm::_list_segments, m)?)?;
     m.add_class::<lock::PyMutex>()?;

@@ -33,6 +33,7 @@ from fsspec import AbstractFileSystem  # type: ignore[import-untyped]
 
 from memspace.errors import MFSQuotaExceededError
 from memspace.fs._fs import MemoryFileSystem
+from memspace.fs._shared import SharedFileSystem
 
 __all__ = ["MemspaceFileSystem"]
 
@@ -45,12 +46,29 @@ _NO_STORE = (
 )
 
 
-def _store(mfs: object | None) -> MemoryFileSystem:
+# One attachment per shared filesystem and process, however many fsspec views name it (pandas
+# makes one per call; each attachment takes a slot of the filesystem's attachment table).
+_ATTACHED: dict[tuple[str | None, str | None], SharedFileSystem] = {}
+
+
+def _store(
+    mfs: object | None, shared: str | None = None, shared_path: str | None = None
+) -> MemoryFileSystem | SharedFileSystem:
     """The store a :class:`MemspaceFileSystem` is a view of (one place to add other kinds)."""
+    if shared is not None or shared_path is not None:
+        if mfs is not None:
+            raise TypeError("give mfs= or shared=/shared_path=, not both")
+        key = (shared, shared_path)
+        fs = _ATTACHED.get(key)
+        if fs is None or fs.closed:
+            fs = _ATTACHED[key] = SharedFileSystem.open(shared, path=shared_path)
+        return fs
     if mfs is None:
         raise ValueError(_NO_STORE)
-    if not isinstance(mfs, MemoryFileSystem):
-        raise TypeError(f"mfs must be a memspace.MemoryFileSystem, not {type(mfs).__name__}")
+    if not isinstance(mfs, (MemoryFileSystem, SharedFileSystem)):
+        raise TypeError(
+            f"mfs must be a memspace.MemoryFileSystem or SharedFileSystem, not {type(mfs).__name__}"
+        )
     return mfs
 
 
@@ -64,7 +82,13 @@ class MemspaceFileSystem(AbstractFileSystem):  # type: ignore[misc]
     Parameters
     ----------
     mfs:
-        The store to expose (required: a ``ValueError`` explains how to pass it).
+        The store to expose (required: a ``ValueError`` explains how to pass it), a
+        :class:`MemoryFileSystem` or a :class:`~memspace.SharedFileSystem`.
+    shared, shared_path:
+        Instead of ``mfs``: the :class:`~memspace.SharedFileSystem` at this POSIX name (or
+        file path), so that every process that names it sees the same files:
+        ``fsspec.filesystem("memspace", shared="/scratch")``, or
+        ``storage_options={"shared": "/scratch"}`` with pandas.
     **storage_options:
         fsspec's own options (``use_listings_cache`` and so on).
     """
@@ -75,8 +99,14 @@ class MemspaceFileSystem(AbstractFileSystem):  # type: ignore[misc]
     # view to another store. The store, not the instance, is the identity.
     cachable = False
 
-    def __init__(self, mfs: MemoryFileSystem | None = None, **storage_options: Any) -> None:
-        self.mfs = _store(mfs)
+    def __init__(
+        self,
+        mfs: MemoryFileSystem | SharedFileSystem | None = None,
+        shared: str | None = None,
+        shared_path: str | None = None,
+        **storage_options: Any,
+    ) -> None:
+        self.mfs = _store(mfs, shared, shared_path)
         super().__init__(**storage_options)
 
     # --- paths ----------------------------------------------------------------------------
@@ -298,7 +328,9 @@ class MemspaceFileSystem(AbstractFileSystem):  # type: ignore[misc]
         return StagedFile(self.mfs, path, mode, autocommit=autocommit)
 
 
-def _commit(mfs: MemoryFileSystem, path: str, mode: str, data: bytes | bytearray) -> None:
+def _commit(
+    mfs: MemoryFileSystem | SharedFileSystem, path: str, mode: str, data: bytes | bytearray
+) -> None:
     """Write ``data`` to ``path`` in one all-or-nothing step; parents are created."""
     if mode == "wb" and mfs.exists(path):
         # One replacement with the quota exchanged (old charge for new): the old file stays
@@ -327,7 +359,9 @@ class StagedFile(io.RawIOBase):
     :meth:`discard`.
     """
 
-    def __init__(self, mfs: MemoryFileSystem, path: str, mode: str, autocommit: bool) -> None:
+    def __init__(
+        self, mfs: MemoryFileSystem | SharedFileSystem, path: str, mode: str, autocommit: bool
+    ) -> None:
         super().__init__()
         self.fs_store = mfs
         self.path = path

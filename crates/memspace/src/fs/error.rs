@@ -175,6 +175,24 @@ pub enum FsError {
         position: i128,
     },
 
+    /// A shared filesystem has no contiguous free space of `requested` bytes (its segment is
+    /// sized at creation); `pinned` bytes are held by old versions that live readers
+    /// (views, snapshots) may still see.
+    #[error("no space left in the shared filesystem for {requested} bytes ({pinned} bytes held by old versions readers may still see)")]
+    NoSpace {
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes of old versions not yet reusable.
+        pinned: u64,
+    },
+
+    /// A fixed-size metadata table of a shared filesystem is full.
+    #[error("the shared filesystem's {what} is full")]
+    MetadataFull {
+        /// Which table.
+        what: &'static str,
+    },
+
     /// An operation that cannot apply to the root directory (remove, rename, move).
     #[error("cannot {op} the root directory")]
     RootOperation {
@@ -203,6 +221,7 @@ impl FsError {
             FsError::IsADirectory { .. } => Some(libc::EISDIR),
             FsError::NotADirectory { .. } => Some(libc::ENOTDIR),
             FsError::LockTimeout { .. } | FsError::FileBusy { .. } => Some(libc::EAGAIN),
+            FsError::NoSpace { .. } | FsError::MetadataFull { .. } => Some(libc::ENOSPC),
             FsError::PathTraversal { .. }
             | FsError::QuotaExceeded { .. }
             | FsError::NodeLimitExceeded { .. }

@@ -57,6 +57,7 @@ mod handle;
 mod heap;
 mod options;
 mod path;
+pub mod shared;
 
 pub use bytes::{ByteSink, SharedBytes};
 pub use error::FsError;
@@ -66,3 +67,6 @@ pub use options::{
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_QUOTA, DEFAULT_PROMOTION_HARD_LIMIT,
 };
 pub use path::normalize;
+pub use shared::{
+    FsckReport, SharedFileHandle, SharedFileSystem, SharedFsInfo, SharedFsOptions, SharedView,
+};
