@@ -15,7 +15,8 @@ FT_PREFIX ?= $(HOME)/.cache/memspace/python-ft-$(FT_VERSION)
 FT_VENV   ?= .venv-ft
 FT_PY     := $(FT_VENV)/bin/python
 
-.PHONY: help demo test test-rust test-loom test-python test-free-threaded lint bench check-platforms clean
+.PHONY: help demo test test-rust test-loom test-python test-free-threaded lint bench check-platforms clean \
+	fuzz fuzz-smoke miri
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -72,6 +73,38 @@ test-free-threaded: ## Build a free-threaded CPython (once, cached) and run pyte
 	    assert not sys._is_gil_enabled(), 'the GIL is enabled'; \
 	    print('free-threaded:', sys.version.split()[0], memspace.__file__)"
 	$(FT_PY) -m pytest -p tools.pytest_gil_off
+
+# Fuzzing (issue #11). The cargo-fuzz targets live in fuzz/ (nightly Rust, libFuzzer; the
+# script installs cargo-fuzz if it is missing and skips, saying why, without nightly); their
+# saved corpus is replayed on stable by `cargo test` (memspace::fuzzing). The Python corruption
+# fuzzer runs a short version in `make test` (tests/hostile/test_corruption_fuzz.py).
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 15
+
+fuzz: $(PY) ## Long fuzzing: each cargo-fuzz target FUZZ_SECONDS (600) s, then the Python fuzzers at length
+	.ci/fuzz.sh long $(FUZZ_SECONDS)
+	MEMSPACE_FUZZ_CASES=5000 MEMSPACE_FUZZ_LIVE=300 MEMSPACE_FUZZ_SECONDS=0.2 MEMSPACE_FUZZ_EXAMPLES=5000 \
+		$(PY) -m pytest -s -q tests/hostile/test_corruption_fuzz.py tests/hostile/test_archive_names.py
+
+fuzz-smoke: ## Each cargo-fuzz target for FUZZ_SMOKE_SECONDS (15) s, nothing saved (what CI runs)
+	.ci/fuzz.sh smoke $(FUZZ_SMOKE_SECONDS)
+
+# Miri runs the unit tests that touch no operating system: the ring's and the queue's protocols
+# and the mutex word on heap memory, the eventcount (threads and futexes, which Miri models),
+# parts, the value codec, paths, globs, the frame and geometry helpers, and each fuzz target's
+# generated cases (the header codec and the channels over a mapping-like heap arena among
+# them). Tests in these modules that read /proc or the wall clock are
+# `#[cfg_attr(miri, ignore)]`. Proptest runs 4 cases per property. Weak-memory emulation is
+# off: this Miri aborts (an internal error, not a finding) on the fuzz arena's mix of atomic
+# and plain accesses to one word in one thread. Slot: the broadcast core's heap tests.
+MIRI_TESTS ?= spsc::core mpmc::core mpmc::parts view::codec shm::header channel:: \
+	lock::eventcount fs::path fs::glob fuzzing::tests::miri_smoke lock::mutex::tests::heap_
+MIRI_ENV := PROPTEST_CASES=4 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 \
+	MIRIFLAGS="-Zmiri-disable-weak-memory-emulation -Zmiri-env-forward=PROPTEST_CASES \
+	-Zmiri-env-forward=PROPTEST_DISABLE_FAILURE_PERSISTENCE"
+
+miri: ## Miri over the pure protocols and decoders (nightly with the miri component)
+	$(MIRI_ENV) cargo +nightly miri test -p memspace --lib -- $(MIRI_TESTS)
 
 bench: $(PY) ## Run the side-by-side benchmarks (installs the peers); BENCH_ARGS="--quick ring"
 	$(PIP) install --quiet -e ".[demo]" -r benchmarks/requirements.txt -r benchmarks/requirements-fs.txt

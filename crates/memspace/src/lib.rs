@@ -23,6 +23,9 @@
 //! what they share (record framing, data-area geometry, waits, roles) and never one channel;
 //! no channel module imports another.
 //!
+//! The hidden `fuzzing` module (feature `fuzzing`) holds the fuzz targets' entry points; it is
+//! not an API.
+//!
 //! Everything that touches the operating system goes through the private `os` module, and
 //! every atomic through `sync`, so that the algorithms can be model-checked with loom and run
 //! under Miri on heap memory.
@@ -57,6 +60,9 @@ pub struct ReadmeDoctests;
 mod channel;
 mod error;
 pub mod fs;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod location;
 pub mod lock;
 pub mod mpmc;

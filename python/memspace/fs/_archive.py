@@ -332,7 +332,8 @@ class ZipAdapter(ArchiveAdapter):
 
         with zipfile.ZipFile(self._source) as zf:
             for info in zf.infolist():
-                if not info.is_dir():
+                # An empty name is no path (and ZipInfo.is_dir() raises IndexError on it).
+                if info.filename and not info.is_dir():
                     member = _ZipMember(zf, info)
                     try:
                         yield info.filename, info.file_size, member.read

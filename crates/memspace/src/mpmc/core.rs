@@ -60,12 +60,15 @@
 //!   only from a holder whose process is gone, or whose handle was dropped while it held
 //!   it), so no liveness check is asked.
 //!
-//! The advisory counters (`puts`, `gets`) are stored last and may be one off after a crash.
+//! The advisory counters (`puts`, `gets`) are stored last and may be one off after a crash;
+//! like anything read from shared memory they may hold any value, so they count modulo 2^64.
 //!
 //! # Validation
 //!
 //! Every position, header, length and slot read from shared memory is checked against the
-//! geometry before use; anything impossible is [`Corrupt`]. Loops advance a position on every
+//! geometry before use; anything impossible is [`Corrupt`]. Position arithmetic is modulo
+//! 2^64 (`wrapping_*`, the checks compare wrapped differences), so a position near 2^64 read
+//! from a corrupt segment is one more position, never an overflow. Loops advance a position on every
 //! iteration or stop, so corrupt memory cannot make them spin.
 //!
 //! This module never waits, never calls the OS and touches memory only through a [`Region`].
@@ -276,7 +279,7 @@ impl<R: Region> Queue<'_, R> {
             }
             let to_end = cap - self.g.offset(head);
             let pad = if size > to_end { to_end } else { 0 };
-            if head + pad + size - tail > cap {
+            if head.wrapping_sub(tail) + pad + size > cap {
                 if !reclaimed && self.reclaim(None)? {
                     reclaimed = true;
                     continue;
@@ -289,7 +292,7 @@ impl<R: Region> Queue<'_, R> {
                 self.word_at(head)
                     .store(word(pad - HEADER, KIND_PADDING), Ordering::Release);
             }
-            let pos = head + pad;
+            let pos = head.wrapping_add(pad);
             // SYNC: Release, as above.
             self.word_at(pos)
                 .store(word(len, TAG_CLAIMED | owner.bits()), Ordering::Release);
@@ -301,7 +304,12 @@ impl<R: Region> Queue<'_, R> {
                 .ctl
                 .head
                 .pos
-                .compare_exchange(head, pos + size, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange(
+                    head,
+                    pos.wrapping_add(size),
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
                 .is_err()
             {
                 return Err(self.corrupt("head moved under the producer lock", head, head, tail));
@@ -309,7 +317,10 @@ impl<R: Region> Queue<'_, R> {
             // SYNC: Relaxed: advisory counter, written only under the P-lock.
             let puts = self.ctl.head.count.load(Ordering::Relaxed);
             // SYNC: Relaxed: advisory.
-            self.ctl.head.count.store(puts + 1, Ordering::Relaxed);
+            self.ctl
+                .head
+                .count
+                .store(puts.wrapping_add(1), Ordering::Relaxed);
             return Ok(Some(Claim {
                 pos,
                 offset: (self.g.offset(pos) + HEADER) as usize,
@@ -381,7 +392,7 @@ impl<R: Region> Queue<'_, R> {
             if cpos == head {
                 return Ok(Take::Empty);
             }
-            let avail = head - cpos;
+            let avail = head.wrapping_sub(cpos);
             let w = self.word_at(cpos);
             // SYNC: Acquire pairs with the Release commit store (payload visible) and with
             // the Release header stores in `claim`.
@@ -396,11 +407,11 @@ impl<R: Region> Queue<'_, R> {
             };
             match decode(cur) {
                 State::Padding(len) if self.padding_ok(cpos, len, avail) => {
-                    self.advance_cpos(cpos, cpos + len + HEADER, false);
+                    self.advance_cpos(cpos, cpos.wrapping_add(len + HEADER), false);
                 }
                 State::Consumed(len) if self.fits(cpos, len, avail) => {
                     // An abandoned claim: counted as claimed, so counted as gone.
-                    self.advance_cpos(cpos, cpos + record_size(len), true);
+                    self.advance_cpos(cpos, cpos.wrapping_add(record_size(len)), true);
                 }
                 State::Committed(len) if self.fits(cpos, len, avail) => {
                     // SYNC: AcqRel: only C-lock holders change a COMMITTED word, so this
@@ -415,7 +426,7 @@ impl<R: Region> Queue<'_, R> {
                     {
                         return Err(bad());
                     }
-                    self.advance_cpos(cpos, cpos + record_size(len), true);
+                    self.advance_cpos(cpos, cpos.wrapping_add(record_size(len)), true);
                     return Ok(Take::Got(Taken {
                         pos: cpos,
                         offset: (self.g.offset(cpos) + HEADER) as usize,
@@ -438,7 +449,7 @@ impl<R: Region> Queue<'_, R> {
                     .is_ok()
                     {
                         // Counted as claimed, so counted as gone (lost with its producer).
-                        self.advance_cpos(cpos, cpos + record_size(len), true);
+                        self.advance_cpos(cpos, cpos.wrapping_add(record_size(len)), true);
                     }
                 }
                 State::Reading(len, _who) if self.fits(cpos, len, avail) => {
@@ -519,7 +530,10 @@ impl<R: Region> Queue<'_, R> {
             // SYNC: Relaxed: advisory counter, written only under the C-lock.
             let gets = self.ctl.cons.count.load(Ordering::Relaxed);
             // SYNC: Relaxed: advisory.
-            self.ctl.cons.count.store(gets + 1, Ordering::Relaxed);
+            self.ctl
+                .cons
+                .count
+                .store(gets.wrapping_add(1), Ordering::Relaxed);
         }
     }
 
@@ -561,7 +575,7 @@ impl<R: Region> Queue<'_, R> {
                 }
                 return Err(self.corrupt("positions are impossible", cpos, cpos, tail));
             }
-            let avail = cpos - tail;
+            let avail = cpos.wrapping_sub(tail);
             let w = self.word_at(tail);
             // SYNC: Acquire pairs with the Release CONSUMED store in `release`.
             let cur = w.load(Ordering::Acquire);
@@ -607,7 +621,12 @@ impl<R: Region> Queue<'_, R> {
                 .ctl
                 .tail
                 .pos
-                .compare_exchange(tail, tail + size, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(
+                    tail,
+                    tail.wrapping_add(size),
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
                 .is_ok()
             {
                 moved = true;
@@ -618,7 +637,8 @@ impl<R: Region> Queue<'_, R> {
     /// Messages claimed and not yet taken or stepped over (advisory while others are active,
     /// and possibly one off for each process killed between a position store and its
     /// counter store).
-    /// Exact when nothing is claimed beyond `cpos` (0) and at least 1 otherwise.
+    /// Exact when nothing is claimed beyond `cpos` (0) and at least 1 otherwise, and never
+    /// more than the data area holds (one 8-byte record each), whatever the counters say.
     pub(crate) fn len(&self) -> u64 {
         if self.is_empty() {
             return 0;
@@ -627,7 +647,7 @@ impl<R: Region> Queue<'_, R> {
         let gets = self.ctl.cons.count.load(Ordering::Relaxed);
         // SYNC: Relaxed: advisory.
         let puts = self.ctl.head.count.load(Ordering::Relaxed);
-        puts.saturating_sub(gets).max(1)
+        puts.saturating_sub(gets).clamp(1, self.g.capacity() / 8)
     }
 
     /// Bytes between `tail` and `head` (clamped to the capacity).
@@ -870,6 +890,56 @@ mod tests {
         assert!(q.validate().is_err());
         ctl.head.pos.store(13, Ordering::Relaxed);
         assert!(q.validate().is_err());
+    }
+
+    /// Found by the `queue` fuzz target: the advisory counters, read from shared memory, may
+    /// hold anything; counting past 2^64 overflowed (a panic in debug builds).
+    #[test]
+    fn corrupt_counters_only_skew_len() {
+        let (g, ctl, region) = setup(128);
+        ctl.head.count.store(u64::MAX, Ordering::Relaxed);
+        ctl.cons.count.store(u64::MAX, Ordering::Relaxed);
+        let q = Queue {
+            g,
+            ctl: &ctl,
+            region: &region,
+        };
+        assert!(put(&q, P1, b"x"));
+        assert_eq!(q.len(), 1);
+        assert_eq!(get(&q), Some(b"x".to_vec()));
+        assert_eq!(q.len(), 0);
+        // A count no data area can hold is clamped to what it can.
+        assert!(put(&q, P1, b"x"));
+        ctl.head.count.store(u64::MAX, Ordering::Relaxed);
+        ctl.cons.count.store(0, Ordering::Relaxed);
+        assert_eq!(q.len(), 128 / 8);
+    }
+
+    /// Found by the `queue` fuzz target: positions near 2^64 (which a corrupt or hostile
+    /// segment may hold) made position arithmetic overflow (a panic in debug builds). They
+    /// are positions like any other: the queue runs across the wrap.
+    #[test]
+    fn positions_wrap_past_2_pow_64() {
+        let (g, ctl, region) = setup(128);
+        let start = u64::MAX - 31; // 32 bytes before the wrap, 8-aligned
+        for line in [&ctl.head, &ctl.cons, &ctl.tail] {
+            line.pos.store(start, Ordering::Relaxed);
+        }
+        let q = Queue {
+            g,
+            ctl: &ctl,
+            region: &region,
+        };
+        q.validate().unwrap();
+        for round in 0u8..20 {
+            let a = vec![round; usize::from(round % 25)];
+            assert!(put(&q, P1, &a));
+            assert!(put(&q, P2, b"b"));
+            assert_eq!(get(&q), Some(a));
+            assert_eq!(get(&q), Some(b"b".to_vec()));
+            assert_eq!(q.used_bytes(), 0);
+        }
+        assert!(ctl.head.pos.load(Ordering::Relaxed) < start, "wrapped");
     }
 
     #[derive(Debug, Clone)]

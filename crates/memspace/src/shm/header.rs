@@ -475,6 +475,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // Geometry::plan reads /proc and the wall clock
     fn roundtrip_and_alignment() {
         let g = Geometry::plan(&req()).unwrap();
         assert_eq!(g.lock_off % 64, 0);
@@ -489,6 +490,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // Geometry::plan reads /proc and the wall clock
     fn every_single_byte_corruption_is_refused() {
         let g = Geometry::plan(&req()).unwrap();
         let good = g.encode();
@@ -509,6 +511,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore)] // Geometry::plan reads /proc and the wall clock
     fn inconsistent_sizes_with_valid_checksum_are_refused() {
         let g = Geometry::plan(&req()).unwrap();
         let loc = Location::Name("/x".into());

@@ -16,7 +16,9 @@
 //!
 //! Invariants (checked on every load, since the other side may be dead, buggy or hostile):
 //! `tail <= head`, `head - tail <= capacity`, both multiples of 8. Positions never wrap in
-//! practice (2^64 bytes).
+//! practice (2^64 bytes), but one read from shared memory may be anything, so position
+//! arithmetic is modulo 2^64 (`wrapping_*`; the invariants compare wrapped differences): a
+//! position near 2^64 is one more position, never an overflow.
 //!
 //! Crash semantics follow from the commit rule: a producer that dies before its `head` store
 //! published nothing (a half-written record is invisible, and the next producer overwrites it);
@@ -161,7 +163,7 @@ impl Producer {
                 at as usize,
                 &RecordHeader::Padding { len: pad - HEADER }.encode(),
             );
-            self.head += pad;
+            self.head = self.head.wrapping_add(pad);
             at = 0;
         }
         region.write(at as usize, &RecordHeader::Data { len }.encode());
@@ -173,7 +175,7 @@ impl Producer {
 
     /// Makes a reserved message part of the next publication.
     pub(crate) fn commit(&mut self, r: Reservation) {
-        self.head += record_size(r.len);
+        self.head = self.head.wrapping_add(record_size(r.len));
     }
 
     /// Writes one message (reserve, copy, commit). `Ok(false)` if it does not fit now.
@@ -261,7 +263,7 @@ impl Consumer {
                     return Ok(None);
                 }
             }
-            let avail = self.cached_head - self.tail;
+            let avail = self.cached_head.wrapping_sub(self.tail);
             let off = self.g.offset(self.tail);
             let to_end = self.g.capacity() - off;
             let mut hdr = [0u8; 8];
@@ -270,7 +272,7 @@ impl Consumer {
                 Some(RecordHeader::Padding { len })
                     if len + HEADER == to_end && to_end <= avail =>
                 {
-                    self.tail += to_end;
+                    self.tail = self.tail.wrapping_add(to_end);
                 }
                 Some(RecordHeader::Data { len })
                     if len <= self.g.max_len()
@@ -295,7 +297,7 @@ impl Consumer {
 
     /// Consumes the message `peek` returned (not yet visible to the producer).
     pub(crate) fn consume(&mut self, m: Message) {
-        self.tail += record_size(m.len);
+        self.tail = self.tail.wrapping_add(record_size(m.len));
     }
 
     /// Reads one message into a new vector. `Ok(None)` if empty.
@@ -475,6 +477,27 @@ mod tests {
             assert_eq!(c.try_read(&ctl, &region).unwrap().unwrap(), big);
             c.release(&ctl);
         }
+    }
+
+    /// Found by the `ring` fuzz target: positions near 2^64 (which a corrupt or hostile
+    /// segment may hold) made position arithmetic overflow (a panic in debug builds). They
+    /// are positions like any other: the ring runs across the wrap.
+    #[test]
+    fn positions_wrap_past_2_pow_64() {
+        let (g, ctl, region) = ring(64);
+        let start = u64::MAX - 15; // 16 bytes before the wrap, 8-aligned
+        ctl.head.pos.store(start, Ordering::Relaxed);
+        ctl.tail.pos.store(start, Ordering::Relaxed);
+        let mut p = Producer::attach(g, &ctl).unwrap();
+        let mut c = Consumer::attach(g, &ctl).unwrap();
+        for round in 0u8..20 {
+            let m = vec![round; usize::from(round % 20)];
+            assert!(p.try_write(&ctl, &region, &m).unwrap());
+            p.publish(&ctl);
+            assert_eq!(c.try_read(&ctl, &region).unwrap(), Some(m));
+            c.release(&ctl);
+        }
+        assert!(ctl.head.pos.load(Ordering::Relaxed) < start, "wrapped");
     }
 
     proptest! {

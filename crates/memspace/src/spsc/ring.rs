@@ -483,7 +483,7 @@ impl Producer {
             .try_write(self.shared.control(), self.shared.ch.region(), data)
             .map_err(|c| self.corrupt(c))?;
         if ok {
-            self.sent += 1;
+            self.sent = self.sent.wrapping_add(1); // advisory, and read from shared memory
         }
         Ok(ok)
     }
@@ -638,7 +638,7 @@ impl Producer {
     /// Commits a reservation and publishes it.
     pub fn commit(&mut self, r: Reservation) {
         self.core.commit(r.r);
-        self.sent += 1;
+        self.sent = self.sent.wrapping_add(1); // advisory, and read from shared memory
         self.flush();
     }
 }
@@ -742,7 +742,7 @@ impl Consumer {
         if self.pending == 0 {
             return;
         }
-        self.received += self.pending;
+        self.received = self.received.wrapping_add(self.pending); // advisory, as `sent`
         self.pending = 0;
         // SYNC: Release: advisory count for `len`.
         self.shared
@@ -948,6 +948,29 @@ mod tests {
             assert_eq!(m, i.to_le_bytes().repeat((i % 7) as usize));
         }
         t.join().unwrap();
+        Ring::remove(&l).unwrap();
+    }
+
+    /// Found by the `queue` fuzz target in the queue's counters, and the same here: a message
+    /// counter read from shared memory may be anything (it is advisory), and counting past
+    /// 2^64 overflowed (a panic in debug builds). A length beyond what the ring can hold
+    /// (which made `len(ring)` raise `OverflowError`) is refused as corrupt.
+    #[test]
+    fn corrupt_counters_only_skew_len() {
+        let l = loc("counters");
+        let ring = RingOptions::new(l.clone(), 256).create().unwrap();
+        let c = ring.shared.control();
+        c.head.count.store(u64::MAX, Ordering::Relaxed);
+        c.tail.count.store(u64::MAX, Ordering::Relaxed);
+        let (mut tx, mut rx) = (ring.producer().unwrap(), ring.consumer().unwrap());
+        assert!(tx.try_push(b"a").unwrap());
+        assert_eq!(rx.try_pop().unwrap().unwrap(), b"a");
+        let _ = ring.len();
+        // A count no data area can hold (Python's len() raised OverflowError on it) is an
+        // error, not a length.
+        c.head.count.store(u64::MAX, Ordering::Relaxed);
+        c.tail.count.store(0, Ordering::Relaxed);
+        assert!(ring.len().is_err());
         Ring::remove(&l).unwrap();
     }
 

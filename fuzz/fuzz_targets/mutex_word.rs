@@ -1,0 +1,4 @@
+//! `memspace::fuzzing::mutex_word` under libFuzzer (what it checks: its docs).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| memspace::fuzzing::mutex_word(data));
