@@ -518,7 +518,6 @@ class Queue:
         with a handle that died or closed holding it); ``TimeoutError`` after `timeout`."""
 
     def _join_now(self, thorough: bool) -> bool: ...
-
     @property
     def used(self) -> int:
         """Bytes the waiting messages take (``qsize()`` counts them)."""
