@@ -13,6 +13,9 @@
   (``queue.Queue`` semantics; a killed worker never wedges it).
 - :class:`Ring`: the fastest single-producer/single-consumer channel between processes, with
   blocking waits that do not poll, batches and zero-copy views.
+- :class:`Broadcast`: one publisher, any number of subscriber processes, each seeing every
+  message; the publisher waits for the slowest live subscriber or overwrites (a lapped
+  subscriber gets :class:`Lagged` with the exact count it missed).
 
 The core is written in Rust; nothing here requires knowing that.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from memspace._memspace import (
+    Broadcast,
     LockGuard,
     Mutex,
     Queue,
@@ -35,6 +39,7 @@ from memspace._record import Record
 from memspace._segments import SegmentInfo, segments
 from memspace.errors import (
     CorruptSegmentError,
+    Lagged,
     LayoutError,
     LockError,
     MemspaceError,
@@ -57,7 +62,9 @@ __all__ = [
     "ArchiveAdapter",
     "AsyncMemoryFileHandle",
     "AsyncMemoryFileSystem",
+    "Broadcast",
     "CorruptSegmentError",
+    "Lagged",
     "LayoutError",
     "LockError",
     "LockGuard",

@@ -15,6 +15,7 @@ mod handle;
 mod value;
 
 // One file per Python class family (the upper floor): none imports another.
+mod broadcast;
 mod fs;
 mod lock;
 mod queue;
@@ -43,6 +44,10 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ring::PyRing>()?;
     m.add_class::<ring::PyRingView>()?;
     m.add_class::<ring::PyRingReservation>()?;
+    m.add_class::<broadcast::PyBroadcast>()?;
+    m.add_class::<broadcast::PyBroadcastView>()?;
+    m.add_class::<broadcast::PyBroadcastReservation>()?;
+    m.add_function(wrap_pyfunction!(broadcast::_reopen_broadcast, m)?)?;
     m.add_class::<export::MessageBytes>()?;
     m.add_function(wrap_pyfunction!(handle::_reopen, m)?)?;
     m.add_function(wrap_pyfunction!(handle::_staleness, m)?)?;

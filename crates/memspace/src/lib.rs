@@ -12,12 +12,14 @@
 //! - [`spsc`]: the single-producer/single-consumer [`Ring`];
 //! - [`mpmc`]: the multi-producer/multi-consumer [`Queue`], and messages made of aligned parts
 //!   ([`mpmc::parts`]);
+//! - [`broadcast`]: the one-publisher/many-subscriber [`Broadcast`], blocking for the slowest
+//!   live subscriber or overwriting (a lapped subscriber is told how many it missed);
 //! - [`fs`]: a bounded in-memory filesystem ([`fs::MemoryFileSystem`]) with a hard byte quota,
 //!   a node limit and per-file reader/writer locks;
 //! - [`Error`]: one error type wrapping an enum per domain ([`SegmentError`], [`LockError`],
 //!   [`ChannelError`], [`DataError`], the filesystem's).
 //!
-//! Every channel (the ring, the queue) stands on the private `channel` layer, which holds
+//! Every channel (the ring, the queue, the broadcast) stands on the private `channel` layer, which holds
 //! what they share (record framing, data-area geometry, waits, roles) and never one channel;
 //! no channel module imports another.
 //!
@@ -45,6 +47,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod broadcast;
 mod channel;
 mod error;
 pub mod fs;
@@ -55,10 +58,13 @@ mod os;
 pub mod shm;
 pub mod spsc;
 mod sync;
-#[cfg(all(test, not(loom)))]
+// Not gated on loom: three `#[cfg(test)]` modules (shm::segment, shm::list, lock::mutex) that
+// also compile under `--cfg loom` use it.
+#[cfg(test)]
 mod testing;
 pub mod view;
 
+pub use broadcast::{Broadcast, BroadcastOptions};
 pub use channel::error::ChannelError;
 pub use error::{Error, Result};
 pub use lock::{LockError, Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
