@@ -127,9 +127,17 @@ def _cmd_rm(args: argparse.Namespace) -> int:
     return status
 
 
+class _BroadcastInspector:
+    """Opens a broadcast without subscribing (inspecting must not hold its publisher back)."""
+
+    @staticmethod
+    def open(**where: Any) -> memspace.Broadcast:
+        return memspace.Broadcast.open(role=None, **where)
+
+
 def _inspectable() -> dict[str, Any]:
     """Kinds with a detailed `inspect()`, by the name `memspace ls` shows."""
-    return {"ring": memspace.Ring, "queue": memspace.Queue}
+    return {"ring": memspace.Ring, "queue": memspace.Queue, "broadcast": _BroadcastInspector}
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -173,7 +181,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in info)
         for k, v in info.items():
-            print(f"{k:<{width}}  {v}")
+            if isinstance(v, list) and all(isinstance(row, dict) for row in v):
+                # A table (a broadcast's subscribers): one line per entry.
+                print(f"{k:<{width}}  {len(v)}")
+                for row in v:
+                    print(" " * (width + 4) + ", ".join(f"{a}={b}" for a, b in row.items()))
+            else:
+                print(f"{k:<{width}}  {v}")
     return 0
 
 
@@ -215,7 +229,9 @@ def _parser() -> argparse.ArgumentParser:
     rm.add_argument("-n", "--dry-run", action="store_true", help="with --stale: only list them")
     rm.set_defaults(func=_cmd_rm)
 
-    insp = sub.add_parser("inspect", help="show a ring's fill level, roles and liveness")
+    insp = sub.add_parser(
+        "inspect", help="show a ring's, queue's or broadcast's fill level, roles and liveness"
+    )
     insp.add_argument("name", metavar="NAME")
     insp.add_argument("--path", action="store_true", help="NAME is a file path")
     insp.add_argument("--json", action="store_true", help="machine-readable output")

@@ -8,7 +8,7 @@
 //! Disruptor's multicast ring and of the Linux `perf` buffer's overwrite mode:
 //!
 //! - `head` counts bytes the publisher has **published**. It writes records beyond `head`
-//!   privately, then stores the new `head` (SeqCst): that single store commits them. Every data
+//!   privately, then stores the new `head` (`SeqCst`): that single store commits them. Every data
 //!   record's frame payload starts with the message's **index** (u64, native-endian): 0, 1, 2 ...
 //!   in publication order, never repeated; a publisher that died with an unpublished batch
 //!   leaves a gap (its successor continues from the count it stored).
@@ -35,9 +35,9 @@
 //! # Joining (the handshake)
 //!
 //! A new subscriber must never read bytes the publisher may already be overwriting. It stores a
-//! cursor `h0` (a head it read), then (SeqCst fence order, `sync::handshake_fence`) re-reads the
+//! cursor `h0` (a head it read), then (`SeqCst` fence order, `sync::handshake_fence`) re-reads the
 //! head `h1` and starts reading at `h1` (storing it if it differs). The publisher's scan loads
-//! the cursors (SeqCst) after its last head store (SeqCst). In the single order of those
+//! the cursors (`SeqCst`) after its last head store (`SeqCst`). In the single order of those
 //! operations either the scan sees the cursor (and respects it, `h0 <= h1`) or the scan comes
 //! first, and then the head it had published is `<= h1`: what that scan allowed overwrites only
 //! bytes below the floor it found, `<= h1`. The loom model `loom_join_never_reads_overwritten`
@@ -196,7 +196,7 @@ impl SubLine {
     }
 
     /// Marks the slot as holding no subscriber (a process that takes the slot, or a
-    /// subscriber that leaves). SeqCst: the change of condition a blocked publisher's room
+    /// subscriber that leaves). `SeqCst`: the change of condition a blocked publisher's room
     /// eventcount orders against.
     pub(crate) fn clear(&self, new_holder: bool) {
         if new_holder {
@@ -233,7 +233,7 @@ pub(crate) enum Unsettled {
 }
 
 /// The (`head`, `sent`) pair as one publication stored it, and whether it is exact (see the
-/// module docs). The head load is SeqCst: it is the second half of a joiner's handshake.
+/// module docs). The head load is `SeqCst`: it is the second half of a joiner's handshake.
 /// `Ok(None)` if the publisher was mid-publication at every spin and there is no `unsettled`
 /// to ask.
 fn snapshot(
@@ -1332,7 +1332,7 @@ mod tests {
         let missed = s.take_missed();
         assert!(missed >= 1, "the message being read counts as missed");
         let first = b.read(&mut s, 0).unwrap().unwrap();
-        assert_eq!(first[0] as u64, 1 + missed);
+        assert_eq!(u64::from(first[0]), 1 + missed);
     }
 
     #[test]
@@ -1475,13 +1475,12 @@ mod tests {
                     1 => { p.publish(&b.ctl); published = sent.len(); }
                     k => {
                         let k = usize::from(k - 2);
-                        match b.read(&mut subs[k], k).unwrap() {
-                            Some(m) => {
-                                prop_assert!(got[k] < published);
-                                prop_assert_eq!(&m, &sent[got[k]]);
-                                got[k] += 1;
-                            }
-                            None => prop_assert_eq!(got[k], published),
+                        if let Some(m) = b.read(&mut subs[k], k).unwrap() {
+                            prop_assert!(got[k] < published);
+                            prop_assert_eq!(&m, &sent[got[k]]);
+                            got[k] += 1;
+                        } else {
+                            prop_assert_eq!(got[k], published);
                         }
                     }
                 }

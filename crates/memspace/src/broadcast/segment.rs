@@ -183,6 +183,7 @@ unsafe impl Send for Shared {}
 unsafe impl Sync for Shared {}
 
 impl Shared {
+    #[allow(clippy::cast_ptr_alignment)] // the lock area is 64-aligned (`shm::header`)
     pub(super) fn control(&self) -> &PubLine {
         // SAFETY: the lock area starts 64-aligned with at least 128 bytes (checked at open),
         // and everyone accesses the publisher's line through atomics only (`PubLine` is made of
@@ -191,6 +192,7 @@ impl Shared {
     }
 
     /// The cursor lines of every attachment slot.
+    #[allow(clippy::cast_ptr_alignment)] // the lock area is 64-aligned (`shm::header`)
     pub(super) fn subs(&self) -> &[SubLine] {
         let slots = self.ch.structured().geometry().attach_slots as usize;
         // SAFETY: the lock area holds `lock_area(slots)` bytes (checked at open): `slots` lines
