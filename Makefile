@@ -7,7 +7,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: help demo test test-rust test-loom test-python lint bench check-platforms clean
+# The free-threaded interpreter (CPython 3.14 built with --disable-gil: PyO3 supports no
+# free-threaded 3.13) lives in a cache shared by every checkout; its virtualenv and cargo
+# target directory are this checkout's own.
+FT_VERSION ?= 3.14
+FT_PREFIX ?= $(HOME)/.cache/memspace/python-ft-$(FT_VERSION)
+FT_VENV   ?= .venv-ft
+FT_PY     := $(FT_VENV)/bin/python
+
+.PHONY: help demo test test-rust test-loom test-python test-free-threaded lint bench check-platforms clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,18 +25,24 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 demo: $(PY) ## Install memspace (with numpy) and run `memspace demo`
+	@echo "make demo: building memspace from source into $(VENV) (the Rust extension compiles"
+	@echo "  in release mode: about 3-4 minutes on 2 cores the first time, quiet meanwhile;"
+	@echo "  seconds after that), then running 'memspace demo' (about a minute)."
 	$(PIP) install --quiet ".[demo]"
 	$(VENV)/bin/memspace demo
 
 test: $(PY) ## Install the test tools and run every test and check (what CI runs)
+	@echo "make test: building memspace and installing the test tools into $(VENV) (a few"
+	@echo "  minutes the first time), then lint, cargo test, loom and pytest: about 5 minutes"
+	@echo "  on an idle 2-core machine once built, 10-15 on a busy one."
 	$(PIP) install --quiet -e ".[test]"
 	$(MAKE) lint test-rust test-loom test-python
 
 lint: ## Formatting, clippy, ruff, mypy, stubtest
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests benchmarks
-	$(VENV)/bin/ruff format --check python tests benchmarks
+	$(VENV)/bin/ruff check python tests benchmarks tools
+	$(VENV)/bin/ruff format --check python tests benchmarks tools
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest memspace._memspace --allowlist .stubtest-allowlist
 
@@ -41,9 +55,27 @@ test-loom: ## loom model checks of the lock-free protocols (own target dir: diff
 test-python: ## pytest (real processes, crash tests)
 	$(PY) -m pytest
 
-bench: $(PY) ## Run the side-by-side benchmarks (installs the peers)
+test-free-threaded: ## Build a free-threaded CPython (once, cached) and run pytest on it, GIL off
+	FT_SOURCE="$(FT_SOURCE)" tools/build-python-ft.sh $(FT_PREFIX) $(FT_VERSION)
+	test -x $(FT_PY) || $(FT_PREFIX)/bin/python$(FT_VERSION)t -m venv $(FT_VENV)
+	$(FT_PY) -m pip install --quiet --upgrade pip
+	@# The test extra without the lint tools (lint runs on the default build).
+	$(FT_PY) -c "import tomllib; t = tomllib.load(open('pyproject.toml', 'rb')); \
+	    print('\n'.join(d for d in t['project']['optional-dependencies']['test'] \
+	    if not d.startswith(('mypy', 'ruff'))))" > $(FT_VENV)/test-requirements.txt
+	$(FT_PY) -m pip install --quiet --only-binary=:all: -r $(FT_VENV)/test-requirements.txt
+	CARGO_TARGET_DIR=$(CURDIR)/target/free-threaded $(FT_PY) -m pip install --quiet --no-deps .
+	@# Importing every module must leave the GIL off and warn about nothing (an extension that
+	@# does not declare free-threading support turns the GIL back on with a RuntimeWarning).
+	$(FT_PY) -W error -c "import sys, memspace, memspace.cli, memspace.fs._fsspec, \
+	    memspace.pytest_plugin, numpy, pandas, pyarrow; \
+	    assert not sys._is_gil_enabled(), 'the GIL is enabled'; \
+	    print('free-threaded:', sys.version.split()[0], memspace.__file__)"
+	$(FT_PY) -m pytest -p tools.pytest_gil_off
+
+bench: $(PY) ## Run the side-by-side benchmarks (installs the peers); BENCH_ARGS="--quick ring"
 	$(PIP) install --quiet -e ".[demo]" -r benchmarks/requirements.txt -r benchmarks/requirements-fs.txt
-	$(PY) benchmarks/run.py
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
 
 check-platforms: ## cargo check the core for macOS and Windows (adds the rustup targets)
 	rustup target add x86_64-apple-darwin x86_64-pc-windows-msvc
@@ -51,4 +83,4 @@ check-platforms: ## cargo check the core for macOS and Windows (adds the rustup 
 	cargo check -p memspace --all-targets --target x86_64-pc-windows-msvc
 
 clean: ## Remove build products and the virtualenv
-	rm -rf target $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf target $(VENV) $(FT_VENV) .pytest_cache .mypy_cache .ruff_cache

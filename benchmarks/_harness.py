@@ -11,6 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+# MEMSPACE_BENCH_QUICK=1 (or `run.py --quick`): a smoke run that checks every driver works, with
+# tiny counts and one repetition. Its figures mean nothing.
+QUICK = os.environ.get("MEMSPACE_BENCH_QUICK") == "1"
+
 
 @dataclass
 class Result:
@@ -57,6 +61,36 @@ def table(
         line = f"| {r.label} | {r.median:.3g} | {r.spread} |"
         if ref:
             line += f" {r.median / ref.median:.2f}x |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def rate_table(
+    title: str,
+    unit: str,
+    rows: Sequence[Result],
+    ref: Result | None = None,
+    ref_name: str = "",
+    floors: Sequence[tuple[str, Result]] = (),
+) -> str:
+    """A markdown table of rates (items per second): median, min..max, nanoseconds per item,
+    the ratio to a reference row, and each row's cost per item as a multiple of each floor
+    (floor rate / row rate: 3.0x means three times what the floor costs)."""
+    head = f"| {title} | median {unit} | min..max | ns each |"
+    sep = "|---|---:|---:|---:|"
+    if ref:
+        head += f" vs {ref_name} |"
+        sep += "---:|"
+    for name, _ in floors:
+        head += f" cost / {name} |"
+        sep += "---:|"
+    lines = [head, sep]
+    for r in rows:
+        line = f"| {r.label} | {r.median:.3g} | {r.spread} | {1e9 / r.median:.3g} |"
+        if ref:
+            line += f" {r.median / ref.median:.2f}x |"
+        for _, f in floors:
+            line += f" {f.median / r.median:.1f}x |"
         lines.append(line)
     return "\n".join(lines)
 

@@ -29,7 +29,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import git_revision, machine, version_of  # noqa: E402
+from _harness import QUICK, git_revision, machine, version_of  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -112,7 +112,7 @@ class BytesIOPeer(Peer):
     name = "dict of BytesIO"
 
     def setup(self) -> None:
-        self.files: dict[str, io.BytesIO] = {}
+        self.files: dict[str, _KeptBytesIO] = {}
 
     def teardown(self) -> None:
         self.files.clear()
@@ -122,29 +122,19 @@ class BytesIOPeer(Peer):
 
     def open(self, path: str, mode: str) -> Any:
         if mode == "wb":
-            bio = self.files[path] = io.BytesIO()
-            return _NoClose(bio)
+            bio = self.files[path] = _KeptBytesIO()
+            return bio
         bio = self.files[path]
         bio.seek(0)
-        return _NoClose(bio)
+        return bio
 
 
-class _NoClose:
-    """Context manager over a BytesIO that keeps it open (it is the stored file)."""
+class _KeptBytesIO(io.BytesIO):
+    """A BytesIO that `with` does not close (it is the stored file), without a Python frame
+    per `with` (memspace's file has none either): BytesIO's C `__exit__` calls `close()`,
+    here the C builtin `int`, whose 0 is falsy, so exceptions still propagate."""
 
-    __slots__ = ("bio", "read", "seek", "write")
-
-    def __init__(self, bio: io.BytesIO) -> None:
-        self.bio = bio
-        self.write = bio.write
-        self.read = bio.read
-        self.seek = bio.seek
-
-    def __enter__(self) -> _NoClose:
-        return self
-
-    def __exit__(self, *a: object) -> None:
-        pass
+    close = staticmethod(int)  # type: ignore[assignment]
 
 
 class TempfilePeer(Peer):
@@ -260,7 +250,7 @@ CASES: list[tuple[str, Callable[[Peer], None]]] = [
     ("depth-50 file read 1,000 times", deep_tree),
 ]
 
-QUICK = {"512 MiB stream (bytes chunks)", "512 MiB stream (bytearray chunks)"}
+BIG_CASES = {"512 MiB stream (bytes chunks)", "512 MiB stream (bytearray chunks)"}
 
 
 def memcpy_floor(reps: int) -> list[float]:
@@ -316,7 +306,7 @@ def run(reps: int, quick: bool) -> str:
     out: list[str] = []
     summary: list[str] = []
     for title, fn in CASES:
-        if quick and title in QUICK:
+        if quick and title in BIG_CASES:
             continue
         print(f"  {title}", file=sys.stderr, flush=True)
         results = time_case(fn, reps, seed=len(title))
@@ -346,15 +336,16 @@ def run(reps: int, quick: bool) -> str:
     return "\n".join(["### Summary (medians)", "", *head, *summary, "", *out])
 
 
-def main(reps: int = 5, quick: bool = False) -> str:
-    """Run every case; returns markdown."""
-    return run(reps, quick)
+def main(reps: int | None = None, quick: bool | None = None) -> str:
+    """Run every case; returns markdown. Under MEMSPACE_BENCH_QUICK=1 (`run.py --quick`) the
+    defaults are one repetition without the two 512 MiB cases."""
+    return run(reps or (1 if QUICK else 5), QUICK if quick is None else quick)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--quick", action="store_true", help="skip the two 512 MiB cases")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 5; quick 1)")
+    ap.add_argument("--quick", action="store_true", default=None, help="skip the two 512 MiB cases")
     ap.add_argument("--out", default="", help="write the report to this markdown file")
     args = ap.parse_args()
     body = main(args.reps, args.quick)

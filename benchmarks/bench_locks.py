@@ -11,7 +11,10 @@ Cases:
 4. typed writes and reads of ints and strs: ``memspace.View`` vs membridge ``MappedView``
    (if membridge is installed).
 
-Every figure is the median of 7 runs with min..max; ratios are of medians in this run.
+Every figure is the median of 7 runs with min..max; ratios are of medians in this run. Each
+case is written inline as its user would write it (``with lock:``, ``with m:``,
+``with rw.write():``), with no helper call per iteration for anyone. ``--quick``
+(MEMSPACE_BENCH_QUICK=1): one run of small counts, and no Rust build.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import memspace
+from _harness import QUICK
 
-REPEAT = 7
+REPEAT = 1 if QUICK else 7
+UNCONTENDED = 20_000 if QUICK else 300_000
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,14 +66,14 @@ def uncontended(tag: str) -> list[tuple[str, tuple[float, float, float]]]:
         ("memspace.RwLock: `with lock.write():`", "with rw.write(): pass"),
         ("memspace.RwLock: `with lock.read():`", "with rw.read(): pass"),
     ]
-    out = [(label, runs(per_op_ns(stmt, g, 300_000))) for label, stmt in cases]
+    out = [(label, runs(per_op_ns(stmt, g, UNCONTENDED))) for label, stmt in cases]
     memspace.Mutex.remove(f"/bench-locks-m-{tag}")
     memspace.RwLock.remove(f"/bench-locks-rw-{tag}")
     return out
 
 
 def rust_uncontended() -> str | None:
-    if shutil.which("cargo") is None:
+    if QUICK or shutil.which("cargo") is None:
         return None
     r = subprocess.run(
         ["cargo", "run", "-q", "--release", "-p", "memspace", "--example", "bench_locks"],
@@ -82,22 +87,28 @@ def rust_uncontended() -> str | None:
 
 # --- contended ----------------------------------------------------------------------------
 
-N_CONTENDED = 50_000
+N_CONTENDED = 5_000 if QUICK else 50_000
 
 
 def _contend(kind: str, name: str, lock: Any, counter: Any, start: Any) -> None:
+    # Each lock as its user writes it, inline: the same loop, no helper call for anyone.
     if kind == "mutex":
         m = memspace.Mutex.open(name)
-        cm: Callable[[], Any] = m
+        start.wait()
+        for _ in range(N_CONTENDED):
+            with m:
+                counter.value += 1
     elif kind == "rwlock":
         rw = memspace.RwLock.open(name)
-        cm = rw.write
+        start.wait()
+        for _ in range(N_CONTENDED):
+            with rw.write():
+                counter.value += 1
     else:
-        cm = lambda: lock  # noqa: E731
-    start.wait()
-    for _ in range(N_CONTENDED):
-        with cm():
-            counter.value += 1
+        start.wait()
+        for _ in range(N_CONTENDED):
+            with lock:
+                counter.value += 1
 
 
 def contended_once(kind: str, tag: str) -> float:
@@ -256,7 +267,7 @@ def _report() -> None:
     if rust:
         print("```\n" + rust + "\n```")
     else:
-        print("(cargo not available: skipped)")
+        print("(skipped: cargo not available, or a quick run)")
 
     print(f"\n### Contended: 2 processes x {N_CONTENDED} increments under the lock\n")
     print("ns per increment (lock, `counter += 1`, unlock), both processes together.\n")

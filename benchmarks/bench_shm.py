@@ -18,13 +18,14 @@ from typing import Any
 
 import memspace
 import numpy as np
-from _harness import Result, measure, rate, table
+from _harness import QUICK, Result, measure, rate, table
 
-BIG = 256 << 20  # 256 MiB, the goal size
+# `--quick` (MEMSPACE_BENCH_QUICK=1): 32 MiB, 8 frames, one repetition; figures mean nothing.
+BIG = (32 if QUICK else 256) << 20  # 256 MiB, the goal size
 FRAME = 8 << 20  # two-process transfer: 8 MiB arrays
-FRAMES = 64  # 512 MiB per repetition
+FRAMES = 8 if QUICK else 64  # 512 MiB per repetition
 SLOTS = 4
-REPS = 7
+REPS = 1 if QUICK else 7
 
 
 def _name(tag: str) -> str:
@@ -140,7 +141,7 @@ def bandwidth() -> str:
     rows.append(
         measure("multiprocessing.shared_memory create + first write", first_touch_stdlib, REPS)
     )
-    return table("256 MiB, one process", "GB/s", rows, limit, "memcpy")
+    return table(f"{BIG >> 20} MiB, one process", "GB/s", rows, limit, "memcpy")
 
 
 # --- two processes ----------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """Run the side-by-side benchmarks and update their sections of BENCHMARKS.md.
 
-Usage: python benchmarks/run.py [NAME ...]      (default: every bench_*.py here)
+Usage: python benchmarks/run.py [--quick] [NAME ...]      (default: every bench_*.py here)
 
 Each benchmark module `bench_NAME.py` has a `main() -> str` returning markdown. Its section of
 BENCHMARKS.md (between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->`) is replaced; the
 other sections are kept, so one benchmark can be re-run alone. Run it on an otherwise idle
 machine: two-process cases use both cores.
+
+`--quick` (the same as MEMSPACE_BENCH_QUICK=1 in the environment) is a smoke run: every
+benchmark with tiny counts and one repetition, in about two minutes, to check that every
+driver works. Its figures mean nothing, so it prints the tables and leaves BENCHMARKS.md alone.
 """
 
 from __future__ import annotations
@@ -15,15 +19,23 @@ import importlib
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _harness import git_revision, machine, version_of  # noqa: E402
-
 OUT = HERE.parent / "BENCHMARKS.md"
-PEERS = ["numpy", "d-memfs", "fsspec", "membridge", "faster-fifo", "posix_ipc", "iceoryx2"]
+PEERS = [
+    "numpy",
+    "d-memfs",
+    "fsspec",
+    "membridge",
+    "faster-fifo",
+    "posix_ipc",
+    "iceoryx2",
+    "pyzmq",
+]
 
 
 def _load(avg: tuple[float, float, float]) -> str:
@@ -31,8 +43,21 @@ def _load(avg: tuple[float, float, float]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    quick = "--quick" in argv
+    argv = [a for a in argv if a != "--quick"]
+    if quick:
+        os.environ["MEMSPACE_BENCH_QUICK"] = "1"  # read by the modules (and their children)
+    # Imported only now: the modules read MEMSPACE_BENCH_QUICK when they are imported.
+    from _harness import QUICK as quick
+    from _harness import git_revision, machine, version_of
+
+    known = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    unknown = [a for a in argv if a not in known]
+    if unknown:
+        raise SystemExit(f"no such benchmark: {', '.join(unknown)} (known: {', '.join(known)})")
+    names = argv or known
     text = OUT.read_text() if OUT.exists() else "# Benchmarks\n"
+    t0 = time.monotonic()
     for name in names:
         module = importlib.import_module(f"bench_{name}")
         print(f"running bench_{name} ...", file=sys.stderr, flush=True)
@@ -63,7 +88,13 @@ def main(argv: list[str]) -> int:
         else:
             text = text.rstrip() + "\n\n" + section + "\n"
         print(body)
-    OUT.write_text(text)
+    if quick:
+        print(
+            f"quick run: {time.monotonic() - t0:.0f} s; BENCHMARKS.md left as it was",
+            file=sys.stderr,
+        )
+    else:
+        OUT.write_text(text)
     return 0
 
 

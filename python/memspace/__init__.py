@@ -45,6 +45,7 @@ from memspace.errors import (
     MemspaceError,
     MFSNodeLimitExceededError,
     MFSQuotaExceededError,
+    QueueBusy,
     RoleTakenError,
 )
 from memspace.fs import (
@@ -54,6 +55,7 @@ from memspace.fs import (
     MFSStatResult,
     MFSStats,
     MFSTextHandle,
+    SharedFileSystem,
     expand_archive,
     expand_archive_streaming,
 )
@@ -78,11 +80,13 @@ __all__ = [
     "MemspaceError",
     "Mutex",
     "Queue",
+    "QueueBusy",
     "Record",
     "Ring",
     "RoleTakenError",
     "RwLock",
     "SegmentInfo",
+    "SharedFileSystem",
     "SharedMemory",
     "View",
     "__version__",

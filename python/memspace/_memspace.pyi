@@ -11,6 +11,10 @@ from memspace.fs._typing import MFSStatResult, MFSStats
 
 __version__: Final[str]
 
+# The `trust=` of every open(): None (only your own segments, writable by nobody else), a uid
+# or a collection of uids (segments owned by you or by them, any mode), or "any".
+_Trust = int | Iterable[int] | Literal["any"] | None
+
 @final
 class SharedMemory:
     """A named (POSIX) or file-backed shared-memory segment.
@@ -41,8 +45,15 @@ class SharedMemory:
         *,
         path: str | os.PathLike[str] | None = None,
         size: int | None = None,
+        trust: _Trust = None,
     ) -> SharedMemory:
-        """Open an existing segment; ``size`` (optional) is the least size it must have."""
+        """Open an existing segment; ``size`` (optional) is the least size it must have.
+
+        By default only a segment owned by your effective uid that neither group nor other
+        may write is opened (``PermissionError`` otherwise: another user may have created it
+        first). ``trust`` opts in to deliberate sharing: a uid or a collection of uids whose
+        segments to accept (with any mode), or ``"any"``.
+        """
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -136,7 +147,14 @@ class LockGuard:
 
 @final
 class Mutex:
-    """A cross-process mutex that survives a killed holder, in its own segment."""
+    """A cross-process mutex that survives a killed holder, in its own segment.
+
+    ``with mutex:`` acquires it (as with ``threading.Lock``); to close the handle at the end
+    of a block use ``with contextlib.closing(memspace.Mutex.open(...)) as m:``.
+    A hold belongs to this handle in its process: a thread that exits holding it leaves it
+    held until the handle is closed or collected, or the process exits; the next holder is
+    then told ``owner_died`` (as after a killed holder, which is replaced within about 20 ms).
+    """
 
     @staticmethod
     def create(
@@ -148,7 +166,12 @@ class Mutex:
         """Create a new mutex segment (``FileExistsError`` if it exists)."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Mutex:
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> Mutex:
         """Open an existing mutex (``LayoutError`` if the segment holds something else)."""
 
     @staticmethod
@@ -167,8 +190,22 @@ class Mutex:
     def __call__(self, timeout: float | None = None) -> LockGuard:
         """``with mutex(timeout=...) as g:``."""
 
-    def __enter__(self) -> LockGuard: ...
+    def __enter__(self) -> LockGuard:
+        """``with mutex:`` acquires (no timeout); the block's end releases."""
+
     def __exit__(self, *_args: object) -> Literal[False]: ...
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released once no guard
+        taken from it is alive. The mutex stays for other handles; closing twice does
+        nothing. Closing does not release a mutex this thread holds: release it first."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    def unlink(self) -> None:
+        """Remove this mutex's segment (handles that have it open keep it)."""
+
     @property
     def name(self) -> str | None:
         """The POSIX name, or None."""
@@ -193,7 +230,12 @@ class RwLock:
         """Create a new rwlock segment."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> RwLock:
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> RwLock:
         """Open an existing rwlock segment."""
 
     @staticmethod
@@ -214,6 +256,22 @@ class RwLock:
     def reader_count(self) -> int:
         """Number of read holds now."""
 
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released once no guard
+        taken from it is alive. The rwlock stays for other handles; closing twice does
+        nothing."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    def unlink(self) -> None:
+        """Remove this rwlock's segment (handles that have it open keep it)."""
+
+    def __enter__(self) -> Self:
+        """``with RwLock.open(...) as lock:`` closes the handle at the end of the block."""
+
+    def __exit__(self, *_args: object) -> bool: ...
     @property
     def name(self) -> str | None:
         """The POSIX name, or None."""
@@ -242,8 +300,13 @@ class View:
         """Create a view with a data area of ``size`` bytes (zeroed)."""
 
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> View:
-        """Open an existing view."""
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> View:
+        """Open an existing view (``trust`` as for :meth:`SharedMemory.open`)."""
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -259,13 +322,21 @@ class View:
     ) -> View: ...
     @staticmethod
     def _open_record(
-        name: str | None, path: str | os.PathLike[str] | None, fingerprint: int
+        name: str | None,
+        path: str | os.PathLike[str] | None,
+        fingerprint: int,
+        trust: _Trust = None,
     ) -> View: ...
     def _field_get(self, code: int, offset: int) -> Any: ...
     def _field_set(self, code: int, offset: int, value: Any) -> None: ...
     @property
+    def _data_offset(self) -> int: ...
+    @property
     def size(self) -> int:
         """Size of the data area in bytes."""
+
+    def __len__(self) -> int:
+        """``len(view)``: the size of the data area in bytes."""
 
     def write(
         self,
@@ -295,7 +366,10 @@ class View:
         """Read ``(tag, count)`` pairs under one read lock."""
 
     def read_bytes(self, offset: int, n: int, *, timeout: float | None = None) -> bytes:
-        """Copy ``n`` raw bytes at ``offset`` under the read lock."""
+        """Copy ``n`` raw bytes at ``offset`` as one snapshot (membridge's ``read_range``)."""
+
+    def read_all(self, *, timeout: float | None = None) -> bytes:
+        """Copy the whole data area (``size`` bytes) as one snapshot."""
 
     def zero(self, *, timeout: float | None = None) -> None:
         """Zero the data area under the write lock."""
@@ -312,6 +386,29 @@ class View:
     def write_lock(self, timeout: float | None = None) -> LockGuard:
         """Hold the write lock: this thread's writes inside it are one update for others."""
 
+    @property
+    def write_locked(self) -> bool:
+        """True if a writer holds or waits for the view's lock."""
+
+    @property
+    def reader_count(self) -> int:
+        """Number of read holds of the view's lock now (optimistic reads take none)."""
+
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released at once, or when
+        the last lock guard taken from it is released. Closing twice does nothing."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    def unlink(self) -> None:
+        """Remove this view's segment (handles that have it open keep it)."""
+
+    def __enter__(self) -> Self:
+        """``with View.open(...) as v:`` closes the handle at the end of the block."""
+
+    def __exit__(self, *_args: object) -> bool: ...
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     @property
     def name(self) -> str | None:
@@ -328,6 +425,11 @@ class Queue:
     Any number of processes and threads may put and get. FIFO per producer; a message is
     returned by exactly one ``get``; a killed producer or consumer loses at most what it held
     and never wedges the queue. Blocking waits do not poll and release the GIL.
+
+    ``queue.Full`` means no room and ``queue.Empty`` nothing to take. A call that gave up
+    because another process kept the producer (or consumer) lock throughout, while the queue
+    had room (or messages), raises :class:`memspace.QueueBusy`, a subclass of both; ``try_put``
+    returns False and ``try_get`` None then. Every wait ends at its deadline.
     """
 
     @staticmethod
@@ -340,7 +442,18 @@ class Queue:
         mode: int = 0o600,
     ) -> Queue: ...
     @staticmethod
-    def open(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Queue: ...
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> Queue:
+        """Open an existing queue (``trust`` as for :meth:`SharedMemory.open`).
+
+        A queue is only as trustworthy as whoever may write it: :meth:`get_object` unpickles
+        what they put, which can run any code. The default refuses a queue that another user
+        created (name squatting) or that group or other may write.
+        """
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None: ...
     @property
@@ -358,7 +471,11 @@ class Queue:
     def get(self, block: bool = True, timeout: float | None = None) -> bytes: ...
     def get_nowait(self) -> bytes: ...
     def try_get(self) -> bytes | None: ...
-    def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]: ...
+    def get_many(
+        self, max_count: int, block: bool = True, timeout: float | None = None
+    ) -> list[bytes]:
+        """Wait (unless ``block`` is false) for one message, then take up to ``max_count``."""
+
     def get_view(self, timeout: float | None = None) -> QueueView:
         """Context manager: a read-only memoryview of the next message, in place.
 
@@ -380,12 +497,21 @@ class Queue:
 
         Out-of-band buffers come back as writable, 64-byte aligned memory (one copy). A
         message not sent by ``put_object`` is a ``ValueError`` (and is consumed).
+
+        Unpickling runs code chosen by whoever wrote the message. Another local user who
+        creates the queue's name first (name squatting), or who may write the queue, can put
+        such a message: :meth:`Queue.open` refuses a queue not owned by you or writable by
+        group or other unless you pass ``trust=``; trust only users you would let run code.
         """
 
     def qsize(self) -> int: ...
     def empty(self) -> bool: ...
     def full(self) -> bool: ...
     def clear(self) -> int: ...
+    @property
+    def used(self) -> int:
+        """Bytes the waiting messages take (``qsize()`` counts them)."""
+
     @property
     def capacity(self) -> int: ...
     @property
@@ -397,7 +523,13 @@ class Queue:
     def _control_offset(self) -> int: ...
     @property
     def _data_offset(self) -> int: ...
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Detach this handle: its attachment slot and mapping are released at once (or
+        when a ``get_view()`` message still held is dropped). The queue stays."""
+
+    def unlink(self) -> None:
+        """Remove this queue's segment (handles that have it open keep it)."""
+
     def __enter__(self) -> Self: ...
     def __exit__(self, *_args: object) -> bool: ...
 
@@ -426,8 +558,10 @@ class Ring:
         *,
         path: str | os.PathLike[str] | None = None,
         role: Literal["producer", "consumer"] | None = None,
+        trust: _Trust = None,
     ) -> Ring:
-        """Open an existing ring, claiming ``role`` now (else on first put/get)."""
+        """Open an existing ring, claiming ``role`` now (else on first put/get); ``trust`` as
+        for :meth:`SharedMemory.open`."""
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -454,8 +588,11 @@ class Ring:
     def try_get(self) -> bytes | None:
         """Take one message if there is one now."""
 
-    def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]:
-        """Wait for one message, then take up to ``max_count`` without waiting."""
+    def get_many(
+        self, max_count: int, block: bool = True, timeout: float | None = None
+    ) -> list[bytes]:
+        """Wait (unless ``block`` is false) for one message, then take up to ``max_count``
+        without waiting."""
 
     def get_view(self, timeout: float | None = None) -> RingView:
         """Context manager: a read-only memoryview of the next message, consumed on exit."""
@@ -464,21 +601,55 @@ class Ring:
         """Context manager: a writable memoryview of ``n`` bytes, sent on exit."""
 
     def put_value(
-        self, value: bool | int | float | str | bytes, timeout: float | None = None
+        self,
+        value: bool | int | float | str | bytes,
+        block: bool = True,
+        timeout: float | None = None,
     ) -> None:
         """Send one typed value (the encoding of :class:`View`)."""
 
-    def get_value(self, timeout: float | None = None) -> bool | int | float | str | bytes:
-        """Take one typed value sent with :meth:`put_value`."""
+    def get_value(
+        self, block: bool = True, timeout: float | None = None
+    ) -> bool | int | float | str | bytes:
+        """Take one typed value sent with :meth:`put_value` (``queue.Empty`` as for ``get``)."""
 
-    def __len__(self) -> int: ...
+    def put_object(self, obj: object, block: bool = True, timeout: float | None = None) -> None:
+        """Send any picklable object (pickle protocol 5), as :meth:`Queue.put_object` does.
+
+        Out-of-band buffers (numpy arrays, ``pickle.PickleBuffer``) are copied straight into the
+        message. A pickling error or an object too large for the ring raises before anything
+        is sent.
+        """
+
+    def get_object(self, block: bool = True, timeout: float | None = None) -> Any:
+        """Take the next message sent by :meth:`put_object` and unpickle it.
+
+        A message not sent by ``put_object`` is a ``ValueError`` and stays in the ring.
+        """
+
+    def clear(self) -> int:
+        """Drop every waiting message (as the consumer); return how many."""
+
+    def empty(self) -> bool:
+        """True if no message is waiting."""
+
+    def full(self) -> bool:
+        """True if not even an empty message would fit now."""
+
+    def __len__(self) -> int:
+        """Messages waiting (:attr:`used` gives their bytes)."""
+
     @property
     def capacity(self) -> int:
         """Capacity in bytes (a power of two)."""
 
     @property
+    def used(self) -> int:
+        """Bytes the waiting messages take, headers and padding included."""
+
+    @property
     def free(self) -> int:
-        """Bytes free for new messages."""
+        """Bytes free for new messages (``capacity - used``)."""
 
     @property
     def max_message_size(self) -> int:
@@ -508,7 +679,11 @@ class Ring:
         """Fill level, geometry and role liveness."""
 
     def close(self) -> None:
-        """Give up the roles and detach; the ring and its messages stay."""
+        """Give up the roles and detach (the attachment slot and mapping are released);
+        the ring and its messages stay."""
+
+    def unlink(self) -> None:
+        """Remove this ring's segment (handles that have it open keep it)."""
 
     def __enter__(self) -> Self: ...
     def __exit__(self, *args: object) -> bool: ...
@@ -691,16 +866,24 @@ class MessageBytes:
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
-def _reopen(cls: Any, name: str | None, path: str | os.PathLike[str] | None) -> Any: ...
+def _reopen(
+    cls: Any, name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
+) -> Any: ...
 def _reopen_broadcast(
     name: str | None,
     path: str | os.PathLike[str] | None,
     role: Literal["subscriber", "publisher"] | None,
+    trust: _Trust = None,
 ) -> Broadcast: ...
+def _header_report(
+    name: str | None = None, *, path: str | os.PathLike[str] | None = None
+) -> dict[str, Any] | None: ...
 def _staleness(
     name: str | None = None, *, path: str | os.PathLike[str] | None = None
 ) -> bool | None: ...
-def _reopen_segment(name: str | None, path: str | os.PathLike[str] | None) -> SharedMemory: ...
+def _reopen_segment(
+    name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
+) -> SharedMemory: ...
 def _list_segments() -> list[tuple[str, int, str, float | None, int, int]]: ...
 
 @disjoint_base
@@ -761,7 +944,10 @@ class _FileSystem:
         """All files below ``prefix`` as ``{path: bytes}``."""
     def import_tree(self, tree: Mapping[str, Buffer]) -> None:
         """Write every entry, all or nothing."""
-    def _scandir(self, path: str) -> tuple[list[str], list[str]]: ...
+    def _scandir(
+        self, path: str, parent: tuple[int, int] | None = None, name: str = ""
+    ) -> tuple[tuple[int, int], list[str], list[str]]: ...
+    def _free_bytes(self) -> int: ...
     def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
     def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
 
@@ -803,6 +989,169 @@ class MemoryFileHandle:
         """Raises ``io.UnsupportedOperation``."""
     def close(self) -> None:
         """Release the file's lock."""
+    @property
+    def closed(self) -> bool:
+        """Whether the handle is closed."""
+    @property
+    def mode(self) -> str:
+        """The mode string."""
+    @property
+    def name(self) -> str:
+        """The normalised path."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *_args: object) -> bool: ...
+    def __iter__(self) -> Self: ...
+    def __next__(self) -> bytes: ...
+
+@disjoint_base
+class _SharedFileSystem:
+    """Native half of :class:`memspace.SharedFileSystem` (use that class)."""
+
+    def __new__(
+        cls,
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        create: bool = False,
+        max_quota: int = 268435456,
+        max_nodes: int | None = None,
+        chunk_overhead_override: int | None = None,
+        promotion_hard_limit: int | None = None,
+        default_storage: str = "auto",
+        default_lock_timeout: float | None = 30.0,
+        max_open: int = 4096,
+        slots: int = 128,
+        data_size: int | None = None,
+        mode: int = 384,
+        trust: Any = None,
+    ) -> Self: ...
+    @staticmethod
+    def _remove_segment(
+        name: str | None = None, *, path: str | os.PathLike[str] | None = None
+    ) -> None: ...
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None for a file-backed filesystem."""
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None for a POSIX one."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def max_quota(self) -> int:
+        """The quota."""
+    @property
+    def max_nodes(self) -> int:
+        """The node limit (the root included)."""
+    def close(self) -> None:
+        """Detach (open handles and views keep the mapping until they close)."""
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+    def open(
+        self,
+        path: str,
+        mode: str = "rb",
+        preallocate: int = 0,
+        lock_timeout: float | None = None,
+    ) -> SharedFileHandle:
+        """Open a file in a binary mode (``rb``, ``wb``, ``ab``, ``r+b``, ``xb``)."""
+    def mkdir(self, path: str, exist_ok: bool = False) -> None:
+        """Create a directory and its missing parents."""
+    def _remove_file(self, path: str) -> None: ...
+    def rmtree(self, path: str) -> None:
+        """Delete a directory tree."""
+    def rename(self, src: str, dst: str) -> None:
+        """Rename a file or directory (the destination's parent must exist)."""
+    def move(self, src: str, dst: str) -> None:
+        """Move a file or directory, creating the destination's parents."""
+    def copy(self, src: str, dst: str) -> None:
+        """Copy a file."""
+    def copy_tree(self, src: str, dst: str) -> None:
+        """Copy a directory tree, all or nothing."""
+    def listdir(self, path: str) -> list[str]:
+        """Names in a directory, sorted."""
+    def exists(self, path: str) -> bool:
+        """Whether a path exists."""
+    def is_dir(self, path: str) -> bool:
+        """Whether a path is a directory."""
+    def is_file(self, path: str) -> bool:
+        """Whether a path is a file."""
+    def stat(self, path: str) -> MFSStatResult:
+        """Metadata of a path."""
+    def stats(self) -> MFSStats:
+        """Usage of the filesystem."""
+    def get_size(self, path: str) -> int:
+        """Size of a file."""
+    def glob(self, pattern: str) -> list[str]:
+        """Paths matching a glob pattern, sorted, each once."""
+    def export_tree(self, prefix: str = "/", only_dirty: bool = False) -> dict[str, bytes]:
+        """All files below ``prefix`` as ``{path: bytes}``."""
+    def import_tree(self, tree: Mapping[str, Buffer]) -> None:
+        """Write every entry, all or nothing."""
+    def _scandir(
+        self, path: str, parent: tuple[int, int] | None = None, name: str = ""
+    ) -> tuple[tuple[int, int], list[str], list[str]]: ...
+    def _free_bytes(self) -> int: ...
+    def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
+    def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
+    def _view(self, path: str) -> SharedFileView: ...
+    def fsck(self, reap: bool = False) -> dict[str, Any]:
+        """Check every invariant: ``{"ok", "problems", ...}``."""
+    def reap(self) -> int:
+        """Remove what dead processes left; returns how many lock entries."""
+    def info(self) -> dict[str, Any]:
+        """Usage and health (what ``memspace inspect`` shows)."""
+
+@final
+class SharedFileView:
+    """A read-only view of one committed version of a file, in place in shared memory."""
+
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+    def __len__(self) -> int: ...
+    def release(self) -> None:
+        """Unpin the version (``BufferError`` while a memoryview of it is exported)."""
+    def __enter__(self) -> memoryview: ...
+    def __exit__(self, *_args: object) -> bool: ...
+
+@final
+class SharedFileHandle:
+    """An open file of a :class:`memspace.SharedFileSystem` (a registered ``io.RawIOBase``)."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to ``size`` bytes (``-1``/``None``: to the end)."""
+    def readall(self) -> bytes:
+        """Read to the end."""
+    def readinto(self, buffer: Buffer) -> int:
+        """Read into a writable buffer."""
+    def readline(self, size: int | None = -1) -> bytes:
+        """Read one line."""
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
+        """Read the remaining lines."""
+    def write(self, data: Buffer) -> int:
+        """Write a bytes-like object."""
+    def writelines(self, lines: Iterable[Buffer]) -> None:
+        """Write every bytes-like object of an iterable."""
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move the cursor."""
+    def tell(self) -> int:
+        """The cursor."""
+    def truncate(self, size: int | None = None) -> int:
+        """Resize the file."""
+    def flush(self) -> None:
+        """Commit what was written so far (visible to every process)."""
+    def readable(self) -> bool:
+        """Whether the handle may read."""
+    def writable(self) -> bool:
+        """Whether the handle may write."""
+    def seekable(self) -> bool:
+        """Always ``True``."""
+    def isatty(self) -> bool:
+        """Always ``False``."""
+    def fileno(self) -> int:
+        """Raises ``io.UnsupportedOperation``."""
+    def close(self) -> None:
+        """Commit (a writable handle) and release the file's lock."""
     @property
     def closed(self) -> bool:
         """Whether the handle is closed."""

@@ -23,6 +23,7 @@ import sys
 import time
 import zlib
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memspace import Queue, Ring, SharedMemory
@@ -80,6 +81,60 @@ def _queue_producer(q: Any, shape: tuple[int, int, int], frames: int, ready: Con
     ready.send([_checksum(np, s) for s in sources])
     for i in range(frames):
         q.put((i, sources[i % SOURCES]))
+
+
+# Other work using more than this share of the CPUs makes the machine "busy" in the summary.
+BUSY_SHARE = 0.15
+
+
+class _OtherLoad:
+    """How much of the machine other work used while the demo ran: the CPU time the whole
+    machine spent (``/proc/stat``: user, nice, system, irq, softirq and steal, which is time
+    the hypervisor gave to other guests) minus what this process and its finished children
+    spent, as a share of all CPUs over the wall time. None where ``/proc/stat`` is missing."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            import resource
+
+            first = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+            ticks = [int(x) for x in first[1:9]]
+            hz = os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, ImportError):
+            return None
+        busy = (sum(ticks[0:3]) + sum(ticks[5:8])) / hz
+        me = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ours = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+        return busy, ours, time.monotonic()
+
+    def share(self) -> float | None:
+        """Other work's share of the CPUs since this object was made (0.0 to 1.0)."""
+        end = self._sample()
+        if self.start is None or end is None:
+            return None
+        busy, ours, wall = (b - a for a, b in zip(self.start, end, strict=False))
+        if wall <= 0:
+            return None
+        return min(1.0, max(0.0, (busy - ours) / (wall * (os.cpu_count() or 1))))
+
+
+def _load_note(share: float | None) -> str:
+    """The summary's word on the machine: busy (figures lower than an idle machine's) or idle."""
+    cpus = os.cpu_count() or 1
+    if share is None:
+        return "(how busy the machine was is unknown here: no /proc/stat)"
+    used = f"other processes used {share:.0%} of the {cpus} CPUs"
+    if share > BUSY_SHARE:
+        return (
+            f"The machine was busy: {used} while the demo ran, so these figures are lower "
+            "than an idle machine gives (the README's come from an idle one)."
+        )
+    return f"The machine was idle: {used} while the demo ran."
 
 
 class _Progress:
@@ -519,18 +574,33 @@ def run(
         f"from a producer process to this one; every frame is checked in place "
         f"on arrival (one word of every 4 KiB page)."
     )
+    whole_run = _OtherLoad()
+    frames_stage = _OtherLoad()
     shm_rate = _run_shm(np, shape, frames)
     if not baseline:
-        print(f"memspace.SharedMemory: {shm_rate:.2f} GB/s")
+        print(f"memspace.SharedMemory: {shm_rate:.2f} GB/s{_busy_suffix(frames_stage)}")
     else:
         # The baseline is much slower: a quarter of the frames is enough to measure its rate.
         q_rate = _run_queue(np, shape, max(1, frames // 4))
         print(
             f"memspace moved frames {shm_rate / q_rate:.1f}x faster than multiprocessing.Queue "
-            f"({shm_rate:.2f} vs {q_rate:.2f} GB/s, measured in this run)."
+            f"({shm_rate:.2f} vs {q_rate:.2f} GB/s, measured in this run)"
+            f"{_busy_suffix(frames_stage)}."
         )
     if ticks > 0:
         run_ticks(ticks, baseline)
     if tasks > 0:
         run_pool(tasks, workers, baseline)
+    print(f"\n{_load_note(whole_run.share())}")
     return 0
+
+
+def _busy_suffix(stage: _OtherLoad) -> str:
+    """`` on a busy machine (...)`` for a stage's summary line, or nothing."""
+    share = stage.share()
+    if share is None or share <= BUSY_SHARE:
+        return ""
+    return (
+        f" on a busy machine (other processes used {share:.0%} of the {os.cpu_count() or 1} "
+        "CPUs meanwhile: expect more on an idle one)"
+    )

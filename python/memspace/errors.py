@@ -8,6 +8,8 @@ Errors that have an exact builtin meaning (``FileExistsError``, ``FileNotFoundEr
 
 from __future__ import annotations
 
+import queue
+
 __all__ = [
     "CorruptSegmentError",
     "Lagged",
@@ -16,6 +18,7 @@ __all__ = [
     "MFSNodeLimitExceededError",
     "MFSQuotaExceededError",
     "MemspaceError",
+    "QueueBusy",
     "RoleTakenError",
 ]
 
@@ -109,3 +112,19 @@ class Lagged(MemspaceError):
 
     def __str__(self) -> str:
         return f"the subscriber fell behind and missed {self.count} messages"
+
+
+class QueueBusy(MemspaceError, queue.Full, queue.Empty):
+    """A :class:`~memspace.Queue` call gave up because another process (or thread) kept the
+    queue's producer lock (for a put) or consumer lock (for a get) for the whole time it
+    waited, while the queue was not full (put) or not empty (get).
+
+    A live holder keeps these locks for well under a microsecond, so this means a stopped
+    (``SIGSTOP``) or long-descheduled holder; a stopped process is alive and keeps the lock
+    until it runs again (a killed one is replaced). ``put_nowait``/``get_nowait`` raise it after
+    waiting 20 ms for the lock; ``put``/``get`` with a timeout at their deadline.
+
+    It derives from both :class:`queue.Full` and :class:`queue.Empty`, so code written for
+    ``queue.Queue`` keeps working; a plain ``queue.Full`` or ``queue.Empty`` from a memspace
+    queue means full or empty. ``try_put`` returns False and ``try_get`` None in this case.
+    """

@@ -351,3 +351,16 @@ def test_threads_share_one_handle(shm_name: str) -> None:
     everything = sorted(x for seen in got for x in seen)
     assert everything == [(p, i) for p in range(producers) for i in range(n)]
     assert q.empty()
+
+
+def test_get_many_block_false_and_used(shm_name: str) -> None:
+    with Queue.create(shm_name, 4096) as q:
+        with pytest.raises(queue.Empty):
+            q.get_many(5, block=False)
+        assert q.used == 0
+        q.put_many([b"12345", b""])
+        assert q.used == 16 + 8  # 8-byte headers, payloads rounded up to 8
+        assert q.get_many(5, False) == [b"12345", b""]
+        assert q.used == 0
+        with pytest.raises(ValueError, match="timeout"):
+            q.get_many(5, block=True, timeout=-1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import queue
+import random
 import signal
 import struct
 import subprocess
@@ -471,8 +472,17 @@ def test_killed_consumer_loses_or_duplicates_nothing_it_returned(
         deadline = time.monotonic() + 120
         try:
             while time.monotonic() < deadline:
+                before = log.stat().st_size if log.exists() else 0
                 cons = start_child(consumer, shm_name, str(log))
-                time.sleep(0.15)
+                # Kill it only once it has made progress (on a loaded machine starting a child
+                # can take longer than any fixed delay), then at a random point mid-stream.
+                while time.monotonic() < deadline and cons.poll() is None:
+                    if (log.stat().st_size if log.exists() else 0) > before:
+                        break
+                    if prod.poll() is not None and len(watch) == 0:
+                        break
+                    time.sleep(0.005)
+                time.sleep(random.uniform(0.0, 0.1))
                 cons.kill()
                 cons.wait()
                 if prod.poll() is not None and len(watch) == 0:

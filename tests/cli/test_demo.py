@@ -98,3 +98,20 @@ def test_demo_pool_stage_cleans_up_when_a_check_fails() -> None:
     pid = re.search(r"PID (\d+)", out.stdout)
     assert pid
     assert not list(Path("/dev/shm").glob(f"memspace-demo*-{pid.group(1)}"))
+
+
+def test_the_summary_says_how_busy_the_machine_was() -> None:
+    from memspace import demo
+
+    assert demo._load_note(0.5).startswith("The machine was busy: other processes used 50%")
+    assert "lower than an idle machine" in demo._load_note(0.5)
+    assert demo._load_note(0.01).startswith("The machine was idle: other processes used 1%")
+    assert "unknown" in demo._load_note(None)
+    share = demo._OtherLoad().share()
+    assert share is None or 0.0 <= share <= 1.0
+    out = run_child(
+        "from memspace.cli import main; raise SystemExit(main(['demo', '--frames', '8', "
+        "'--width', '64', '--height', '64', '--ticks', '0', '--tasks', '0']))",
+        timeout=120,
+    )
+    assert re.search(r"The machine was (busy|idle): other processes used \d+%", out.stdout)

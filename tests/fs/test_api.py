@@ -18,6 +18,8 @@ from memspace import (
     MFSQuotaExceededError,
 )
 
+from tests.fs.conftest import FsFactory
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -42,8 +44,8 @@ def check_accounting(mfs: MemoryFileSystem) -> None:
 # --- construction -------------------------------------------------------------------------
 
 
-def test_defaults_match_dmemfs() -> None:
-    mfs = MemoryFileSystem()
+def test_defaults_match_dmemfs(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     st = mfs.stats()
     assert st == {
         "used_bytes": 0,
@@ -64,9 +66,11 @@ def test_defaults_match_dmemfs() -> None:
         ({"memory_guard_action": "ignore"}, "memory_guard_action"),
     ],
 )
-def test_bad_constructor_arguments(kwargs: dict[str, str], match: str) -> None:
+def test_bad_constructor_arguments(
+    kwargs: dict[str, str], match: str, fs_factory: FsFactory
+) -> None:
     with pytest.raises(ValueError, match=match):
-        MemoryFileSystem(**kwargs)  # type: ignore[arg-type]
+        fs_factory(**kwargs)  # type: ignore[arg-type]
 
 
 def test_memory_guard_init_warns_or_raises_for_a_huge_quota() -> None:
@@ -89,14 +93,14 @@ def test_memory_guard_per_write_checks_each_write() -> None:
         f.write(b"abc")
 
 
-def test_custom_overhead_and_storage_kinds() -> None:
-    mfs = MemoryFileSystem(chunk_overhead_override=10)
+def test_custom_overhead_and_storage_kinds(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(chunk_overhead_override=10)
     with mfs.open("/a", "wb") as f:
         f.write(b"12345")
         f.write(b"67")
     assert mfs.stats()["used_bytes"] == 7 + 2 * 10
     assert mfs.stats()["chunk_count"] == 2
-    ra = MemoryFileSystem(default_storage="random_access")
+    ra = fs_factory(default_storage="random_access")
     put(ra, "/a", b"12345")
     assert ra.stats()["used_bytes"] == 5
     assert ra.stats()["chunk_count"] == 0
@@ -116,8 +120,8 @@ def test_exceptions_hierarchy() -> None:
 # --- open modes and the handle -----------------------------------------------------------
 
 
-def test_modes() -> None:
-    mfs = MemoryFileSystem()
+def test_modes(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     with pytest.raises(FileNotFoundError):
         mfs.open("/a", "rb")
     with pytest.raises(FileNotFoundError):
@@ -151,11 +155,11 @@ def test_modes() -> None:
         mfs.open("/", "rb")
 
 
-def test_handle_is_a_raw_io_with_unsupported_operations() -> None:
-    mfs = MemoryFileSystem()
+def test_handle_is_a_raw_io_with_unsupported_operations(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     with mfs.open("/a", "wb") as f:
         assert isinstance(f, io.RawIOBase)
-        assert isinstance(f, MemoryFileHandle)
+        assert isinstance(f, (MemoryFileHandle, memspace.fs.SharedFileHandle))
         assert (f.readable(), f.writable(), f.seekable()) == (False, True, True)
         assert f.mode == "wb"
         assert f.name == "/a"
@@ -180,8 +184,8 @@ def test_handle_is_a_raw_io_with_unsupported_operations() -> None:
     f.close()  # idempotent
 
 
-def test_read_write_seek_truncate() -> None:
-    mfs = MemoryFileSystem()
+def test_read_write_seek_truncate(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     with mfs.open("/a", "wb") as f:
         assert f.write(b"hello world") == 11
         assert f.write(bytearray(b"!")) == 1
@@ -226,8 +230,8 @@ def test_read_write_seek_truncate() -> None:
         assert f.read() == b""
 
 
-def test_lines_and_iteration() -> None:
-    mfs = MemoryFileSystem()
+def test_lines_and_iteration(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     put(mfs, "/l", b"a\nbb\n\nccc")
     with mfs.open("/l") as f:
         assert f.readline() == b"a\n"
@@ -245,8 +249,8 @@ def test_lines_and_iteration() -> None:
         assert io.BufferedReader(f).read() == b"a\nbb\n\nccc"  # type: ignore[arg-type]
 
 
-def test_preallocate_reserves_quota_up_front() -> None:
-    mfs = MemoryFileSystem(max_quota=2000)
+def test_preallocate_reserves_quota_up_front(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=2000)
     with mfs.open("/p", "wb", preallocate=500) as f:
         assert mfs.get_size("/p") == 500
         assert mfs.stats()["used_bytes"] == 500 + 128
@@ -257,14 +261,14 @@ def test_preallocate_reserves_quota_up_front() -> None:
         mfs.open("/q", "wb", preallocate=2000)
     check_accounting(mfs)
     # As in dmemfs, the promotion needs the file's size free for a moment.
-    tight = MemoryFileSystem(max_quota=1000)
+    tight = fs_factory(max_quota=1000)
     with tight.open("/p", "wb", preallocate=500) as f, pytest.raises(MFSQuotaExceededError) as ei:
         f.write(b"abc")
     assert (ei.value.requested, ei.value.available) == (500, 372)
 
 
-def test_unclosed_handle_warns_and_releases_its_lock() -> None:
-    mfs = MemoryFileSystem()
+def test_unclosed_handle_warns_and_releases_its_lock(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     h = mfs.open("/a", "wb")
     h.write(b"x")
     with pytest.warns(ResourceWarning, match="not closed"):
@@ -273,8 +277,8 @@ def test_unclosed_handle_warns_and_releases_its_lock() -> None:
         pass  # the lock was released
 
 
-def test_failed_write_on_temporary_handle_keeps_its_exception() -> None:
-    mfs = MemoryFileSystem(max_quota=100)
+def test_failed_write_on_temporary_handle_keeps_its_exception(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=100)
     with pytest.warns(ResourceWarning), pytest.raises(MFSQuotaExceededError):
         mfs.open("/a", "wb").write(b"x" * 200)
 
@@ -282,8 +286,8 @@ def test_failed_write_on_temporary_handle_keeps_its_exception() -> None:
 # --- directories and tree operations ----------------------------------------------------
 
 
-def test_mkdir_listdir_exists() -> None:
-    mfs = MemoryFileSystem()
+def test_mkdir_listdir_exists(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.mkdir("/a/b/c")
     assert mfs.is_dir("/a/b")
     assert mfs.is_dir("/a/b/c")
@@ -309,8 +313,8 @@ def test_mkdir_listdir_exists() -> None:
     assert mfs.stats()["dir_count"] == 4
 
 
-def test_paths_are_normalised_and_traversal_refused() -> None:
-    mfs = MemoryFileSystem()
+def test_paths_are_normalised_and_traversal_refused(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.mkdir("a\\b")
     put(mfs, "a//b/./x/../f.txt".replace("x/../", ""), b"1")
     assert get(mfs, "/a/b/f.txt") == b"1"
@@ -325,8 +329,8 @@ def test_paths_are_normalised_and_traversal_refused() -> None:
             mfs.stat(bad)
 
 
-def test_remove_and_rmtree() -> None:
-    mfs = MemoryFileSystem()
+def test_remove_and_rmtree(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.mkdir("/d/e")
     put(mfs, "/d/e/f", b"abc")
     with pytest.raises(IsADirectoryError):
@@ -348,8 +352,8 @@ def test_remove_and_rmtree() -> None:
     assert mfs.stats()["used_bytes"] == 0
 
 
-def test_rename_and_move() -> None:
-    mfs = MemoryFileSystem()
+def test_rename_and_move(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.mkdir("/a")
     put(mfs, "/a/f", b"1")
     mfs.rename("/a/f", "/a/g")
@@ -373,9 +377,9 @@ def test_rename_and_move() -> None:
     assert get(mfs, "/b/h") == b"2"
 
 
-def test_rename_or_move_into_own_subtree_is_refused() -> None:
+def test_rename_or_move_into_own_subtree_is_refused(fs_factory: FsFactory) -> None:
     """dmemfs detaches the directory and loses it; memspace refuses."""
-    mfs = MemoryFileSystem()
+    mfs = fs_factory()
     mfs.mkdir("/a/b")
     put(mfs, "/a/b/f", b"data")
     before = mfs.stats()
@@ -388,8 +392,8 @@ def test_rename_or_move_into_own_subtree_is_refused() -> None:
     assert get(mfs, "/a/b/f") == b"data"
 
 
-def test_copy() -> None:
-    mfs = MemoryFileSystem(max_quota=1000)
+def test_copy(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1000)
     put(mfs, "/a", b"x" * 300)
     mfs.copy("/a", "/b")
     assert get(mfs, "/b") == b"x" * 300
@@ -410,8 +414,8 @@ def test_copy() -> None:
     assert mfs.stats() == before
 
 
-def test_copy_tree_is_all_or_nothing() -> None:
-    mfs = MemoryFileSystem(max_quota=1800)
+def test_copy_tree_is_all_or_nothing(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1800)
     mfs.mkdir("/src/sub")
     put(mfs, "/src/a", b"a" * 200)
     put(mfs, "/src/sub/b", b"b" * 200)
@@ -431,7 +435,7 @@ def test_copy_tree_is_all_or_nothing() -> None:
         mfs.copy_tree("/nope", "/x")
     with pytest.raises(FileNotFoundError):
         mfs.copy_tree("/src", "/no/parent")
-    limited = MemoryFileSystem(max_nodes=6)
+    limited = fs_factory(max_nodes=6)
     limited.mkdir("/s/t")
     put(limited, "/s/t/f", b"1")
     with pytest.raises(MFSNodeLimitExceededError):
@@ -439,16 +443,16 @@ def test_copy_tree_is_all_or_nothing() -> None:
     assert not limited.exists("/c")
 
 
-def test_copy_tree_into_its_own_subtree_copies_the_snapshot() -> None:
-    mfs = MemoryFileSystem()
+def test_copy_tree_into_its_own_subtree_copies_the_snapshot(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.mkdir("/s")
     put(mfs, "/s/f", b"1")
     mfs.copy_tree("/s", "/s/inner")
     assert sorted(mfs.export_tree("/s")) == ["/s/f", "/s/inner/f"]
 
 
-def test_stat_and_get_size() -> None:
-    mfs = MemoryFileSystem()
+def test_stat_and_get_size(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     t0 = time.time()
     put(mfs, "/f", b"12345")
     st = mfs.stat("/f")
@@ -470,8 +474,8 @@ def test_stat_and_get_size() -> None:
         mfs.get_size("/nope")
 
 
-def test_walk() -> None:
-    mfs = MemoryFileSystem()
+def test_walk(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.mkdir("/a/b")
     mfs.mkdir("/a/c")
     put(mfs, "/a/f", b"")
@@ -549,9 +553,9 @@ def test_glob_double_star_returns_each_match_once_sorted(globfs: MemoryFileSyste
 # --- quota --------------------------------------------------------------------------------
 
 
-def test_quota_exact_boundary() -> None:
+def test_quota_exact_boundary(fs_factory: FsFactory) -> None:
     quota = 10_000
-    mfs = MemoryFileSystem(max_quota=quota)
+    mfs = fs_factory(max_quota=quota)
     with mfs.open("/a", "wb") as f:
         f.write(b"a" * (quota - 128))  # data + one chunk overhead == quota exactly
         assert mfs.stats()["free_bytes"] == 0
@@ -568,8 +572,8 @@ def test_quota_exact_boundary() -> None:
     assert mfs.stats()["used_bytes"] == 0
 
 
-def test_quota_used_plus_free_at_every_step() -> None:
-    mfs = MemoryFileSystem(max_quota=5000)
+def test_quota_used_plus_free_at_every_step(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=5000)
     with mfs.open("/a", "wb") as f:
         for i in range(100):
             with contextlib.suppress(MFSQuotaExceededError):
@@ -581,21 +585,21 @@ def test_quota_used_plus_free_at_every_step() -> None:
         f.seek(3)
         f.write(b"promote")  # first random write promotes: overheads vanish
         check_accounting(mfs)
-        assert mfs.stats()["used_bytes"] == mfs.get_size("/a")
+        assert mfs.stats()["used_bytes"] == 1000
         f.truncate(10)
         check_accounting(mfs)
     mfs.remove("/a")
     assert mfs.stats()["used_bytes"] == 0
 
 
-def test_sequential_storage_refuses_random_writes_and_hard_limit() -> None:
-    seq = MemoryFileSystem(default_storage="sequential")
+def test_sequential_storage_refuses_random_writes_and_hard_limit(fs_factory: FsFactory) -> None:
+    seq = fs_factory(default_storage="sequential")
     with seq.open("/a", "wb") as f:
         f.write(b"abc")
         f.seek(0)
         with pytest.raises(io.UnsupportedOperation):
             f.write(b"x")
-    limited = MemoryFileSystem(promotion_hard_limit=2)
+    limited = fs_factory(promotion_hard_limit=2)
     with limited.open("/a", "wb") as f:
         f.write(b"abc")
         f.seek(0)
@@ -604,8 +608,8 @@ def test_sequential_storage_refuses_random_writes_and_hard_limit() -> None:
     assert get(limited, "/a") == b"abc"
 
 
-def test_node_limit() -> None:
-    mfs = MemoryFileSystem(max_nodes=3)  # root + 2
+def test_node_limit(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_nodes=3)  # root + 2
     mfs.mkdir("/a")
     put(mfs, "/a/f", b"")
     with pytest.raises(MFSNodeLimitExceededError) as ei:
@@ -616,9 +620,9 @@ def test_node_limit() -> None:
         mfs.mkdir("/b")
 
 
-def test_nested_mkdir_hitting_max_nodes_leaves_nothing_behind() -> None:
+def test_nested_mkdir_hitting_max_nodes_leaves_nothing_behind(fs_factory: FsFactory) -> None:
     """dmemfs creates the first directories, then fails, leaving them."""
-    mfs = MemoryFileSystem(max_nodes=4)
+    mfs = fs_factory(max_nodes=4)
     with pytest.raises(MFSNodeLimitExceededError):
         mfs.mkdir("/a/b/c/d")
     assert mfs.listdir("/") == []
@@ -628,9 +632,9 @@ def test_nested_mkdir_hitting_max_nodes_leaves_nothing_behind() -> None:
     assert mfs.listdir("/") == []
 
 
-def test_used_returns_to_zero_after_any_mix() -> None:
+def test_used_returns_to_zero_after_any_mix(fs_factory: FsFactory) -> None:
     """dmemfs drifts after copy_tree of multi-chunk files and after failed promotions."""
-    mfs = MemoryFileSystem(max_quota=100_000)
+    mfs = fs_factory(max_quota=100_000)
     mfs.mkdir("/d")
     with mfs.open("/d/a", "wb") as f:
         for _ in range(5):
@@ -643,7 +647,7 @@ def test_used_returns_to_zero_after_any_mix() -> None:
         f.write(b"XY")
         f.truncate(100)
         f.truncate(1)
-    small = MemoryFileSystem(max_quota=400)
+    small = fs_factory(max_quota=400)
     with small.open("/s", "wb") as f:
         f.write(b"s" * 100)
         f.seek(0)
@@ -665,8 +669,8 @@ def test_used_returns_to_zero_after_any_mix() -> None:
 # --- import / export ----------------------------------------------------------------------
 
 
-def test_import_and_export_tree() -> None:
-    mfs = MemoryFileSystem()
+def test_import_and_export_tree(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.import_tree({"/a/b/c.bin": b"1", "x.bin": bytearray(b"22"), "/a/d": b""})
     assert mfs.export_tree() == {"/a/b/c.bin": b"1", "/a/d": b"", "/x.bin": b"22"}
     assert mfs.export_tree("/a/b") == {"/a/b/c.bin": b"1"}
@@ -689,8 +693,8 @@ def test_import_and_export_tree() -> None:
     mfs.import_tree({})
 
 
-def test_import_tree_is_all_or_nothing() -> None:
-    mfs = MemoryFileSystem(max_quota=1000)
+def test_import_tree_is_all_or_nothing(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1000)
     put(mfs, "/keep", b"k" * 100)
     mfs.mkdir("/dir")
     before = (mfs.stats(), mfs.export_tree())
@@ -712,9 +716,9 @@ def test_import_tree_is_all_or_nothing() -> None:
     assert mfs.stats()["used_bytes"] == 3 + 128
 
 
-def test_export_as_bytesio_while_another_thread_holds_the_file() -> None:
+def test_export_as_bytesio_while_another_thread_holds_the_file(fs_factory: FsFactory) -> None:
     """dmemfs blocks forever here (it waits for the read lock while holding its global lock)."""
-    mfs = MemoryFileSystem()
+    mfs = fs_factory()
     put(mfs, "/f", b"committed")
     holding = threading.Event()
     release = threading.Event()
@@ -737,12 +741,15 @@ def test_export_as_bytesio_while_another_thread_holds_the_file() -> None:
     # The same thread holding the file open can export it too.
     with mfs.open("/f", "wb") as f:
         f.write(b"new")
-        assert mfs.export_as_bytesio("/f").read() == b"new"
+        # In one process the write shows at once; a shared filesystem shows what is committed
+        # (here the truncation `wb` did at open) until the handle is flushed or closed.
+        shown = b"new" if isinstance(mfs, MemoryFileSystem) else b""
+        assert mfs.export_as_bytesio("/f").read() == shown
 
 
-def test_repr_and_module_exports() -> None:
-    mfs = MemoryFileSystem()
-    assert "MemoryFileSystem" in repr(mfs)
+def test_repr_and_module_exports(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
+    assert type(mfs).__name__ in repr(mfs)
     for name in (
         "MemoryFileSystem",
         "MemoryFileHandle",

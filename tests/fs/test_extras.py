@@ -25,9 +25,11 @@ from memspace import (
 )
 
 # --- text handle --------------------------------------------------------------------------
+from tests.fs.conftest import FsFactory
 
 
-def test_text_multibyte_round_trip(mfs: MemoryFileSystem) -> None:
+def test_text_multibyte_round_trip(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     text = "こんにちは世界\nnaïve café ☕\n𝄞 clef\n"
     with mfs.open("/t.txt", "wb") as f:
         th = MFSTextHandle(f)
@@ -45,7 +47,8 @@ def test_text_multibyte_round_trip(mfs: MemoryFileSystem) -> None:
     assert f.closed  # leaving the text handle's block did not close it; the `with` did
 
 
-def test_text_line_endings(mfs: MemoryFileSystem) -> None:
+def test_text_line_endings(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     with mfs.open("/e.txt", "wb") as f:
         f.write(b"a\r\nb\rc\nd\r")
     with mfs.open("/e.txt", "rb") as f:
@@ -58,7 +61,8 @@ def test_text_line_endings(mfs: MemoryFileSystem) -> None:
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "shift_jis", "latin-1"])
-def test_text_other_encodings(mfs: MemoryFileSystem, encoding: str) -> None:
+def test_text_other_encodings(fs_factory: FsFactory, encoding: str) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     lines = (
         ["première\r\n", "ligne\r", "end\n"]
         if encoding == "latin-1"
@@ -72,8 +76,8 @@ def test_text_other_encodings(mfs: MemoryFileSystem, encoding: str) -> None:
         assert MFSTextHandle(f, encoding=encoding).read() == "".join(lines)
 
 
-def test_text_write_respects_quota() -> None:
-    mfs = MemoryFileSystem(max_quota=200)
+def test_text_write_respects_quota(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=200)
     with mfs.open("/q.txt", "wb") as f:
         th = MFSTextHandle(f)
         th.write("é" * 30)  # 60 bytes + 128 overhead
@@ -153,8 +157,8 @@ def _tar(entries: dict[str, bytes]) -> io.BytesIO:
 
 
 @pytest.mark.parametrize("make", [_zip, _tar])
-def test_expand_archive(make: object) -> None:
-    mfs = MemoryFileSystem()
+def test_expand_archive(make: object, fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     src = make({"a.txt": b"A", "sub/b.txt": b"B", "../../evil": b"E", "/abs/c": b"C"})  # type: ignore[operator]
     expand_archive(mfs, src, "/out")
     assert mfs.export_tree() == {
@@ -175,16 +179,16 @@ def test_expand_archive(make: object) -> None:
         expand_archive(mfs, io.BytesIO(b"not an archive"))
 
 
-def test_expand_archive_is_atomic_on_quota() -> None:
-    mfs = MemoryFileSystem(max_quota=1000)
+def test_expand_archive_is_atomic_on_quota(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1000)
     with pytest.raises(MFSQuotaExceededError):
         expand_archive(mfs, _zip({"a": b"a" * 100, "b": b"b" * 900}))
     assert mfs.listdir("/") == []
     assert mfs.stats()["used_bytes"] == 0
 
 
-def test_expand_archive_streaming() -> None:
-    mfs = MemoryFileSystem()
+def test_expand_archive_streaming(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     mfs.mkdir("/out")
     with mfs.open("/out/a.txt", "wb") as f:
         f.write(b"old")
@@ -204,7 +208,7 @@ def test_expand_archive_streaming() -> None:
         expand_archive_streaming(mfs, _zip({}), on_conflict="merge")  # type: ignore[arg-type]
 
 
-def test_custom_adapter_and_path_source(tmp_path: Path) -> None:
+def test_custom_adapter_and_path_source(tmp_path: Path, fs_factory: FsFactory) -> None:
     class Listing(ArchiveAdapter):
         def __init__(self, source: str | io.BytesIO) -> None:
             self.source = source
@@ -217,7 +221,7 @@ def test_custom_adapter_and_path_source(tmp_path: Path) -> None:
             raise RuntimeError("detection errors mean 'no'")
 
     assert Listing.can_handle(io.BytesIO(b"")) is False
-    mfs = MemoryFileSystem()
+    mfs = fs_factory()
     expand_archive(mfs, io.BytesIO(b""), adapter=Listing(io.BytesIO(b"")))
     assert mfs.export_tree() == {"/x/y.txt": b"Y"}
     p = tmp_path / "a.zip"
@@ -264,7 +268,8 @@ def test_plugin_is_opt_in_through_pytest_plugins(tmp_path: Path) -> None:
 @pytest.mark.skipif(
     not hasattr(sqlite3.Connection, "serialize"), reason="sqlite3 serialize() needs Python 3.11"
 )
-def test_sqlite_serialize_deserialize_round_trip(mfs: MemoryFileSystem) -> None:
+def test_sqlite_serialize_deserialize_round_trip(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=1 << 20)
     db = sqlite3.connect(":memory:")
     db.execute("create table t (k integer primary key, v text)")
     db.executemany("insert into t (v) values (?)", [(f"value {i} ü",) for i in range(500)])
@@ -293,13 +298,13 @@ def test_sqlite_serialize_deserialize_round_trip(mfs: MemoryFileSystem) -> None:
 # --- fsspec + pandas ------------------------------------------------------------------------
 
 
-def test_fsspec_protocol_is_registered_and_instances_are_separate() -> None:
+def test_fsspec_protocol_is_registered_and_instances_are_separate(fs_factory: FsFactory) -> None:
     fsspec = pytest.importorskip("fsspec")
     from memspace.fs._fsspec import MemspaceFileSystem
 
     assert fsspec.get_filesystem_class("memspace") is MemspaceFileSystem
-    a = MemoryFileSystem()
-    b = MemoryFileSystem()
+    a = fs_factory()
+    b = fs_factory()
     fa = fsspec.filesystem("memspace", mfs=a)
     fb = fsspec.filesystem("memspace", mfs=b)
     fa.pipe("/x/y.bin", b"data")
@@ -323,10 +328,10 @@ def test_fsspec_protocol_is_registered_and_instances_are_separate() -> None:
     assert fa.modified("/t.txt").year >= 2024
 
 
-def test_pandas_through_fsspec() -> None:
+def test_pandas_through_fsspec(fs_factory: FsFactory) -> None:
     pd = pytest.importorskip("pandas")
     pytest.importorskip("fsspec")
-    mfs = MemoryFileSystem()
+    mfs = fs_factory()
     df = pd.DataFrame({"a": range(100), "b": [f"s{i}" for i in range(100)]})
     df.to_csv("memspace://data/frame.csv", index=False, storage_options={"mfs": mfs})
     assert mfs.is_file("/data/frame.csv")

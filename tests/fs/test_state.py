@@ -6,11 +6,14 @@ deleting everything must bring ``used`` back to exactly 0."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
-from memspace import MemoryFileSystem, MFSQuotaExceededError
+from memspace import MemoryFileSystem, MFSQuotaExceededError, SharedFileSystem
+
+from tests.helpers import unique_name
 
 OH = 128
 QUOTA = 3000
@@ -33,10 +36,13 @@ class Model:
 class FsMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.fs = MemoryFileSystem(max_quota=QUOTA)
+        self.fs = self._make_fs()
         for d in DIRS:
             self.fs.mkdir(d)
         self.model: dict[str, Model] = {}
+
+    def _make_fs(self) -> Any:
+        return MemoryFileSystem(max_quota=QUOTA)
 
     @property
     def used(self) -> int:
@@ -223,6 +229,32 @@ class FsMachine(RuleBasedStateMachine):
 TestFsMachine = FsMachine.TestCase
 TestFsMachine.settings = settings(
     max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+class SharedFsMachine(FsMachine):
+    """The same model against a SharedFileSystem, with a full fsck at the end of each run."""
+
+    def _make_fs(self) -> Any:
+        self.name = unique_name("sfs-state")
+        return SharedFileSystem.create(self.name, max_quota=QUOTA, max_nodes=64)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+            report = self.fs.fsck()
+            assert report["ok"], report["problems"]
+        finally:
+            self.fs.close()
+            SharedFileSystem.remove(self.name)
+
+
+TestSharedFsMachine = SharedFsMachine.TestCase
+TestSharedFsMachine.settings = settings(
+    max_examples=60,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],

@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable
 
 import pytest
-from memspace import MemoryFileSystem, MFSQuotaExceededError
+from memspace import MFSQuotaExceededError
+
+from tests.fs.conftest import FsFactory
 
 
 def run_threads(n: int, target: Callable[[int], None]) -> list[BaseException]:
@@ -32,8 +34,8 @@ def run_threads(n: int, target: Callable[[int], None]) -> list[BaseException]:
     return errors
 
 
-def test_50_threads_1000_write_read_cycles_without_corruption() -> None:
-    mfs = MemoryFileSystem(max_quota=64 << 20)
+def test_50_threads_1000_write_read_cycles_without_corruption(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(max_quota=64 << 20)
     mfs.mkdir("/t")
     mfs.mkdir("/shared")
 
@@ -42,7 +44,7 @@ def test_50_threads_1000_write_read_cycles_without_corruption() -> None:
         for c in range(1000):
             payload = f"{i}:{c}:".encode() * (1 + c % 17)
             if c % 100 == 99:
-                payload += bytes(70_000)  # now and then a copy large enough to drop the GIL
+                payload += bytes(300_000)  # now and then a copy large enough to drop the GIL
             with mfs.open(own, "wb") as f:
                 f.write(payload)
             with mfs.open(own, "rb") as f:
@@ -66,9 +68,9 @@ def test_50_threads_1000_write_read_cycles_without_corruption() -> None:
     assert mfs.stats()["used_bytes"] == 0
 
 
-def test_40_threads_at_the_quota_boundary_see_only_quota_errors() -> None:
+def test_40_threads_at_the_quota_boundary_see_only_quota_errors(fs_factory: FsFactory) -> None:
     quota = 200_000
-    mfs = MemoryFileSystem(max_quota=quota)
+    mfs = fs_factory(max_quota=quota)
     mfs.mkdir("/q")
     written = [0] * 40
     refused: list[tuple[int, int, int]] = []
@@ -101,8 +103,8 @@ def test_40_threads_at_the_quota_boundary_see_only_quota_errors() -> None:
     assert mfs.stats()["used_bytes"] == 0
 
 
-def test_lock_timeouts() -> None:
-    mfs = MemoryFileSystem(default_lock_timeout=0.2)
+def test_lock_timeouts(fs_factory: FsFactory) -> None:
+    mfs = fs_factory(default_lock_timeout=0.2)
     with mfs.open("/f", "wb"):
         with pytest.raises(BlockingIOError):
             mfs.open("/f", "rb", lock_timeout=0)  # try once
@@ -121,9 +123,9 @@ def test_lock_timeouts() -> None:
         pass
 
 
-def test_waiting_for_a_file_lock_does_not_stall_the_filesystem() -> None:
+def test_waiting_for_a_file_lock_does_not_stall_the_filesystem(fs_factory: FsFactory) -> None:
     """dmemfs waits for the file lock while holding its global lock: everything stops."""
-    mfs = MemoryFileSystem()
+    mfs = fs_factory()
     holder = mfs.open("/busy", "wb")
     waiting = threading.Event()
     result: list[object] = []
@@ -152,9 +154,9 @@ def test_waiting_for_a_file_lock_does_not_stall_the_filesystem() -> None:
     assert result == [b"done"]
 
 
-def test_writers_are_not_starved_by_readers() -> None:
+def test_writers_are_not_starved_by_readers(fs_factory: FsFactory) -> None:
     """dmemfs's lock has no writer preference: overlapping readers keep a writer out."""
-    mfs = MemoryFileSystem()
+    mfs = fs_factory()
     with mfs.open("/f", "wb") as f:
         f.write(b"v0")
     stop = threading.Event()
@@ -184,8 +186,8 @@ def test_writers_are_not_starved_by_readers() -> None:
         assert f.read() == b"v5"
 
 
-def test_removal_while_waiting_for_the_lock() -> None:
-    mfs = MemoryFileSystem()
+def test_removal_while_waiting_for_the_lock(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     h = mfs.open("/f", "wb")
     outcome: list[object] = []
 
@@ -213,8 +215,8 @@ def test_removal_while_waiting_for_the_lock() -> None:
     assert outcome == ["opened", "opened"]
 
 
-def test_one_handle_shared_by_threads() -> None:
-    mfs = MemoryFileSystem()
+def test_one_handle_shared_by_threads(fs_factory: FsFactory) -> None:
+    mfs = fs_factory()
     with mfs.open("/f", "ab") as f:
 
         def work(i: int) -> None:
@@ -228,11 +230,11 @@ def test_one_handle_shared_by_threads() -> None:
     assert all(len(p) == 3 for p in parts)
 
 
-def test_ctrl_c_interrupts_a_lock_wait() -> None:
+def test_ctrl_c_interrupts_a_lock_wait(fs_factory: FsFactory) -> None:
     import os
     import signal
 
-    mfs = MemoryFileSystem(default_lock_timeout=None)  # wait forever
+    mfs = fs_factory(default_lock_timeout=None)  # wait forever
     holder = mfs.open("/f", "wb")
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()

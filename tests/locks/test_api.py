@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import struct
@@ -166,8 +167,9 @@ def test_foreign_and_short_segments_are_refused(make_name: Callable[[str], str])
     with pytest.raises(memspace.LayoutError, match="too small"):
         memspace.RwLock.open(short)
     # All zeros looks like a segment whose creator has not finished: refused after a
-    # bounded wait, never hung.
-    with pytest.raises(memspace.LayoutError, match="still being initialised"):
+    # bounded wait, never hung, and told apart from a creator that died mid-initialisation
+    # (`rm --stale` does not remove raw segments: the message names `memspace rm NAME`).
+    with pytest.raises(memspace.LayoutError, match=f"no memspace header.*`memspace rm {zeros}`"):
         memspace.Mutex.open(zeros)
     kinds = {s.name: s.kind for s in memspace.segments()}
     assert kinds[foreign] == "raw"
@@ -186,9 +188,11 @@ def _corrupt(name: str, offset: int, data: bytes, *, reseal: bool = False) -> No
     ("offset", "data", "reseal", "match"),
     [
         (0, b"X", False, "not a memspace"),
-        (8, struct.pack("=H", 2), False, "layout version 2.0"),
+        (8, struct.pack("=H", 3), False, "layout version 3.0"),
         (10, struct.pack("=H", 9), False, "checksum"),
-        (8, struct.pack("=H", 2), True, "layout version 2.0"),
+        (8, struct.pack("=H", 3), True, "layout version 3.0"),
+        # Layout 1 (glibc's pthread mutexes in the lock areas) is refused by this build.
+        (8, struct.pack("=H", 1), True, "layout version 1.0"),
         (12, struct.pack("=I", 0x04030201), True, "other byte order"),
         (16, struct.pack("=I", 77), True, "unknown kind 77"),
         (24, struct.pack("=Q", 1 << 40), True, "bytes, the segment has"),
@@ -196,7 +200,6 @@ def _corrupt(name: str, offset: int, data: bytes, *, reseal: bool = False) -> No
         (40, struct.pack("=I", 100000), True, "attachment slots"),
         (48, struct.pack("=Q", 2**64 - 64), True, "does not fit"),
         (56, struct.pack("=Q", 2**63), True, "does not fit"),
-        (92, struct.pack("=I", 12345), True, "header names uid 12345"),
         (96, b"\x01", False, "checksum"),
         (120, struct.pack("=I", 7), False, "state word"),
         (120, struct.pack("=I", 2), False, "POISONED"),
@@ -216,16 +219,30 @@ def test_corrupt_header_is_refused(
 def test_corrupt_mutex_bytes_are_refused_without_crash(shm_name: str) -> None:
     m = memspace.Mutex.create(shm_name)
     raw = memspace.SharedMemory.open(shm_name)
-    # The mutex area starts after the header and the attachment table (64 slots).
+    # The mutex area starts after the header and the attachment table (64 slots); its word
+    # is at offset 0: slot + 1 in bits 0..12, the slot's generation above, bit 31 waiters.
     lock_off = 128 + 64 + 32 * 64
-    raw.write(lock_off + 16, b"\xff\xff\xff\xff")  # glibc's type field
-    with pytest.raises(memspace.CorruptSegmentError, match="type field"):
-        m.acquire(timeout=0.1)
-    with pytest.raises(memspace.CorruptSegmentError):
-        memspace.Mutex.open(shm_name)
+    for word in (0x8000_0000, 0x0000_F000, 1000):  # no slot, no slot, slot 999 of 64
+        raw.write(lock_off, struct.pack("=I", word))
+        with pytest.raises(memspace.CorruptSegmentError, match="slot"):
+            m.acquire(timeout=0.1)
+        with pytest.raises(memspace.CorruptSegmentError, match="slot"):
+            m.acquire(timeout=0)
+    raw.write(lock_off, struct.pack("=I", 0x8000_0000))
+    with pytest.raises(memspace.CorruptSegmentError, match="slot"):
+        memspace.Mutex.open(shm_name)  # a word that names no slot at all is refused at open
+    # A slot of the table whose holder is gone (generation 77 was never claimed): taken over.
+    raw.write(lock_off, struct.pack("=I", 6 | 77 << 12))
+    with m(timeout=1) as g:
+        assert g.owner_died
+    with m(timeout=0) as g:
+        assert not g.owner_died
     raw.write(lock_off + 72, b"\0\0\0\0")  # our magic
     with pytest.raises(memspace.CorruptSegmentError, match="magic"):
-        m.acquire(timeout=0.1)
+        memspace.Mutex.open(shm_name)
+    raw.write(lock_off + 72, b"RMTX")  # layout 1's magic (a glibc mutex)
+    with pytest.raises(memspace.CorruptSegmentError, match="layout 1"):
+        memspace.Mutex.open(shm_name)
     raw.close()
 
 
@@ -242,3 +259,23 @@ def test_random_garbage_in_lock_area_never_crashes(shm_name: str) -> None:
         except (TimeoutError, memspace.CorruptSegmentError):
             pass
     raw.close()
+
+
+def test_thread_exit_keeps_the_mutex_held_until_the_handle_goes(shm_name: str) -> None:
+    """A hold belongs to the handle (its attachment slot), not to the thread: a thread that
+    exits holding the mutex leaves it held; when the handle goes, the next holder is told."""
+    m = memspace.Mutex.create(shm_name)
+    m2 = memspace.Mutex.open(shm_name)
+    t = threading.Thread(target=m2.acquire)  # (Thread.run drops its target when done)
+    t.start()
+    t.join()
+    with pytest.raises(TimeoutError):
+        m.acquire(timeout=0.05)
+    with pytest.raises(TimeoutError):
+        m2.acquire(timeout=0.05)  # another thread of the same handle waits too
+    with pytest.raises(memspace.LockError):
+        m2.release()  # and cannot release what the dead thread held
+    del m2
+    gc.collect()
+    with m(timeout=1) as g:
+        assert g.owner_died

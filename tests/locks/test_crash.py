@@ -241,6 +241,38 @@ def test_forked_child_with_inherited_handle_gets_its_own_slot(
     assert time.monotonic() - t0 < 0.5
 
 
+def _child_tries_parents_mutex(m: memspace.Mutex, out: Any) -> None:
+    outcomes = []
+    try:
+        m.acquire(timeout=0.1)
+        outcomes.append("acquired")
+    except TimeoutError:
+        outcomes.append("timeout")
+    except memspace.LockError:
+        outcomes.append("deadlock")
+    try:
+        m.release()
+        outcomes.append("released")
+    except memspace.LockError:
+        outcomes.append("not held")
+    out.put(outcomes)
+
+
+def test_forked_child_does_not_own_the_parents_mutex(procs: list[Any], shm_name: str) -> None:
+    m = memspace.Mutex.create(shm_name)
+    with m(timeout=1):
+        out = ctx.Queue()
+        p = start(procs, _child_tries_parents_mutex, m, out)
+        # The child waits for the parent like anyone else, and cannot release its hold.
+        assert out.get(timeout=10) == ["timeout", "not held"]
+        p.join(10)
+        assert p.exitcode == 0
+        with pytest.raises(memspace.LockError):
+            m.acquire(timeout=0)  # still ours
+    with m(timeout=0) as g:
+        assert not g.owner_died
+
+
 def test_stopped_holder_is_not_dead(make_name: Callable[[str], str], procs: list[Any]) -> None:
     mname, rname = make_name("m"), make_name("rw")
     m = memspace.Mutex.create(mname)
@@ -422,7 +454,7 @@ def test_stale_header_bytes_never_written_by_open(make_name: Callable[[str], str
     assert raw.read(0, 128) == before
     # header fields: magic, version, endianness marker, kind
     magic, major, minor, endian, kind = struct.unpack_from("=8sHHII", before)
-    assert (magic, major, minor, endian, kind) == (b"MEMSPACE", 1, 0, 0x01020304, 1)
+    assert (magic, major, minor, endian, kind) == (b"MEMSPACE", 2, 0, 0x01020304, 1)
     raw.close()
 
 

@@ -61,7 +61,7 @@ def test_roundtrip_every_type(shm_name: str) -> None:
 def test_wrong_tag_overflow_and_bounds(shm_name: str) -> None:
     v = memspace.View.create(shm_name, 32)
     v.write(7)
-    with pytest.raises(TypeError, match="expected a f64 value, found i64"):
+    with pytest.raises(TypeError, match="expected a value of type f64, found one of type i64"):
         v.read(float, 0)
     with pytest.raises(TypeError, match="zeroed"):
         v.read(int, 9)
@@ -188,3 +188,40 @@ def test_pickle_reopens(shm_name: str) -> None:
     v2 = pickle.loads(pickle.dumps(v))
     assert isinstance(v2, memspace.View)
     assert v2.read(int, 0) == 11
+
+
+def test_read_all_read_range_and_lock_state(shm_name: str) -> None:
+    # membridge's MappedView: read_all(), read_range(offset, length), reader_count(),
+    # is_write_locked().
+    with memspace.View.create(shm_name, 16) as v:
+        v.write(b"abcd", 0)  # tagged: 1 tag byte, u32 length, then the bytes
+        raw = v.read_all()
+        assert len(raw) == v.size == len(v) == 16
+        assert raw[5:9] == b"abcd" == v.read_bytes(5, 4)
+        assert not v.write_locked
+        assert v.reader_count == 0
+        with v.read_lock():
+            assert v.reader_count == 1
+            assert not v.write_locked
+            assert v.read_all() == raw  # a reader may read under its own read lock
+        with v.write_lock():
+            assert v.write_locked
+            assert v.reader_count == 0
+        assert not v.write_locked
+        for bad in (lambda: v.read_bytes(-1, 2), lambda: v.read_bytes(0, -1)):
+            with pytest.raises(ValueError, match=">= 0"):
+                bad()
+        with pytest.raises(IndexError):
+            v.read_bytes(10, 7)
+        with pytest.raises(ValueError, match="timeout"):
+            v.read_all(timeout=-1)
+
+
+def test_closed_view_refuses_and_keeps_its_name(shm_name: str) -> None:
+    v = memspace.View.create(shm_name, 64)
+    v.close()
+    for op in (v.read_all, lambda: v.write(1), lambda: v.write_locked, lambda: v.read_lock()):
+        with pytest.raises(ValueError, match="closed View"):
+            op()
+    assert (v.name, v.size, v.closed) == (shm_name, 64, True)
+    assert "closed" in repr(v)

@@ -58,6 +58,7 @@ exc_type!(corrupt_error, "CorruptSegmentError");
 exc_type!(lock_error, "LockError");
 exc_type!(role_taken_error, "RoleTakenError");
 exc_type!(lagged_error, "Lagged");
+exc_type!(queue_busy_error, "QueueBusy");
 
 /// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
 fn new_err(
@@ -93,8 +94,35 @@ pub(crate) fn to_py(err: Error) -> PyErr {
         Error::Segment(e) => match e {
             SegmentError::InvalidName { .. } => PyValueError::new_err(msg),
             SegmentError::AlreadyExists { .. } => PyFileExistsError::new_err((errno, msg)),
-            SegmentError::NotFound { .. } => PyFileNotFoundError::new_err((errno, msg)),
+            SegmentError::NotFound { .. } | SegmentError::NoDirectory { .. } => {
+                PyFileNotFoundError::new_err((errno, msg))
+            }
             SegmentError::PermissionDenied { .. } => PyPermissionError::new_err((errno, msg)),
+            SegmentError::NotOwned { owner, .. } => PyPermissionError::new_err((
+                errno,
+                format!(
+                    "{msg}: another user may have created it first to make you use its \
+                     contents (a queue's pickles run code in whoever unpickles them), so it is \
+                     not opened. If you share it with uid {owner} on purpose, open it with \
+                     trust={owner}"
+                ),
+            )),
+            SegmentError::ForeignLockFile { .. } => PyPermissionError::new_err((
+                errno,
+                format!(
+                    "{msg}: memspace keeps the segment's liveness locks there, and a lock file \
+                     made by someone else could fake them, so the segment is not opened"
+                ),
+            )),
+            SegmentError::SharedWritable { .. } => PyPermissionError::new_err((
+                errno,
+                format!(
+                    "{msg}: whoever may write it can change what you read (a queue's pickles \
+                     run code in whoever unpickles them), so it is not opened. If that \
+                     sharing is deliberate, open it with trust=<uid of its owner> \
+                     (trust=os.geteuid() for your own) or trust=\"any\""
+                ),
+            )),
             SegmentError::NoSpace { .. }
             | SegmentError::Os { .. }
             | SegmentError::AttachmentTableFull { .. } => os_error(errno, msg),
@@ -129,6 +157,9 @@ pub(crate) fn to_py(err: Error) -> PyErr {
                     },
                 )
             }
+            ChannelError::Busy { .. } => {
+                Python::attach(|py| new_err(py, queue_busy_error(py), None, msg))
+            }
         },
         Error::Data(e) => match e {
             DataError::TagMismatch { .. } => PyTypeError::new_err(msg),
@@ -151,6 +182,18 @@ fn fs_to_py(err: FsError) -> PyErr {
         FsError::NoSuchPath { path } => {
             PyFileNotFoundError::new_err((errno, format!("no such file or directory: '{path}'")))
         }
+        FsError::NoParentDirectory {
+            path,
+            parent,
+            parent_is_file,
+        } => PyFileNotFoundError::new_err((
+            errno,
+            if parent_is_file {
+                format!("cannot create '{path}': '{parent}' is a file, not a directory")
+            } else {
+                format!("cannot create '{path}': parent directory '{parent}' does not exist")
+            },
+        )),
         FsError::PathExists { path } => {
             PyFileExistsError::new_err((errno, format!("file exists: '{path}'")))
         }
@@ -219,6 +262,16 @@ fn fs_to_py(err: FsError) -> PyErr {
         FsError::RootOperation { op } => {
             PyValueError::new_err(format!("Cannot {op} the root directory."))
         }
+        FsError::NoSpace { requested, pinned } => PyOSError::new_err((
+            errno,
+            format!(
+                "no space left in the shared filesystem for {requested} bytes \
+                 ({pinned} bytes are held by old versions that live views may still see)"
+            ),
+        )),
+        FsError::MetadataFull { what } => {
+            PyOSError::new_err((errno, format!("the shared filesystem's {what} is full")))
+        }
         FsError::IntoOwnSubtree { src, dst } => {
             PyValueError::new_err(format!("Cannot move '{src}' into its own subtree '{dst}'."))
         }
@@ -257,7 +310,12 @@ pub(crate) fn queue_exc(py: Python<'_>, which: &'static str) -> PyErr {
     }
 }
 
-/// Whether `e` is a `queue.Full`.
+/// Whether `e` is a `memspace.QueueBusy` (the core's `ChannelError::Busy`).
+pub(crate) fn is_busy(py: Python<'_>, e: &PyErr) -> bool {
+    queue_busy_error(py).is_ok_and(|t| e.is_instance(py, &t))
+}
+
+/// Whether `e` is a `queue.Full` (a `memspace.QueueBusy` is one too).
 pub(crate) fn is_full(py: Python<'_>, e: &PyErr) -> bool {
     static FULL: PyOnceLock<Py<PyType>> = PyOnceLock::new();
     FULL.import(py, "queue", "Full")

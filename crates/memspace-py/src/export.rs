@@ -1,5 +1,7 @@
 //! Memory exported to Python in place: the buffer exporter behind zero-copy views of ring,
-//! queue and broadcast messages and reservations, and the one copy out of such memory into a new `bytes`.
+//! queue and broadcast messages and reservations, and the one copy out of such memory into a
+//! new `bytes`; also how the filesystems borrow a bytes-like argument and fill a new `bytes` in
+//! place.
 //!
 //! Lifetime rule: an exporter holds what keeps its bytes valid (a clone of the ring or queue
 //! handle, which keeps the mapping; for a taken queue message, the message itself, so that its
@@ -7,15 +9,19 @@
 //! path leaves a view pointing at unmapped or reused memory.
 
 use std::ffi::{c_int, c_void};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use memspace::mpmc::{Message as QueueMessage, Queue};
 use memspace::Ring;
-use pyo3::exceptions::PyBufferError;
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBufferError, PyMemoryError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView};
+
+use crate::args::Data;
 
 /// A new `bytes` copied from `len` bytes at `ptr`.
 pub(crate) fn bytes_at(py: Python<'_>, ptr: *const u8, len: usize) -> PyResult<Bound<'_, PyBytes>> {
@@ -172,4 +178,78 @@ pub(crate) fn end_block(
         )));
     }
     Ok(exc_type.is_none_or(PyAnyMethods::is_none))
+}
+
+/// Copies at least this large run with the GIL released, so other threads keep running. A GIL
+/// round trip costs about what copying a few KiB does, and far more when another thread is
+/// waiting for the GIL (it then runs first), so smaller copies (a 64 KiB random write takes
+/// microseconds) keep it, as `io.BytesIO` does.
+pub(crate) const RELEASE_GIL_AT: usize = 256 * 1024;
+
+/// Borrows the bytes of a bytes-like object (`bytes`, `bytearray`, `memoryview`, ...) and
+/// calls `f` with them, releasing the GIL around `f` when they are large.
+pub(crate) fn with_bytes<R: Send>(
+    py: Python<'_>,
+    data: &Bound<'_, PyAny>,
+    f: impl FnOnce(&[u8]) -> R + Send,
+) -> PyResult<R> {
+    let data = match Data::from(data) {
+        Ok(d) => d,
+        Err(e) if e.is_instance_of::<PyBufferError>(py) => {
+            // A strided view (`memoryview(b)[::2]`): gather it into one run first, as
+            // `bytes()` would.
+            let buf = PyBuffer::<u8>::get(data)
+                .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
+            let n = buf.item_count();
+            let mut gathered = Vec::new();
+            gathered.try_reserve_exact(n).map_err(|_| {
+                PyMemoryError::new_err(format!("memory allocation of {n} bytes failed"))
+            })?;
+            gathered.resize(n, 0);
+            buf.copy_to_slice(py, &mut gathered)?;
+            return Ok(f(&gathered));
+        }
+        Err(e) => return Err(e),
+    };
+    // The exporter keeps these bytes (and an exported bytearray cannot be resized) while
+    // `data` lives. Another thread may still store into them; like `os.write`, we then copy
+    // whatever bytes they hold.
+    let b = data.as_slice();
+    Ok(if b.len() >= RELEASE_GIL_AT {
+        py.detach(|| f(b))
+    } else {
+        f(b)
+    })
+}
+
+/// A new `bytes` of `n` bytes whose storage `fill` writes directly (no zero-fill first, no
+/// intermediate buffer). `fill` returns how many bytes it wrote; any rest is zeroed so that
+/// the object never exposes uninitialised memory.
+pub(crate) fn bytes_filled(
+    py: Python<'_>,
+    n: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> usize,
+) -> PyResult<Bound<'_, PyBytes>> {
+    let len = ffi::Py_ssize_t::try_from(n)
+        .map_err(|_| PyValueError::new_err(format!("{n} bytes do not fit in a bytes object")))?;
+    // SAFETY: PyBytes_FromStringAndSize(NULL, len) allocates a bytes object with `len` bytes of
+    // uninitialised storage (or returns NULL with an exception set, turned into Err).
+    let bytes = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), len))?
+            .cast_into_unchecked::<PyBytes>()
+    };
+    // SAFETY: the object is fresh and not shared yet; its storage is exactly n bytes, viewed as
+    // MaybeUninit<u8> (which has no validity requirement) until `fill` and the loop below have
+    // written every byte.
+    let buf = unsafe {
+        std::slice::from_raw_parts_mut(
+            ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(),
+            n,
+        )
+    };
+    let done = fill(buf).min(n);
+    for b in &mut buf[done..] {
+        b.write(0);
+    }
+    Ok(bytes)
 }

@@ -6,26 +6,22 @@
 //! never waits for the GIL. The one lock taken here (a handle's mutex) may be held while the
 //! GIL is released for a large copy, so it is waited for with the GIL released too.
 
-use std::mem::MaybeUninit;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use memspace::fs::{
-    FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode, SharedBytes,
-    StorageKind,
+    DirToken, FileHandle, FileSnapshot, FsError, FsOptions, MemoryFileSystem, OpenMode,
+    SharedBytes, StorageKind,
 };
-use pyo3::buffer::{PyBuffer, PyUntypedBuffer};
+use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyResourceWarning, PyTypeError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::args::{lock_timeout_arg, Data};
+use crate::args::{lock_timeout_arg, u64_arg, Data};
 use crate::error::{unsupported_operation_err, IntoPyResult};
+use crate::export::{bytes_filled, with_bytes, RELEASE_GIL_AT};
 use crate::gil::{detached, lock_unheld};
-
-/// Copies at least this large run with the GIL released, so other threads keep running.
-const RELEASE_GIL_AT: usize = 64 * 1024;
 
 /// A `bytes` at least this large, appended to a sequential file, is kept by the file instead
 /// of copied (as D-MemFS keeps references); smaller ones are copied into the file's buffer,
@@ -48,67 +44,8 @@ impl SharedBytes for KeptBytes {
     }
 }
 
-/// Borrows the bytes of a bytes-like object (`bytes`, `bytearray`, `memoryview`, ...) and
-/// calls `f` with them, releasing the GIL around `f` when they are large.
-fn with_bytes<R: Send>(
-    py: Python<'_>,
-    data: &Bound<'_, PyAny>,
-    f: impl FnOnce(&[u8]) -> R + Send,
-) -> PyResult<R> {
-    let data = match Data::from(data) {
-        Ok(d) => d,
-        Err(e) if e.is_instance_of::<PyBufferError>(py) => {
-            // A strided view (`memoryview(b)[::2]`): gather it into one run first, as
-            // `bytes()` would.
-            let gathered = PyBuffer::<u8>::get(data)
-                .and_then(|b| b.to_vec(py))
-                .map_err(|_| PyBufferError::new_err("data must be a buffer of bytes"))?;
-            return Ok(f(&gathered));
-        }
-        Err(e) => return Err(e),
-    };
-    // The exporter keeps these bytes (and an exported bytearray cannot be resized) while
-    // `data` lives. Another thread may still store into them; like `os.write`, we then copy
-    // whatever bytes they hold.
-    let b = data.as_slice();
-    Ok(if b.len() >= RELEASE_GIL_AT {
-        py.detach(|| f(b))
-    } else {
-        f(b)
-    })
-}
-
-/// A new `bytes` of `n` bytes whose storage `fill` writes directly (no zero-fill first, no
-/// intermediate buffer). `fill` returns how many bytes it wrote; any rest is zeroed so that
-/// the object never exposes uninitialised memory.
-fn bytes_filled(
-    py: Python<'_>,
-    n: usize,
-    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> usize,
-) -> PyResult<Bound<'_, PyBytes>> {
-    let len = ffi::Py_ssize_t::try_from(n)
-        .map_err(|_| PyValueError::new_err(format!("{n} bytes do not fit in a bytes object")))?;
-    // SAFETY: PyBytes_FromStringAndSize(NULL, len) allocates a bytes object with `len` bytes of
-    // uninitialised storage (or returns NULL with an exception set, turned into Err).
-    let bytes = unsafe {
-        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), len))?
-            .cast_into_unchecked::<PyBytes>()
-    };
-    // SAFETY: the object is fresh and not shared yet; its storage is exactly n bytes, viewed as
-    // MaybeUninit<u8> (which has no validity requirement) until `fill` and the loop below have
-    // written every byte.
-    let buf = unsafe {
-        std::slice::from_raw_parts_mut(
-            ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(),
-            n,
-        )
-    };
-    let done = fill(buf).min(n);
-    for b in &mut buf[done..] {
-        b.write(0);
-    }
-    Ok(bytes)
-}
+/// One step of `walk`: a directory's token, its subdirectory names, its file names.
+type WalkStep = ((u64, u64), Vec<String>, Vec<String>);
 
 /// The native half of `memspace.MemoryFileSystem` (same constructor, same methods).
 #[pyclass(module = "memspace._memspace", name = "_FileSystem", subclass, frozen)]
@@ -135,16 +72,24 @@ impl PyFileSystem {
         memory_guard_interval=1.0)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        max_quota: u64,
-        chunk_overhead_override: Option<u64>,
-        promotion_hard_limit: Option<u64>,
-        max_nodes: Option<u64>,
+        max_quota: i128,
+        chunk_overhead_override: Option<i128>,
+        promotion_hard_limit: Option<i128>,
+        max_nodes: Option<i128>,
         default_storage: &str,
         default_lock_timeout: Option<f64>,
         memory_guard: &str,
         memory_guard_action: &str,
         memory_guard_interval: f64,
     ) -> PyResult<Self> {
+        let max_quota = u64_arg(max_quota, "max_quota")?;
+        let chunk_overhead_override = chunk_overhead_override
+            .map(|v| u64_arg(v, "chunk_overhead_override"))
+            .transpose()?;
+        let promotion_hard_limit = promotion_hard_limit
+            .map(|v| u64_arg(v, "promotion_hard_limit"))
+            .transpose()?;
+        let max_nodes = max_nodes.map(|v| u64_arg(v, "max_nodes")).transpose()?;
         let Some(storage) = StorageKind::parse(default_storage) else {
             return Err(PyValueError::new_err(format!(
                 "Invalid default_storage value: '{default_storage}'. \
@@ -298,14 +243,19 @@ impl PyFileSystem {
         Ok(d)
     }
 
+    /// Bytes of quota still free (`stats()["free_bytes"]` without walking the tree).
+    fn _free_bytes(&self) -> u64 {
+        self.fs.free_bytes()
+    }
+
     /// Size of a file.
     fn get_size(&self, path: &str) -> PyResult<u64> {
         self.fs.get_size(path).py_err()
     }
 
     /// Paths matching a glob pattern, sorted, each once.
-    fn glob(&self, pattern: &str) -> Vec<String> {
-        self.fs.glob(pattern)
+    fn glob(&self, pattern: &str) -> PyResult<Vec<String>> {
+        self.fs.glob(pattern).py_err()
     }
 
     /// All files below `prefix` as `{path: bytes}`.
@@ -345,9 +295,13 @@ impl PyFileSystem {
         .py_err()
     }
 
-    /// Subdirectory and file names of a directory (for `walk`).
-    fn _scandir(&self, path: &str) -> PyResult<(Vec<String>, Vec<String>)> {
-        self.fs.scandir(path).py_err()
+    /// One directory of a walk: `(token, dirnames, filenames)`. Given the token of its parent
+    /// and its name, the core finds it without looking its whole path up.
+    #[pyo3(signature = (path, parent=None, name=""))]
+    fn _scandir(&self, path: &str, parent: Option<(u64, u64)>, name: &str) -> PyResult<WalkStep> {
+        let parent = parent.map(|(id, epoch)| (DirToken::from_parts(id, epoch), name));
+        let (token, dirs, files) = self.fs.scandir_from(parent, path).py_err()?;
+        Ok((token.to_parts(), dirs, files))
     }
 
     /// Paths of the files below `prefix` (for `iter_export_tree`).
@@ -403,7 +357,7 @@ fn copy_out<'py>(
 
 /// An open file of a `MemoryFileSystem` (a registered `io.RawIOBase`). It holds the file's
 /// lock until closed; collecting it unclosed closes it with a `ResourceWarning`.
-#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle")]
+#[pyclass(module = "memspace._memspace", name = "MemoryFileHandle", frozen)]
 pub(crate) struct PyFileHandle {
     inner: Mutex<FileHandle>,
 }
@@ -538,18 +492,18 @@ impl PyFileHandle {
         let h: &mut FileHandle = &mut guard;
         if let Ok(b) = data.cast::<PyBytes>() {
             let bytes = b.as_bytes();
-            if bytes.len() >= KEEP_BYTES_AT {
+            // Kept instead of copied (an append to a sequential file): no copy, so no reason
+            // to release the GIL. Any other write copies, below.
+            if bytes.len() >= KEEP_BYTES_AT && h.keeps_shared() {
                 let kept: Arc<dyn SharedBytes> = Arc::new(KeptBytes {
                     ptr: bytes.as_ptr() as usize,
                     len: bytes.len(),
                     _owner: b.clone().unbind(),
                 });
-                // If the file does not keep it (not an append), it copies it, GIL released;
-                // our own reference is dropped here, attached, in that case.
-                let for_core = Arc::clone(&kept);
-                let r = py.detach(|| h.write_shared(for_core));
-                drop(kept);
-                return r.py_err();
+                return h.write_shared(kept).py_err();
+            }
+            if bytes.len() < RELEASE_GIL_AT {
+                return h.write(bytes).py_err();
             }
         }
         with_bytes(py, data, |b| h.write(b))?.py_err()

@@ -12,6 +12,7 @@ mod export;
 mod gil;
 mod guard;
 mod handle;
+mod object;
 mod value;
 
 // One file per Python class family (the upper floor): none imports another.
@@ -20,6 +21,7 @@ mod fs;
 mod lock;
 mod queue;
 mod ring;
+mod shared_fs;
 mod shm;
 mod view;
 
@@ -33,6 +35,9 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<shm::PySharedMemory>()?;
     m.add_class::<fs::PyFileSystem>()?;
     m.add_class::<fs::PyFileHandle>()?;
+    m.add_class::<shared_fs::PySharedFileSystem>()?;
+    m.add_class::<shared_fs::PySharedFileHandle>()?;
+    m.add_class::<shared_fs::PySharedView>()?;
     m.add_function(wrap_pyfunction!(shm::_reopen_segment, m)?)?;
     m.add_function(wrap_pyfunction!(shm::_list_segments, m)?)?;
     m.add_class::<lock::PyMutex>()?;
@@ -51,5 +56,6 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<export::MessageBytes>()?;
     m.add_function(wrap_pyfunction!(handle::_reopen, m)?)?;
     m.add_function(wrap_pyfunction!(handle::_staleness, m)?)?;
+    m.add_function(wrap_pyfunction!(handle::_header_report, m)?)?;
     Ok(())
 }

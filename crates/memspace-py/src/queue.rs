@@ -2,214 +2,161 @@
 //! mapping). Fast paths run with the GIL held; waits release it and check for signals.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use memspace::mpmc::parts::{self, PartsLayout};
 use memspace::mpmc::{Attempt, Message, Queue, QueueOptions, Reservation};
 use memspace::Location;
 use pyo3::exceptions::{PyBufferError, PyValueError};
-use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PySlice};
+use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
-use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
+use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, trust_arg, Data};
+use crate::error::{full_on_timeout, is_busy, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, exported_view, release_view, Exported, Keep};
 use crate::gil::detached;
-use crate::handle::{at_location, closing_handle, located_handle};
-
-/// Copies above this size release the GIL (below it, releasing costs more than it frees).
-const DETACH_COPY: usize = 256 << 10;
-
-fn pickle_fn<'py>(py: Python<'py>, name: &'static str) -> PyResult<Bound<'py, PyAny>> {
-    static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    let cell = if name == "dumps" { &DUMPS } else { &LOADS };
-    cell.import(py, "pickle", name).cloned()
-}
+use crate::handle::{at_location, closing_handle, located_handle, OpenHandle};
+use crate::object::{aligned_copy, decode_copy, unpickle, Pickled, DETACH_COPY};
 
 /// A multi-producer/multi-consumer queue between processes.
 #[pyclass(module = "memspace", name = "Queue", frozen)]
 pub struct PyQueue {
-    q: Queue,
-    closed: AtomicBool,
+    q: OpenHandle<Queue>,
+    location: Location,
+    /// The trust that opens it again (pickling), kept for after `close()`.
+    trust: memspace::Trust,
+    capacity: u64,
+}
+
+/// Takes up to `max` messages: first without waiting (GIL held), then, unless `timeout` is
+/// zero, waiting with the GIL released.
+fn take_messages(
+    py: Python<'_>,
+    q: &Queue,
+    max: usize,
+    timeout: Option<Duration>,
+) -> PyResult<Vec<Message>> {
+    match q.take_now(max).py_err()? {
+        Attempt::Done(ms) => Ok(ms),
+        Attempt::Nothing if timeout == Some(Duration::ZERO) => Ok(Vec::new()),
+        Attempt::Nothing | Attempt::Busy | Attempt::Pending => wait_messages(py, q, max, timeout),
+    }
+}
+
+/// `take_messages` for one message (no `Vec` on the fast path).
+fn take_message(py: Python<'_>, q: &Queue, timeout: Option<Duration>) -> PyResult<Option<Message>> {
+    match q.take_one_now().py_err()? {
+        Attempt::Done(m) => Ok(Some(m)),
+        Attempt::Nothing if timeout == Some(Duration::ZERO) => Ok(None),
+        Attempt::Nothing | Attempt::Busy | Attempt::Pending => {
+            Ok(wait_messages(py, q, 1, timeout)?.pop())
+        }
+    }
+}
+
+/// The slow path of a take, GIL released. With a zero timeout (after Busy or Pending) it
+/// waits out the other consumer's take, or checks whether the producer in the way is alive,
+/// so that "empty" always means empty.
+fn wait_messages(
+    py: Python<'_>,
+    q: &Queue,
+    max: usize,
+    timeout: Option<Duration>,
+) -> PyResult<Vec<Message>> {
+    detached(py, |interrupt| {
+        let mut v = Vec::new();
+        q.take_many(max, timeout, interrupt, &mut v)?;
+        Ok(v)
+    })
+}
+
+/// Claims `len` bytes: first without waiting (GIL held), then waiting with the GIL released;
+/// `queue.Full` if there is no room in time. A zero timeout still waits out another
+/// producer's claim and reclaims dead consumers' space (briefly, GIL released), so
+/// `queue.Full` always means "no room", never "someone else was claiming".
+fn claim(
+    py: Python<'_>,
+    q: &Queue,
+    len: usize,
+    timeout: Option<Duration>,
+) -> PyResult<Reservation> {
+    // Nothing (no room) falls through too: the waiting call first reclaims the space of
+    // consumers that died holding messages, so `queue.Full` means full.
+    if let Attempt::Done(r) = q.claim_now(len).py_err()? {
+        return Ok(r);
+    }
+    full_on_timeout(
+        py,
+        detached(py, |interrupt| q.claim(len, timeout, interrupt)),
+    )
+}
+
+/// Writes a reservation's payload with `write`, releasing the GIL for a large one (the caller
+/// keeps the sources pinned: they outlive this call).
+fn fill(
+    py: Python<'_>,
+    q: &Queue,
+    r: &Reservation,
+    write: impl FnOnce(&Queue, &Reservation) + Send,
+) {
+    if r.len() >= DETACH_COPY {
+        py.detach(|| write(q, r));
+    } else {
+        write(q, r);
+    }
+}
+
+/// Takes one message as a new `bytes` (no list in between: the `get` fast path).
+fn take_one<'py>(
+    py: Python<'py>,
+    q: &Queue,
+    timeout: Option<Duration>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let Some(m) = take_message(py, q, timeout)? else {
+        return Ok(None);
+    };
+    let b = bytes_at(py, q.message_ptr(&m), m.len());
+    q.release(m).py_err()?;
+    b.map(Some)
+}
+
+fn take_into<'py>(
+    py: Python<'py>,
+    q: &Queue,
+    max: usize,
+    timeout: Option<Duration>,
+) -> PyResult<Bound<'py, PyList>> {
+    let ms = take_messages(py, q, max, timeout)?;
+    let out = PyList::empty(py);
+    let mut err = None;
+    for m in ms {
+        if err.is_none() {
+            match bytes_at(py, q.message_ptr(&m), m.len()).and_then(|b| out.append(b)) {
+                Ok(()) => {}
+                Err(e) => err = Some(e),
+            }
+        }
+        q.release(m).py_err()?;
+    }
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
 }
 
 impl PyQueue {
     fn new(q: Queue) -> Self {
         Self {
-            q,
-            closed: AtomicBool::new(false),
+            location: q.location().clone(),
+            trust: q.reopen_trust().clone(),
+            capacity: q.capacity(),
+            q: OpenHandle::new(q, "Queue"),
         }
     }
 
-    fn check_open(&self) -> PyResult<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(PyValueError::new_err("operation on a closed Queue"));
-        }
-        Ok(())
-    }
-
-    /// Takes up to `max` messages: first without waiting (GIL held), then, unless `timeout`
-    /// is zero, waiting with the GIL released.
-    fn take_messages(
-        &self,
-        py: Python<'_>,
-        max: usize,
-        timeout: Option<Duration>,
-    ) -> PyResult<Vec<Message>> {
-        match self.q.take_now(max).py_err()? {
-            Attempt::Done(ms) => Ok(ms),
-            Attempt::Nothing if timeout == Some(Duration::ZERO) => Ok(Vec::new()),
-            Attempt::Nothing | Attempt::Busy | Attempt::Pending => {
-                self.wait_messages(py, max, timeout)
-            }
-        }
-    }
-
-    /// `take_messages` for one message (no `Vec` on the fast path).
-    fn take_message(&self, py: Python<'_>, timeout: Option<Duration>) -> PyResult<Option<Message>> {
-        match self.q.take_one_now().py_err()? {
-            Attempt::Done(m) => Ok(Some(m)),
-            Attempt::Nothing if timeout == Some(Duration::ZERO) => Ok(None),
-            Attempt::Nothing | Attempt::Busy | Attempt::Pending => {
-                Ok(self.wait_messages(py, 1, timeout)?.pop())
-            }
-        }
-    }
-
-    /// The slow path of a take, GIL released. With a zero timeout (after Busy or Pending) it
-    /// waits out the other consumer's take, or checks whether the producer in the way is
-    /// alive, so that "empty" always means empty.
-    fn wait_messages(
-        &self,
-        py: Python<'_>,
-        max: usize,
-        timeout: Option<Duration>,
-    ) -> PyResult<Vec<Message>> {
-        let q = &self.q;
-        detached(py, |interrupt| {
-            let mut v = Vec::new();
-            q.take_many(max, timeout, interrupt, &mut v)?;
-            Ok(v)
-        })
-    }
-
-    /// Claims `len` bytes: first without waiting (GIL held), then waiting with the GIL
-    /// released; `queue.Full` if there is no room in time. A zero timeout still waits out
-    /// another producer's claim and reclaims dead consumers' space (briefly, GIL released),
-    /// so `queue.Full` always means "no room", never "someone else was claiming".
-    fn claim(
-        &self,
-        py: Python<'_>,
-        len: usize,
-        timeout: Option<Duration>,
-    ) -> PyResult<Reservation> {
-        // Nothing (no room) falls through too: the waiting call first reclaims the space of
-        // consumers that died holding messages, so `queue.Full` means full.
-        if let Attempt::Done(r) = self.q.claim_now(len).py_err()? {
-            return Ok(r);
-        }
-        let q = &self.q;
-        full_on_timeout(
-            py,
-            detached(py, |interrupt| q.claim(len, timeout, interrupt)),
-        )
-    }
-
-    /// Writes a reservation's payload with `write`, releasing the GIL for a large one (the
-    /// caller keeps the sources pinned: they outlive this call).
-    fn fill(
-        &self,
-        py: Python<'_>,
-        r: &Reservation,
-        write: impl FnOnce(&Queue, &Reservation) + Send,
-    ) {
-        if r.len() >= DETACH_COPY {
-            py.detach(|| write(&self.q, r));
-        } else {
-            write(&self.q, r);
-        }
-    }
-
-    /// A new bytearray holding a taken message at a 64-byte aligned address (one copy; the
-    /// GIL is released for a large one). Returns it and where the message starts in it.
-    fn copy_out<'py>(
-        &self,
-        py: Python<'py>,
-        m: &Message,
-    ) -> PyResult<(Bound<'py, PyByteArray>, usize)> {
-        let len = m.len();
-        let room = len + parts::ALIGN - 1;
-        // SAFETY: a NULL source makes CPython allocate `room` uninitialised bytes; the message
-        // is written into them below before anyone else can see the object, and the few
-        // bytes around it (alignment) are zeroed.
-        let ba = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyByteArray_FromStringAndSize(std::ptr::null(), room as ffi::Py_ssize_t),
-            )?
-            .cast_into_unchecked::<PyByteArray>()
-        };
-        let base = ba.data() as usize;
-        let pad = base.next_multiple_of(parts::ALIGN) - base;
-        let src = self.q.message_ptr(m) as usize;
-        // SAFETY: `src` is a taken message of `len` bytes, stable until released (after this
-        // call); `base..base + room` is the new bytearray, which only this function can reach,
-        // and `pad + len <= room`.
-        let copy = move || unsafe {
-            std::ptr::write_bytes(base as *mut u8, 0, pad);
-            std::ptr::copy_nonoverlapping(src as *const u8, (base + pad) as *mut u8, len);
-            std::ptr::write_bytes((base + pad + len) as *mut u8, 0, room - pad - len);
-        };
-        if len >= DETACH_COPY {
-            py.detach(copy);
-        } else {
-            copy();
-        }
-        Ok((ba, pad))
-    }
-
-    /// Takes one message as a new `bytes` (no list in between: the `get` fast path).
-    fn take_one<'py>(
-        &self,
-        py: Python<'py>,
-        timeout: Option<Duration>,
-    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let Some(m) = self.take_message(py, timeout)? else {
-            return Ok(None);
-        };
-        let b = bytes_at(py, self.q.message_ptr(&m), m.len());
-        self.q.release(m).py_err()?;
-        b.map(Some)
-    }
-
-    fn take_into<'py>(
-        &self,
-        py: Python<'py>,
-        max: usize,
-        timeout: Option<Duration>,
-    ) -> PyResult<Bound<'py, PyList>> {
-        let q = &self.q;
-        let ms = self.take_messages(py, max, timeout)?;
-        let out = PyList::empty(py);
-        let mut err = None;
-        for m in ms {
-            if err.is_none() {
-                match bytes_at(py, q.message_ptr(&m), m.len()).and_then(|b| out.append(b)) {
-                    Ok(()) => {}
-                    Err(e) => err = Some(e),
-                }
-            }
-            q.release(m).py_err()?;
-        }
-        match err {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+    /// The queue (a clone of the handle's), or `ValueError` after `close()`.
+    fn q(&self) -> PyResult<Queue> {
+        self.q.get()
     }
 }
 
@@ -235,11 +182,17 @@ impl PyQueue {
         Ok(Self::new(q))
     }
 
-    /// Opens an existing queue.
+    /// Opens an existing queue (`trust`: whose segment to accept).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
-        at_location(py, name, path, Queue::open).map(Self::new)
+    #[pyo3(signature = (name=None, *, path=None, trust=None))]
+    fn open(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        trust: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let trust = trust_arg(trust.as_ref())?;
+        at_location(py, name, path, |l| Queue::open(l.trusting(trust))).map(Self::new)
     }
 
     /// Sends one message (a bytes-like object); waits for room unless `block` is false or
@@ -252,13 +205,13 @@ impl PyQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        self.check_open()?;
+        let q = self.q()?;
         let timeout = block_timeout_arg(block, timeout)?;
         let data = Data::from(data)?;
         let bytes = data.as_slice();
-        let r = self.claim(py, bytes.len(), timeout)?;
-        self.fill(py, &r, |q, r| q.write(r, 0, bytes));
-        self.q.commit(r).py_err()
+        let r = claim(py, &q, bytes.len(), timeout)?;
+        fill(py, &q, &r, |q, r| q.write(r, 0, bytes));
+        q.commit(r).py_err()
     }
 
     /// `put(data, block=False)`.
@@ -266,15 +219,16 @@ impl PyQueue {
         self.put(py, data, false, None)
     }
 
-    /// Sends one message if there is room now; returns whether it was sent.
+    /// Sends one message if there is room now; returns whether it was sent (False: no room,
+    /// or the producer lock kept by another process throughout the 20 ms grace).
     fn try_put(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<bool> {
-        self.check_open()?;
+        let q = self.q()?;
         let data = Data::from(data)?;
         let bytes = data.as_slice();
-        match self.claim(py, bytes.len(), Some(Duration::ZERO)) {
+        match claim(py, &q, bytes.len(), Some(Duration::ZERO)) {
             Ok(r) => {
-                self.fill(py, &r, |q, r| q.write(r, 0, bytes));
-                self.q.commit(r).py_err()?;
+                fill(py, &q, &r, |q, r| q.write(r, 0, bytes));
+                q.commit(r).py_err()?;
                 Ok(true)
             }
             Err(e) if is_full(py, &e) => Ok(false),
@@ -291,13 +245,13 @@ impl PyQueue {
         items: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        self.check_open()?;
+        let q = self.q()?;
         let timeout = timeout_arg(timeout)?;
         let datas: Vec<Data<'_>> = items
             .try_iter()?
             .map(|it| Data::from(&it?))
             .collect::<PyResult<_>>()?;
-        let max = self.q.max_message_size();
+        let max = q.max_message_size();
         if let Some(d) = datas.iter().find(|d| d.as_slice().len() as u64 > max) {
             return Err(PyValueError::new_err(format!(
                 "a message of {} bytes exceeds the queue's max_message_size of {max} bytes",
@@ -311,7 +265,6 @@ impl PyQueue {
             .iter()
             .map(|d| (d.as_slice().as_ptr() as usize, d.as_slice().len()))
             .collect();
-        let q = &self.q;
         let r = detached(py, |interrupt| {
             // SAFETY: `datas` (which pins these bytes) outlives this call.
             let items: Vec<&[u8]> = slices
@@ -332,10 +285,9 @@ impl PyQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        self.check_open()?;
+        let q = self.q()?;
         let timeout = block_timeout_arg(block, timeout)?;
-        self.take_one(py, timeout)?
-            .ok_or_else(|| queue_exc(py, "Empty"))
+        take_one(py, &q, timeout)?.ok_or_else(|| queue_exc(py, "Empty"))
     }
 
     /// `get(block=False)`.
@@ -343,29 +295,34 @@ impl PyQueue {
         self.get(py, false, None)
     }
 
-    /// Takes one message if there is one now, else returns None.
+    /// Takes one message if there is one now, else returns None (none committed, or the
+    /// consumer lock kept by another process throughout the 20 ms grace).
     fn try_get<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        self.check_open()?;
-        self.take_one(py, Some(Duration::ZERO))
+        let q = self.q()?;
+        match take_one(py, &q, Some(Duration::ZERO)) {
+            Err(e) if is_busy(py, &e) => Ok(None),
+            r => r,
+        }
     }
 
-    /// Takes up to `max_count` messages: waits (at most `timeout`) for the first, then takes
-    /// what is there. `queue.Empty` if none arrived in time.
-    #[pyo3(signature = (max_count, timeout=None))]
+    /// Takes up to `max_count` messages: waits (unless `block` is false; at most `timeout`)
+    /// for the first, then takes what is there. `queue.Empty` if none arrived in time.
+    #[pyo3(signature = (max_count, block=true, timeout=None))]
     fn get_many<'py>(
         &self,
         py: Python<'py>,
         max_count: i64,
+        block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        self.check_open()?;
+        let q = self.q()?;
         if max_count < 1 {
             return Err(PyValueError::new_err(format!(
                 "max_count must be >= 1, not {max_count}"
             )));
         }
-        let timeout = timeout_arg(timeout)?;
-        let l = self.take_into(py, max_count as usize, timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
+        let l = take_into(py, &q, max_count as usize, timeout)?;
         if l.is_empty() {
             return Err(queue_exc(py, "Empty"));
         }
@@ -380,7 +337,7 @@ impl PyQueue {
     #[pyo3(signature = (timeout=None))]
     fn get_view(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<PyQueueView> {
         let timeout = timeout_arg(timeout)?;
-        slf.get().check_open()?;
+        slf.get().q()?;
         Ok(PyQueueView {
             queue: slf.clone().unbind(),
             timeout,
@@ -399,126 +356,100 @@ impl PyQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        self.check_open()?;
+        let q = self.q()?;
         let timeout = block_timeout_arg(block, timeout)?;
-        let buffers = PyList::empty(py);
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("protocol", 5)?;
-        kwargs.set_item("buffer_callback", buffers.getattr("append")?)?;
-        let pickled = pickle_fn(py, "dumps")?.call((obj,), Some(&kwargs))?;
-        let mut datas = vec![Data::from(&pickled)?];
-        for b in buffers.iter() {
-            // `raw()` is a contiguous 1-D view of the buffer's bytes (C or Fortran order).
-            datas.push(Data::from(&b.call_method0("raw")?)?);
-        }
-        let lens: Vec<usize> = datas.iter().map(|d| d.as_slice().len()).collect();
-        let layout = PartsLayout::new(&lens).py_err()?;
-        let max = self.q.max_message_size();
-        if layout.total() as u64 > max {
-            return Err(PyValueError::new_err(format!(
-                "the object needs a message of {} bytes (pickle {} bytes, {} out-of-band \
-                 buffers), more than the queue's max_message_size of {max} bytes",
-                layout.total(),
-                lens[0],
-                lens.len() - 1
-            )));
-        }
-        let r = self.claim(py, layout.total(), timeout)?;
-        let slices: Vec<&[u8]> = datas.iter().map(Data::as_slice).collect();
-        self.fill(py, &r, |q, r| q.write_parts(r, &layout, &slices));
-        self.q.commit(r).py_err()
+        let pickled = Pickled::new(py, obj)?;
+        pickled.check_fits(q.max_message_size(), "queue")?;
+        let r = claim(py, &q, pickled.total(), timeout)?;
+        let slices = pickled.slices();
+        let layout = pickled.layout();
+        fill(py, &q, &r, |q, r| q.write_parts(r, layout, &slices));
+        q.commit(r).py_err()
     }
 
     /// Takes the next message sent by `put_object` and unpickles it; its out-of-band buffers
     /// come back as writable memory (one copy out of the queue, no unpickling of their
     /// bytes). `queue.Empty` as for `get`. A message not sent by `put_object` is a
-    /// `ValueError` (it is consumed).
+    /// `ValueError` (it is consumed). Unpickling runs code chosen by whoever wrote the
+    /// message: `open()` refuses a queue another user made or may write, unless `trust=`
+    /// says otherwise.
     #[pyo3(signature = (block=true, timeout=None))]
     fn get_object(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        self.check_open()?;
+        let q = self.q()?;
         let timeout = block_timeout_arg(block, timeout)?;
-        let Some(m) = self.take_message(py, timeout)? else {
+        let Some(m) = take_message(py, &q, timeout)? else {
             return Err(queue_exc(py, "Empty"));
         };
-        let copied = self.copy_out(py, &m);
         let len = m.len();
-        self.q.release(m).py_err()?;
+        // SAFETY: `m` is a taken message of `len` bytes at `message_ptr`, which nobody writes
+        // until it is released just below.
+        let copied = unsafe { aligned_copy(py, q.message_ptr(&m), len) };
+        q.release(m).py_err()?;
+        drop(q);
         let (ba, pad) = copied?;
         // The copy is ours alone: it is validated and sliced without trusting the queue.
-        // SAFETY: the bytearray is alive and not resized while we read it under the GIL.
-        let msg = unsafe { &ba.as_bytes()[pad..pad + len] };
-        let not_object = |why: String| {
+        let ranges = decode_copy(&ba, pad, len).map_err(|why| {
             PyValueError::new_err(format!(
                 "get_object(): the message ({len} bytes) was not sent by put_object ({why}); \
                  it has been consumed"
             ))
-        };
-        let ranges = parts::decode(msg).map_err(|e| not_object(e.to_string()))?;
-        let Some((first, rest)) = ranges.split_first() else {
-            return Err(not_object("it has no pickle part".into()));
-        };
-        let mv = PyMemoryView::from(ba.as_any())?;
-        let slice = |r: &std::ops::Range<usize>| -> PyResult<Bound<'_, PyAny>> {
-            let (a, b) = (pad + r.start, pad + r.end);
-            mv.get_item(PySlice::new(py, a as isize, b as isize, 1))
-        };
-        let buffers = PyList::empty(py);
-        for r in rest {
-            buffers.append(slice(r)?)?;
-        }
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("buffers", buffers)?;
-        Ok(pickle_fn(py, "loads")?
-            .call((slice(first)?,), Some(&kwargs))?
-            .unbind())
+        })?;
+        unpickle(py, &ba, pad, &ranges)
     }
 
     /// Messages waiting (approximate while others are active).
-    fn qsize(&self) -> u64 {
-        self.q.len()
+    fn qsize(&self) -> PyResult<u64> {
+        Ok(self.q()?.len())
     }
 
     /// True if no message is waiting.
-    fn empty(&self) -> bool {
-        self.q.is_empty()
+    fn empty(&self) -> PyResult<bool> {
+        Ok(self.q()?.is_empty())
     }
 
     /// True if not even an empty message would fit now.
-    fn full(&self) -> bool {
-        self.q.is_full_for(0)
+    fn full(&self) -> PyResult<bool> {
+        Ok(self.q()?.is_full_for(0))
+    }
+
+    /// Bytes the waiting messages take in the queue (each 8 bytes of header plus its length
+    /// rounded up to 8); `qsize()` counts them.
+    #[getter]
+    fn used(&self) -> PyResult<u64> {
+        Ok(self.q()?.used_bytes())
     }
 
     /// Drops every waiting message; returns how many.
     fn clear(&self, py: Python<'_>) -> PyResult<usize> {
-        self.check_open()?;
-        let q = &self.q;
+        let q = self.q()?;
         py.detach(|| q.clear()).py_err()
     }
 
     /// Capacity in bytes.
     #[getter]
     fn capacity(&self) -> u64 {
-        self.q.capacity()
+        self.capacity
     }
 
     /// Largest message in bytes.
     #[getter]
-    fn max_message_size(&self) -> u64 {
-        self.q.max_message_size()
+    fn max_message_size(&self) -> PyResult<u64> {
+        Ok(self.q()?.max_message_size())
     }
 
     /// True after `close()`.
     #[getter]
     fn closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
+        self.q.is_closed()
     }
 
     /// Depth, bytes used and attached processes (for `memspace inspect`).
     fn inspect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let info = self.q.info().py_err()?;
+        let q = self.q()?;
+        let info = q.info().py_err()?;
         let d = PyDict::new(py);
         d.set_item("kind", "queue")?;
-        match self.q.location() {
+        match q.location() {
             Location::Name(n) => d.set_item("name", n)?,
             Location::Path(p) => d.set_item("path", p)?,
         }
@@ -540,32 +471,39 @@ impl PyQueue {
 
     /// Offset of the control block in the segment (tests and tools).
     #[getter]
-    fn _control_offset(&self) -> u64 {
-        self.q.offsets().0
+    fn _control_offset(&self) -> PyResult<u64> {
+        Ok(self.q()?.offsets().0)
     }
 
     /// Offset of the byte ring in the segment (tests and tools).
     #[getter]
-    fn _data_offset(&self) -> u64 {
-        self.q.offsets().1
+    fn _data_offset(&self) -> PyResult<u64> {
+        Ok(self.q()?.offsets().1)
     }
 
-    /// Stops using this handle (the queue and its messages stay).
+    /// Detaches this handle: its attachment slot and mapping are released at once (or, if a
+    /// `get_view()` message or an operation in another thread still uses them, when that
+    /// ends). The queue and its messages stay. Closing twice does nothing.
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        drop(self.q.close());
     }
 
     fn __repr__(&self) -> String {
         let state = if self.closed() { ", closed" } else { "" };
         format!(
             "Queue({}, capacity={}{state})",
-            location_repr(self.q.location()),
-            self.q.capacity()
+            location_repr(&self.location),
+            self.capacity
         )
     }
 }
 
-located_handle!(PyQueue, remove = Queue::remove, |s| s.q.location());
+located_handle!(
+    PyQueue,
+    remove = Queue::remove,
+    |s| &s.location,
+    trust = &s.trust
+);
 closing_handle!(PyQueue, |s, _py| {
     s.close();
     PyResult::Ok(())
@@ -590,8 +528,7 @@ impl PyQueueView {
 #[pymethods]
 impl PyQueueView {
     fn __enter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyMemoryView>> {
-        let queue = self.queue.get();
-        queue.check_open()?;
+        let q = self.queue.get().q()?;
         let already_open = || {
             PyValueError::new_err(
                 "this get_view() block is already open (call get_view() again for another)",
@@ -602,12 +539,12 @@ impl PyQueueView {
         if self.lock_state().is_some() {
             return Err(already_open());
         }
-        let Some(m) = queue.take_message(py, self.timeout)? else {
+        let Some(m) = take_message(py, &q, self.timeout)? else {
             return Err(queue_exc(py, "Empty"));
         };
-        let (ptr, len) = (queue.q.message_ptr(&m), m.len());
+        let (ptr, len) = (q.message_ptr(&m), m.len());
         let keep = Keep::QueueMessage {
-            q: queue.q.clone(),
+            q,
             m: Mutex::new(Some(m)),
             pid: std::process::id(),
         };

@@ -12,22 +12,27 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use memspace::spsc::{Consumer, Message, Producer, Reservation, Role};
-use memspace::{Ring, RingOptions};
+use memspace::{Location, Ring, RingOptions};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView};
 
-use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, Data};
+use crate::args::{block_timeout_arg, channel_args, location_repr, timeout_arg, trust_arg, Data};
 use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, end_block, exported_view, Exported, Keep};
 use crate::gil::{detached, lock_unheld};
-use crate::handle::{at_location, closing_handle, located_handle};
+use crate::handle::{at_location, closing_handle, located_handle, OpenHandle};
+use crate::object::{aligned_copy, decode_copy, unpickle, write_parts, Pickled, DETACH_COPY};
 use crate::value::{as_ref, to_owned_value, to_py};
 
 /// A single-producer/single-consumer ring between processes.
 #[pyclass(module = "memspace", name = "Ring", frozen)]
 pub struct PyRing {
-    ring: Ring,
+    ring: OpenHandle<Ring>,
+    location: Location,
+    /// The trust that opens it again (pickling), kept for after `close()`.
+    trust: memspace::Trust,
+    capacity: u64,
     tx: Mutex<Option<Producer>>,
     rx: Mutex<Option<Consumer>>,
     closed: AtomicBool,
@@ -39,7 +44,10 @@ pub struct PyRing {
 impl PyRing {
     fn new(ring: Ring) -> Self {
         Self {
-            ring,
+            location: ring.location().clone(),
+            trust: ring.reopen_trust().clone(),
+            capacity: ring.capacity(),
+            ring: OpenHandle::new(ring, "Ring"),
             tx: Mutex::new(None),
             rx: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -53,6 +61,11 @@ impl PyRing {
             return Err(PyValueError::new_err("operation on a closed Ring"));
         }
         Ok(())
+    }
+
+    /// The ring (a clone of the handle's), or `ValueError` after `close()`.
+    fn ring(&self) -> PyResult<Ring> {
+        self.ring.get()
     }
 
     fn tx<'a>(&'a self, py: Python<'_>) -> PyResult<MutexGuard<'a, Option<Producer>>> {
@@ -69,7 +82,7 @@ impl PyRing {
             *g = None;
         }
         if g.is_none() {
-            *g = Some(self.ring.producer().py_err()?);
+            *g = Some(self.ring()?.producer().py_err()?);
         }
         Ok(g)
     }
@@ -86,7 +99,7 @@ impl PyRing {
             *g = None;
         }
         if g.is_none() {
-            *g = Some(self.ring.consumer().py_err()?);
+            *g = Some(self.ring()?.consumer().py_err()?);
         }
         Ok(g)
     }
@@ -105,6 +118,24 @@ impl PyRing {
             return Ok(None);
         }
         detached(py, |interrupt| rx.peek_wait(timeout, interrupt))
+    }
+
+    /// Reserves `n` bytes: first without waiting (GIL held), then, unless `timeout` is zero,
+    /// waiting with the GIL released; `queue.Full` if there is no room in time.
+    fn reserve_now(
+        py: Python<'_>,
+        tx: &mut Producer,
+        n: usize,
+        timeout: Option<Duration>,
+    ) -> PyResult<Reservation> {
+        match tx.reserve(n, Some(Duration::ZERO), &mut || false) {
+            Err(e) if e.is_timeout() && timeout != Some(Duration::ZERO) => {}
+            r => return full_on_timeout(py, r.py_err()),
+        }
+        full_on_timeout(
+            py,
+            detached(py, |interrupt| tx.reserve(n, timeout, interrupt)),
+        )
     }
 }
 
@@ -133,13 +164,15 @@ impl PyRing {
     /// Opens an existing ring; `role` ("producer" or "consumer") claims that role now,
     /// otherwise the first `put` / `get` claims it.
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None, role=None))]
+    #[pyo3(signature = (name=None, *, path=None, role=None, trust=None))]
     fn open(
         py: Python<'_>,
         name: Option<String>,
         path: Option<PathBuf>,
         role: Option<&str>,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let trust = trust_arg(trust.as_ref())?;
         let role = match role {
             None => None,
             Some("producer") => Some(Role::Producer),
@@ -150,7 +183,7 @@ impl PyRing {
                 )))
             }
         };
-        let this = at_location(py, name, path, Ring::open).map(Self::new)?;
+        let this = at_location(py, name, path, |l| Ring::open(l.trusting(trust))).map(Self::new)?;
         match role {
             Some(Role::Producer) => drop(this.tx(py)?),
             Some(Role::Consumer) => drop(this.rx(py)?),
@@ -284,13 +317,15 @@ impl PyRing {
         Ok(Some(out))
     }
 
-    /// Takes up to `max_count` messages: waits (at most `timeout`) for the first, then takes
-    /// what is there without waiting. `queue.Empty` if none arrived in time.
-    #[pyo3(signature = (max_count, timeout=None))]
+    /// Takes up to `max_count` messages: waits (unless `block` is false; at most `timeout`)
+    /// for the first, then takes what is there without waiting. `queue.Empty` if none
+    /// arrived in time.
+    #[pyo3(signature = (max_count, block=true, timeout=None))]
     fn get_many<'py>(
         &self,
         py: Python<'py>,
         max_count: i64,
+        block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
         if max_count < 1 {
@@ -298,7 +333,7 @@ impl PyRing {
                 "max_count must be >= 1, not {max_count}"
             )));
         }
-        let timeout = timeout_arg(timeout)?;
+        let timeout = block_timeout_arg(block, timeout)?;
         let mut g = self.rx(py)?;
         let rx = g.as_mut().expect("claimed above");
         let Some(first) = Self::next_message(py, rx, timeout)? else {
@@ -324,24 +359,29 @@ impl PyRing {
     }
 
     /// Sends one typed value (bool, int, float, str or bytes) in the encoding of
-    /// `memspace.View`, so that `get_value` returns it with its type.
-    #[pyo3(signature = (value, timeout=None))]
+    /// `memspace.View`, so that `get_value` returns it with its type. Waits for room as
+    /// `put` does.
+    #[pyo3(signature = (value, block=true, timeout=None))]
     fn put_value(
         &self,
         py: Python<'_>,
         value: &Bound<'_, PyAny>,
+        block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        block_timeout_arg(block, timeout)?;
         let owned = to_owned_value(value, None)?;
         let mut buf = Vec::new();
         memspace::view::codec::encode(&as_ref(&owned)?, &mut buf).py_err()?;
-        self.put(py, PyBytes::new(py, &buf).as_any(), true, timeout)
+        self.put(py, PyBytes::new(py, &buf).as_any(), block, timeout)
     }
 
-    /// Takes one value sent with `put_value`, with its type.
-    #[pyo3(signature = (timeout=None))]
-    fn get_value(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let timeout = timeout_arg(timeout)?;
+    /// Takes one value sent with `put_value`, with its type; waits as `get` does
+    /// (`queue.Empty`). A message that is not a value raises `ValueError` and is left in the
+    /// ring for a plain `get()`.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get_value(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let timeout = block_timeout_arg(block, timeout)?;
         let mut g = self.rx(py)?;
         let rx = g.as_mut().expect("claimed above");
         let Some(m) = Self::next_message(py, rx, timeout)? else {
@@ -354,6 +394,79 @@ impl PyRing {
         rx.consume(m);
         rx.release();
         to_py(py, value)
+    }
+
+    /// Sends any picklable object (pickle protocol 5), like `Queue.put_object`: out-of-band
+    /// buffers (contiguous numpy arrays, `pickle.PickleBuffer`) are copied straight into
+    /// the message, not pickled. A pickling error or an object too large for the ring
+    /// raises before anything is sent; otherwise waits for room as `put` does.
+    #[pyo3(signature = (obj, block=true, timeout=None))]
+    fn put_object(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let timeout = block_timeout_arg(block, timeout)?;
+        self.check_open()?;
+        // Pickling runs Python code: done before this handle's producer is locked.
+        let pickled = Pickled::new(py, obj)?;
+        let mut g = self.tx(py)?;
+        let tx = g.as_mut().expect("claimed above");
+        pickled.check_fits(self.ring()?.max_message_size(), "ring")?;
+        let r = Self::reserve_now(py, tx, pickled.total(), timeout)?;
+        let (layout, slices) = (pickled.layout(), pickled.slices());
+        let tx_ref: &Producer = tx;
+        let write = || write_parts(layout, &slices, |at, bytes| tx_ref.write(&r, at, bytes));
+        if r.len() >= DETACH_COPY {
+            py.detach(write);
+        } else {
+            write();
+        }
+        tx.commit(r);
+        Ok(())
+    }
+
+    /// Takes the next message sent by `put_object` and unpickles it (its out-of-band buffers
+    /// come back as writable, 64-byte aligned memory: one copy out of the ring). Waits as
+    /// `get` does (`queue.Empty`). A message not sent by `put_object` raises `ValueError`
+    /// and is left in the ring for a plain `get()`.
+    #[pyo3(signature = (block=true, timeout=None))]
+    fn get_object(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
+        let timeout = block_timeout_arg(block, timeout)?;
+        let mut g = self.rx(py)?;
+        let rx = g.as_mut().expect("claimed above");
+        let Some(m) = Self::next_message(py, rx, timeout)? else {
+            return Err(queue_exc(py, "Empty"));
+        };
+        let len = m.len();
+        // SAFETY: `m` is a peeked message of `len` bytes at `message_ptr`, which the producer
+        // does not write until it is consumed and released (after this call).
+        let (ba, pad) = unsafe { aligned_copy(py, rx.message_ptr(&m), len)? };
+        // The copy is ours alone: it is validated without trusting the ring.
+        let ranges = match decode_copy(&ba, pad, len) {
+            Ok(r) => r,
+            Err(why) => {
+                rx.release();
+                return Err(PyValueError::new_err(format!(
+                    "get_object(): the next message ({len} bytes) was not sent by put_object \
+                     ({why}); it is left in the ring (take it with get())"
+                )));
+            }
+        };
+        rx.consume(m);
+        rx.release();
+        drop(g);
+        // Unpickling runs Python code: done after this handle's consumer is unlocked.
+        unpickle(py, &ba, pad, &ranges)
+    }
+
+    /// Drops every message waiting now (as the consumer: claims the consumer role); returns
+    /// how many.
+    fn clear(&self, py: Python<'_>) -> PyResult<u64> {
+        let mut g = self.rx(py)?;
+        g.as_mut().expect("claimed above").clear().py_err()
     }
 
     /// A context manager whose `__enter__` waits (at most `timeout`) for the next message and
@@ -387,28 +500,45 @@ impl PyRing {
         })
     }
 
-    /// Messages waiting (exact when both sides are idle).
-    fn __len__(&self) -> usize {
-        self.ring.len() as usize
+    /// Messages waiting (exact when both sides are idle); `used` gives their bytes.
+    fn __len__(&self) -> PyResult<usize> {
+        // At most the capacity (checked by the core), so it fits.
+        Ok(self.ring()?.len().py_err()? as usize)
+    }
+
+    /// True if no message is waiting.
+    fn empty(&self) -> PyResult<bool> {
+        Ok(self.ring()?.is_empty())
+    }
+
+    /// True if not even an empty message would fit now.
+    fn full(&self) -> PyResult<bool> {
+        Ok(self.ring()?.is_full())
     }
 
     /// Capacity in bytes (a power of two).
     #[getter]
     fn capacity(&self) -> u64 {
-        self.ring.capacity()
+        self.capacity
     }
 
-    /// Bytes free for new messages (each message takes 8 bytes of header plus its length
-    /// rounded up to 8).
+    /// Bytes the waiting messages take (each 8 bytes of header plus its length rounded up
+    /// to 8, and the padding at the end of a lap); `len(ring)` counts them.
     #[getter]
-    fn free(&self) -> u64 {
-        self.ring.free_bytes()
+    fn used(&self) -> PyResult<u64> {
+        Ok(self.ring()?.used_bytes())
+    }
+
+    /// Bytes free for new messages (`capacity - used`).
+    #[getter]
+    fn free(&self) -> PyResult<u64> {
+        Ok(self.ring()?.free_bytes())
     }
 
     /// Largest message in bytes.
     #[getter]
-    fn max_message_size(&self) -> u64 {
-        self.ring.max_message_size()
+    fn max_message_size(&self) -> PyResult<u64> {
+        Ok(self.ring()?.max_message_size())
     }
 
     /// The roles this handle holds: "producer", "consumer", "both" or None.
@@ -432,41 +562,41 @@ impl PyRing {
 
     /// Fill level, geometry and who holds the roles (for `memspace inspect`).
     fn inspect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let ring = self.ring()?;
+        ring.check_intact().py_err()?;
         let d = PyDict::new(py);
         d.set_item("kind", "ring")?;
         d.set_item("name", self.name())?;
         d.set_item("path", self.path())?;
-        d.set_item("capacity", self.ring.capacity())?;
-        d.set_item("max_message_size", self.ring.max_message_size())?;
-        d.set_item("messages", self.ring.len())?;
-        d.set_item("used_bytes", self.ring.used_bytes())?;
-        d.set_item("free_bytes", self.ring.free_bytes())?;
-        d.set_item(
-            "producer_alive",
-            self.ring.role_held(Role::Producer).py_err()?,
-        )?;
-        d.set_item(
-            "consumer_alive",
-            self.ring.role_held(Role::Consumer).py_err()?,
-        )?;
+        d.set_item("capacity", ring.capacity())?;
+        d.set_item("max_message_size", ring.max_message_size())?;
+        d.set_item("messages", ring.len().py_err()?)?;
+        d.set_item("used_bytes", ring.used_bytes())?;
+        d.set_item("free_bytes", ring.free_bytes())?;
+        d.set_item("producer_alive", ring.role_held(Role::Producer).py_err()?)?;
+        d.set_item("consumer_alive", ring.role_held(Role::Consumer).py_err()?)?;
         Ok(d)
     }
 
     /// Offset of the control block in the segment (tests and tools).
     #[getter]
-    fn _control_offset(&self) -> u64 {
-        self.ring.control_offset()
+    fn _control_offset(&self) -> PyResult<u64> {
+        Ok(self.ring()?.control_offset())
     }
 
     /// Offset of the byte ring in the segment (tests and tools).
     #[getter]
-    fn _data_offset(&self) -> u64 {
-        self.ring.data_offset()
+    fn _data_offset(&self) -> PyResult<u64> {
+        Ok(self.ring()?.data_offset())
     }
 
-    /// Gives up the roles and detaches; the ring (and its messages) stays.
+    /// Gives up the roles and detaches: the attachment slot and the mapping are released at
+    /// once (or, while a zero-copy view of a message is alive, when it is dropped). The ring
+    /// and its messages stay. Closing twice does nothing.
     fn close(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Release);
+        // The ring first: a role claimed after this point finds the handle closed.
+        drop(self.ring.close());
         if let Some(mut tx) = lock_unheld(py, &self.tx).take() {
             tx.flush();
         }
@@ -479,13 +609,18 @@ impl PyRing {
         let state = if self.closed() { ", closed" } else { "" };
         format!(
             "Ring({}, capacity={}{state})",
-            location_repr(self.ring.location()),
-            self.ring.capacity()
+            location_repr(&self.location),
+            self.capacity
         )
     }
 }
 
-located_handle!(PyRing, remove = Ring::remove, |s| s.ring.location());
+located_handle!(
+    PyRing,
+    remove = Ring::remove,
+    |s| &s.location,
+    trust = &s.trust
+);
 closing_handle!(PyRing, |s, py| {
     s.close(py);
     PyResult::Ok(())
@@ -510,7 +645,7 @@ impl PyRingView {
         };
         let (exported, mv) = exported_view(
             py,
-            Keep::Ring(ring.ring.clone()),
+            Keep::Ring(ring.ring()?),
             rx.message_ptr(&m),
             m.len(),
             true,
@@ -573,7 +708,7 @@ impl PyRingReservation {
         )?;
         let (exported, mv) = exported_view(
             py,
-            Keep::Ring(ring.ring.clone()),
+            Keep::Ring(ring.ring()?),
             tx.reservation_ptr(&r),
             r.len(),
             false,

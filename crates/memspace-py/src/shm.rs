@@ -9,13 +9,16 @@ use std::ffi::{c_int, c_void};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use memspace::{Location, Segment, SegmentError, SegmentOptions};
+use memspace::{Location, Segment, SegmentError, SegmentOptions, Trust};
 use pyo3::exceptions::{PyBufferError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{ffi, IntoPyObjectExt};
 
-use crate::args::{buffer_of, location, location_repr, mode_arg, name_of, non_negative, path_of};
+use crate::args::{
+    buffer_of, i64_value, location, location_repr, mode_arg, name_of, non_negative, path_of,
+    trust_arg, trust_to_py, u64_value,
+};
 use crate::error::IntoPyResult;
 use crate::handle::closing_handle;
 
@@ -29,12 +32,15 @@ pub struct PySharedMemory {
     location: Location,
     size: usize,
     auto_unlink: bool,
+    // What re-opens it in another process (pickling), kept past `close()`.
+    reopen_trust: Trust,
 }
 
 impl PySharedMemory {
     fn new(seg: Segment, auto_unlink: bool) -> Self {
         Self {
             location: seg.location().clone(),
+            reopen_trust: seg.reopen_trust().clone(),
             size: seg.len(),
             inner: Mutex::new(Some(Arc::new(seg))),
             auto_unlink,
@@ -108,17 +114,19 @@ impl PySharedMemory {
         Ok(Self::new(seg, auto_unlink))
     }
 
-    /// Opens an existing segment; its size is taken from the segment.
+    /// Opens an existing segment; its size is taken from the segment. `trust` says whose
+    /// segment to accept (see `args::trust_arg`).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None, size=None))]
+    #[pyo3(signature = (name=None, *, path=None, size=None, trust=None))]
     fn open(
         py: Python<'_>,
         name: Option<String>,
         path: Option<PathBuf>,
         size: Option<i64>,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let loc = location(name, path)?;
-        let mut opts = SegmentOptions::at(loc);
+        let mut opts = SegmentOptions::at(loc).trust(trust_arg(trust.as_ref())?);
         if let Some(size) = size {
             opts = opts.size(non_negative(size, "size")?);
         }
@@ -256,7 +264,8 @@ impl PySharedMemory {
     }
 
     /// Writes a native-endian signed 64-bit integer; `OverflowError` if it does not fit.
-    fn write_int(&self, offset: i64, value: i64) -> PyResult<()> {
+    fn write_int(&self, offset: i64, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = i64_value(value, "; write_uint() writes up to 2**64 - 1")?;
         self.segment()?
             .write_i64(non_negative(offset, "offset")?, value)
             .py_err()
@@ -270,7 +279,8 @@ impl PySharedMemory {
     }
 
     /// Writes a native-endian unsigned 64-bit integer; `OverflowError` if it does not fit.
-    fn write_uint(&self, offset: i64, value: u64) -> PyResult<()> {
+    fn write_uint(&self, offset: i64, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let value = u64_value(value, "; write_int() writes negative values")?;
         self.segment()?
             .write_u64(non_negative(offset, "offset")?, value)
             .py_err()
@@ -374,7 +384,11 @@ impl PySharedMemory {
             .getattr("_reopen_segment")?;
         let args = PyTuple::new(
             py,
-            [this.name().into_py_any(py)?, this.path().into_py_any(py)?],
+            [
+                this.name().into_py_any(py)?,
+                this.path().into_py_any(py)?,
+                trust_to_py(py, &this.reopen_trust)?,
+            ],
         )?;
         Ok((reopen, args, py.None().into_bound(py)))
     }
@@ -430,15 +444,17 @@ impl Drop for PySharedMemory {
     }
 }
 
-/// Unpickling helper: re-opens a segment by name or path.
+/// Unpickling helper: re-opens a segment by name or path, with the trust that accepted it
+/// in the process that pickled it.
 #[pyfunction]
-#[pyo3(signature = (name, path))]
+#[pyo3(signature = (name, path, trust=None))]
 pub(crate) fn _reopen_segment(
     py: Python<'_>,
     name: Option<String>,
     path: Option<PathBuf>,
+    trust: Option<Bound<'_, PyAny>>,
 ) -> PyResult<PySharedMemory> {
-    PySharedMemory::open(py, name, path, None)
+    PySharedMemory::open(py, name, path, None, trust)
 }
 
 /// `(name, size, kind, mtime_seconds_or_None, uid, mode)`

@@ -6,24 +6,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use memspace::view::{Prim, PrimValue, Tag, Value};
-use memspace::Segment;
+use memspace::{Location, Segment};
 use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyTuple};
 use pyo3::IntoPyObjectExt;
 
-use crate::args::{bad_type, location, timeout_arg};
+use crate::args::{
+    bad_type, location, location_repr, mode_arg, non_negative, timeout_arg, trust_arg,
+};
 use crate::error::IntoPyResult;
 use crate::gil::blocking;
 use crate::guard::{read_guard, write_guard, HasRwLock, PyLockGuard};
-use crate::handle::located_handle;
+use crate::handle::{closing_handle, located_handle, OpenHandle};
 use crate::value::{as_ref, tag_arg, to_owned_value, to_py, Owned};
 
 /// A typed view of a shared-memory segment, with a cross-process rwlock in front of it.
 #[pyclass(module = "memspace", name = "View", frozen)]
 pub struct PyView {
-    inner: Arc<memspace::View>,
+    inner: OpenHandle<Arc<memspace::View>>,
     cursor: AtomicU64,
+    location: Location,
+    /// The trust that opens it again (pickling), kept for after `close()`.
+    trust: memspace::Trust,
+    size: u64,
 }
 
 const PRIMS: [Prim; 11] = [
@@ -76,9 +82,13 @@ fn flatten<'py>(item: &Bound<'py, PyAny>, out: &mut Vec<Owned<'py>>, depth: u32)
 }
 
 impl PyView {
-    fn new(v: memspace::View) -> Self {
+    /// `class` names the handle in the closed error ("View", or "Record" for a record's).
+    fn new(v: memspace::View, class: &'static str) -> Self {
         Self {
-            inner: Arc::new(v),
+            location: v.location().clone(),
+            trust: v.reopen_trust().clone(),
+            size: v.size(),
+            inner: OpenHandle::new(Arc::new(v), class),
             cursor: AtomicU64::new(0),
         }
     }
@@ -97,7 +107,7 @@ impl PyView {
         for o in owned {
             refs.push(as_ref(o)?);
         }
-        let v = &self.inner;
+        let v = self.inner.get()?;
         let end = blocking(py, t, |t, i| v.write_values(start, &refs, t, i))?;
         if explicit.is_none() {
             self.cursor.store(end, Ordering::Relaxed);
@@ -115,7 +125,7 @@ impl PyView {
         let t = timeout_arg(timeout)?;
         let explicit = offset_arg(offset)?;
         let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
-        let v = &self.inner;
+        let v = self.inner.get()?;
         let (vals, end) = blocking(py, t, |t, i| v.read_values(start, tags, t, i))?;
         if explicit.is_none() {
             self.cursor.store(end, Ordering::Relaxed);
@@ -144,25 +154,25 @@ impl PyView {
             .ok()
             .filter(|s| *s > 0)
             .ok_or_else(|| PyValueError::new_err(format!("size must be > 0, not {size}")))?;
-        let mode = u32::try_from(mode)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}"))
-            })?;
+        let mode = mode_arg(mode)?;
         let v = py
             .detach(|| memspace::View::create(loc, size, mode))
             .py_err()?;
-        Ok(Self::new(v))
+        Ok(Self::new(v, "View"))
     }
 
-    /// Opens an existing view segment.
+    /// Opens an existing view segment (`trust`: whose segment to accept).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn open(py: Python<'_>, name: Option<String>, path: Option<PathBuf>) -> PyResult<Self> {
-        let loc = location(name, path)?;
+    #[pyo3(signature = (name=None, *, path=None, trust=None))]
+    fn open(
+        py: Python<'_>,
+        name: Option<String>,
+        path: Option<PathBuf>,
+        trust: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let loc = location(name, path)?.trusting(trust_arg(trust.as_ref())?);
         let v = py.detach(|| memspace::View::open(loc)).py_err()?;
-        Ok(Self::new(v))
+        Ok(Self::new(v, "View"))
     }
 
     /// Record support: creates a record segment of `size` bytes with a layout fingerprint.
@@ -177,32 +187,28 @@ impl PyView {
         fingerprint: u64,
     ) -> PyResult<Self> {
         let loc = location(name, path)?;
-        let mode = u32::try_from(mode)
-            .ok()
-            .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!("mode must be in 0..=0o7777, not {mode:#o}"))
-            })?;
+        let mode = mode_arg(mode)?;
         let v = py
             .detach(|| memspace::View::create_record(loc, size, mode, fingerprint))
             .py_err()?;
-        Ok(Self::new(v))
+        Ok(Self::new(v, "Record"))
     }
 
     /// Record support: opens a record segment, checking its layout fingerprint.
     #[staticmethod]
-    #[pyo3(signature = (name, path, fingerprint))]
+    #[pyo3(signature = (name, path, fingerprint, trust=None))]
     fn _open_record(
         py: Python<'_>,
         name: Option<String>,
         path: Option<PathBuf>,
         fingerprint: u64,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        let loc = location(name, path)?;
+        let loc = location(name, path)?.trusting(trust_arg(trust.as_ref())?);
         let v = py
             .detach(|| memspace::View::open_record(loc, fingerprint))
             .py_err()?;
-        Ok(Self::new(v))
+        Ok(Self::new(v, "Record"))
     }
 
     /// Record support: atomically loads field type `code` at `offset`.
@@ -210,7 +216,7 @@ impl PyView {
         let prim = *PRIMS
             .get(code)
             .ok_or_else(|| PyValueError::new_err("bad field type code"))?;
-        match self.inner.load_field(prim, offset).py_err()? {
+        match self.inner.get()?.load_field(prim, offset).py_err()? {
             PrimValue::Bool(b) => b.into_py_any(py),
             PrimValue::Int(i) => i.into_py_any(py),
             PrimValue::UInt(u) => u.into_py_any(py),
@@ -260,13 +266,25 @@ impl PyView {
                 }
             }
         };
-        self.inner.store_field(prim, offset, v).py_err()
+        self.inner.get()?.store_field(prim, offset, v).py_err()
+    }
+
+    /// Record support: where the data area starts in the segment (the bytes a C program
+    /// mapping the same segment finds the record at).
+    #[getter]
+    fn _data_offset(&self) -> PyResult<u64> {
+        Ok(self.inner.get()?.data_offset())
     }
 
     /// Size of the data area in bytes.
     #[getter]
     fn size(&self) -> u64 {
-        self.inner.size()
+        self.size
+    }
+
+    /// `len(view)`: the size of the data area in bytes.
+    fn __len__(&self) -> usize {
+        self.size as usize
     }
 
     /// Writes one value (at `offset`, or at the cursor, which then advances) under the write
@@ -286,7 +304,7 @@ impl PyView {
         let t = timeout_arg(timeout)?;
         let explicit = offset_arg(offset)?;
         let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
-        let v = &self.inner;
+        let v = self.inner.get()?;
         let end = blocking(py, t, |t, i| {
             v.write_values(start, std::slice::from_ref(&r), t, i)
         })?;
@@ -310,7 +328,7 @@ impl PyView {
         let t = timeout_arg(timeout)?;
         let explicit = offset_arg(offset)?;
         let start = explicit.unwrap_or_else(|| self.cursor.load(Ordering::Relaxed));
-        let v = &self.inner;
+        let v = self.inner.get()?;
         let (value, end) = blocking(py, t, |t, i| v.read_value(start, tag, t, i))?;
         if explicit.is_none() {
             self.cursor.store(end, Ordering::Relaxed);
@@ -384,7 +402,8 @@ impl PyView {
         Ok(out)
     }
 
-    /// Copies `n` raw bytes at `offset` under the read lock.
+    /// Copies `n` raw bytes at `offset` under the read lock (a consistent snapshot: no write
+    /// comes between its bytes). membridge's `read_range(offset, length)`.
     #[pyo3(signature = (offset, n, *, timeout=None))]
     fn read_bytes<'py>(
         &self,
@@ -394,11 +413,24 @@ impl PyView {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let t = timeout_arg(timeout)?;
-        let offset = offset_arg(Some(offset))?.unwrap_or(0);
-        let n = u64::try_from(n)
-            .map_err(|_| PyValueError::new_err(format!("n must be >= 0, not {n}")))?;
-        let v = &self.inner;
+        let offset = non_negative(offset, "offset")?;
+        let n = non_negative(n, "n")?;
+        let v = self.inner.get()?;
         let b = blocking(py, t, |t, i| v.read_bytes(offset, n, t, i))?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    /// Copies the whole data area (`size` bytes) under the read lock, as one snapshot.
+    #[pyo3(signature = (*, timeout=None))]
+    fn read_all<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let t = timeout_arg(timeout)?;
+        let v = self.inner.get()?;
+        let n = v.size();
+        let b = blocking(py, t, |t, i| v.read_bytes(0, n, t, i))?;
         Ok(PyBytes::new(py, &b))
     }
 
@@ -406,7 +438,7 @@ impl PyView {
     #[pyo3(signature = (*, timeout=None))]
     fn zero(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let t = timeout_arg(timeout)?;
-        let v = &self.inner;
+        let v = self.inner.get()?;
         blocking(py, t, |t, i| v.zero(t, i))
     }
 
@@ -415,12 +447,9 @@ impl PyView {
     fn seek(&self, pos: i64) -> PyResult<()> {
         let p = u64::try_from(pos)
             .ok()
-            .filter(|p| *p <= self.inner.size())
+            .filter(|p| *p <= self.size)
             .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "position must be in 0..={}, not {pos}",
-                    self.inner.size()
-                ))
+                PyValueError::new_err(format!("position must be in 0..={}, not {pos}", self.size))
             })?;
         self.cursor.store(p, Ordering::Relaxed);
         Ok(())
@@ -435,7 +464,7 @@ impl PyView {
     /// write can come between them).
     #[pyo3(signature = (timeout=None))]
     fn read_lock(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyLockGuard> {
-        let l: Arc<dyn HasRwLock> = self.inner.clone();
+        let l: Arc<dyn HasRwLock> = self.inner.get()?;
         read_guard(py, &l, timeout)
     }
 
@@ -443,17 +472,52 @@ impl PyView {
     /// that other processes see all at once.
     #[pyo3(signature = (timeout=None))]
     fn write_lock(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<PyLockGuard> {
-        let l: Arc<dyn HasRwLock> = self.inner.clone();
+        let l: Arc<dyn HasRwLock> = self.inner.get()?;
         write_guard(py, &l, timeout)
     }
 
+    /// True if a writer holds or waits for the view's lock (membridge's `is_write_locked()`).
+    #[getter]
+    fn write_locked(&self) -> PyResult<bool> {
+        Ok(self.inner.get()?.lock().is_write_locked())
+    }
+
+    /// Number of read holds of the view's lock now (optimistic reads take none).
+    #[getter]
+    fn reader_count(&self) -> PyResult<u64> {
+        Ok(self.inner.get()?.lock().reader_count())
+    }
+
+    /// Detaches this handle: its attachment slot and mapping are released at once, or when
+    /// the last lock guard taken from it is released. The view and its data stay. Closing
+    /// twice does nothing.
+    fn close(&self) {
+        drop(self.inner.close());
+    }
+
+    /// True after `close()`.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+
     fn __repr__(&self) -> String {
+        let state = if self.closed() { ", closed" } else { "" };
         format!(
-            "View({}, size={})",
-            self.inner.location(),
-            self.inner.size()
+            "View({}, size={}{state})",
+            location_repr(&self.location),
+            self.size
         )
     }
 }
 
-located_handle!(PyView, remove = Segment::unlink, |s| s.inner.location());
+located_handle!(
+    PyView,
+    remove = Segment::unlink,
+    |s| &s.location,
+    trust = &s.trust
+);
+closing_handle!(PyView, |s, _py| {
+    s.close();
+    PyResult::Ok(())
+});

@@ -73,11 +73,12 @@ pub enum Error {
 
 impl Error {
     /// True for a wait that ran out of time (a lock or a channel wait), including a try that
-    /// found the lock busy.
+    /// found the lock busy (a channel's [`ChannelError::Busy`] too).
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
-            Error::Lock(LockError::Timeout { .. }) | Error::Channel(ChannelError::Timeout { .. })
+            Error::Lock(LockError::Timeout { .. })
+                | Error::Channel(ChannelError::Timeout { .. } | ChannelError::Busy { .. })
         )
     }
 

@@ -48,6 +48,13 @@
 #![warn(missing_docs)]
 
 pub mod broadcast;
+/// The repository README's Rust examples, compiled and run as doctests (`cargo test --doc`),
+/// so that a README example cannot break silently. Its Python examples run in pytest
+/// (`tests/docs/test_examples.py`); code blocks in other languages are not Rust doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 mod channel;
 mod error;
 pub mod fs;
@@ -58,8 +65,8 @@ mod os;
 pub mod shm;
 pub mod spsc;
 mod sync;
-// Not gated on loom: three `#[cfg(test)]` modules (shm::segment, shm::list, lock::mutex) that
-// also compile under `--cfg loom` use it.
+// Not `not(loom)`: the unit tests that name segments (mutex, segment, list) are compiled in
+// the loom build too, and the helper uses no modelled atomic.
 #[cfg(test)]
 mod testing;
 pub mod view;
@@ -70,6 +77,8 @@ pub use error::{Error, Result};
 pub use lock::{LockError, Mutex, MutexGuard, ReadGuard, RwLock, WriteGuard};
 pub use mpmc::{Queue, QueueOptions};
 pub use shm::header::Kind;
-pub use shm::{Location, OpenMode, Segment, SegmentError, SegmentInfo, SegmentOptions};
+pub use shm::{
+    Location, OpenMode, OpenTarget, Segment, SegmentError, SegmentInfo, SegmentOptions, Trust,
+};
 pub use spsc::{Ring, RingOptions};
 pub use view::{DataError, View};

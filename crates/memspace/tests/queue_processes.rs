@@ -83,9 +83,13 @@ fn child_entry() {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         loop {
-            let ms = q
-                .pop_many(64, Some(Duration::from_millis(100)), &mut interrupt)
-                .unwrap();
+            // Busy: the consumer lock was kept by another consumer throughout (one preempted
+            // while holding it, on a loaded machine): try again, as for an empty queue.
+            let ms = match q.pop_many(64, Some(Duration::from_millis(100)), &mut interrupt) {
+                Ok(ms) => ms,
+                Err(memspace::Error::Channel(memspace::ChannelError::Busy { .. })) => Vec::new(),
+                Err(e) => panic!("{e}"),
+            };
             if ms.is_empty() {
                 if stdin_done.load(std::sync::atomic::Ordering::SeqCst) && q.is_empty() {
                     break;

@@ -17,6 +17,7 @@ from memspace.fs._archive import (
     expand_archive_streaming,
 )
 from memspace.fs._fs import MemoryFileHandle, MemoryFileSystem
+from memspace.fs._shared import SharedFileHandle, SharedFileSystem, SharedFileView
 from memspace.fs._text import MFSTextHandle
 from memspace.fs._typing import MFSStatResult, MFSStats
 
@@ -34,6 +35,9 @@ __all__ = [
     "MFSTextHandle",
     "MemoryFileHandle",
     "MemoryFileSystem",
+    "SharedFileHandle",
+    "SharedFileSystem",
+    "SharedFileView",
     "TarAdapter",
     "ZipAdapter",
     "expand_archive",

@@ -105,6 +105,14 @@ class AsyncMemoryFileSystem:
             memory_guard_interval=memory_guard_interval,
         )
 
+    @classmethod
+    def of(cls, fs: Any) -> AsyncMemoryFileSystem:
+        """The async facade over an existing filesystem (a :class:`MemoryFileSystem` or a
+        :class:`~memspace.SharedFileSystem`)."""
+        self = cls.__new__(cls)
+        self._sync = fs
+        return self
+
     async def open(
         self,
         path: str,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memspace._memspace import MemoryFileHandle, _FileSystem
 from memspace.fs._guard import MemoryGuard
@@ -19,11 +19,71 @@ __all__ = ["MemoryFileHandle", "MemoryFileSystem"]
 io.RawIOBase.register(MemoryFileHandle)
 
 
-def _join(parent: str, name: str) -> str:
-    return parent.rstrip("/") + "/" + name
+class _TreeMethods:
+    """The Python-level methods every memspace filesystem shares (in-process and shared):
+    the generators and ``export_as_bytesio``, over the native ``_scandir``, ``_file_paths``
+    and ``_read_bytes``."""
+
+    if TYPE_CHECKING:
+
+        def _scandir(
+            self, path: str, parent: tuple[int, int] | None = None, name: str = ""
+        ) -> tuple[tuple[int, int], list[str], list[str]]: ...
+        def _file_paths(self, prefix: str = "/", only_dirty: bool = False) -> list[str]: ...
+        def _read_bytes(self, path: str, max_size: int | None = None) -> bytes: ...
+
+    def walk(self, path: str = "/") -> Iterator[tuple[str, list[str], list[str]]]:
+        """Walk the tree top-down like :func:`os.walk`: yields ``(dirpath, dirnames,
+        filenames)``, names sorted.
+
+        Weakly consistent, as in dmemfs: no lock is held between yields; a directory removed
+        meanwhile is skipped. Raises ``FileNotFoundError`` / ``NotADirectoryError`` for a bad
+        ``path`` (on the first ``next()``).
+        """
+        top = _normpath(path)
+        token, dirs, files = self._scandir(top)
+        yield top, dirs, files
+        # Each pending directory is (its parent's path, the parent's token, its name); the
+        # token lets the core find it without looking its whole path up, so a walk down a
+        # deep chain costs each step its own names (plus the path string it yields).
+        stack = [(top, token, d) for d in reversed(dirs)]
+        while stack:
+            parent, ptoken, name = stack.pop()
+            current = f"{parent}/{name}" if parent != "/" else "/" + name
+            try:
+                token, dirs, files = self._scandir(current, ptoken, name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            yield current, dirs, files
+            stack.extend((current, token, d) for d in reversed(dirs))
+
+    def iter_export_tree(
+        self, prefix: str = "/", only_dirty: bool = False
+    ) -> Iterator[tuple[str, bytes]]:
+        """Yield ``(path, bytes)`` for every file below ``prefix`` (sorted by path).
+
+        The path list is taken at the first ``next()``; each file is then copied as one
+        consistent state without waiting for its lock. Files removed meanwhile are skipped.
+        With ``only_dirty``, only files written since creation or ``import_tree``.
+        """
+        for p in self._file_paths(prefix, only_dirty):
+            try:
+                data = self._read_bytes(p)
+            except (FileNotFoundError, IsADirectoryError):
+                continue
+            yield p, data
+
+    def export_as_bytesio(self, path: str, max_size: int | None = None) -> io.BytesIO:
+        """A copy of a file's bytes as a new :class:`io.BytesIO` at offset 0.
+
+        Never waits for the file's lock (a thread holding the file open does not block it);
+        it copies the data as of the last completed write. ``ValueError`` if the file is
+        larger than ``max_size``. The copy is outside quota control.
+        """
+        return io.BytesIO(self._read_bytes(path, max_size))
 
 
-class MemoryFileSystem(_FileSystem):
+class MemoryFileSystem(_TreeMethods, _FileSystem):
     """A bounded, thread-safe filesystem in memory: a drop-in replacement for
     ``dmemfs.MemoryFileSystem`` (same constructor, methods, defaults and exceptions).
 
@@ -105,52 +165,6 @@ class MemoryFileSystem(_FileSystem):
             f"quota={st['quota_bytes']} "
             f"files={st['file_count']} dirs={st['dir_count']}>"
         )
-
-    def walk(self, path: str = "/") -> Iterator[tuple[str, list[str], list[str]]]:
-        """Walk the tree top-down like :func:`os.walk`: yields ``(dirpath, dirnames,
-        filenames)``, names sorted.
-
-        Weakly consistent, as in dmemfs: no lock is held between yields; a directory removed
-        meanwhile is skipped. Raises ``FileNotFoundError`` / ``NotADirectoryError`` for a bad
-        ``path`` (on the first ``next()``).
-        """
-        top = _normpath(path)
-        dirs, files = self._scandir(top)
-        yield top, dirs, files
-        stack = [_join(top, d) for d in reversed(dirs)]
-        while stack:
-            current = stack.pop()
-            try:
-                dirs, files = self._scandir(current)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            yield current, dirs, files
-            stack.extend(_join(current, d) for d in reversed(dirs))
-
-    def iter_export_tree(
-        self, prefix: str = "/", only_dirty: bool = False
-    ) -> Iterator[tuple[str, bytes]]:
-        """Yield ``(path, bytes)`` for every file below ``prefix`` (sorted by path).
-
-        The path list is taken at the first ``next()``; each file is then copied as one
-        consistent state without waiting for its lock. Files removed meanwhile are skipped.
-        With ``only_dirty``, only files written since creation or ``import_tree``.
-        """
-        for p in self._file_paths(prefix, only_dirty):
-            try:
-                data = self._read_bytes(p)
-            except (FileNotFoundError, IsADirectoryError):
-                continue
-            yield p, data
-
-    def export_as_bytesio(self, path: str, max_size: int | None = None) -> io.BytesIO:
-        """A copy of a file's bytes as a new :class:`io.BytesIO` at offset 0.
-
-        Never waits for the file's lock (a thread holding the file open does not block it);
-        it copies the data as of the last completed write. ``ValueError`` if the file is
-        larger than ``max_size``. The copy is outside quota control.
-        """
-        return io.BytesIO(self._read_bytes(path, max_size))
 
 
 def _normpath(path: str) -> str:

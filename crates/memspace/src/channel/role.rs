@@ -1,5 +1,6 @@
 //! A role that one live holder at a time may have (the ring's producer and consumer, a
-//! broadcast's publisher): an OFD lock on one byte of the segment's file.
+//! broadcast's publisher): a write OFD lock on one byte of the segment's lock file (which a
+//! read-only opener of the segment cannot open, so it can neither take nor block a role).
 //!
 //! The lock is taken (`fcntl(F_OFD_SETLK)`) through a file description private to the role
 //! handle. The kernel drops it when the holder dies, however it dies, so claiming a role is a
@@ -12,6 +13,7 @@
 //! unlocks.
 
 use std::fs::File;
+use std::sync::{Mutex, PoisonError};
 
 use crate::channel::error::ChannelError;
 use crate::error::{Error, Result};
@@ -25,6 +27,35 @@ pub(crate) struct RoleLock {
     file: File,
     offset: u64,
     fork_gen: u64,
+    key: Option<HeldKey>,
+}
+
+/// Which role byte of which file (device, inode, offset), in which fork generation: the roles
+/// this process holds, so that a refused claim can say "another handle in this process"
+/// instead of "another live process" (the kernel does not say who holds an OFD lock).
+type HeldKey = (u64, u64, u64, u64);
+
+/// The roles held by this process's `RoleLock`s (a handful: a linear scan is enough).
+static HELD: Mutex<Vec<HeldKey>> = Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<HeldKey>> {
+    // The list holds plain keys: a panic while it was locked cannot leave it half-updated.
+    HELD.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The key of the role byte at `offset` of `file`, or None where files have no identity.
+fn held_key(file: &File, offset: u64) -> Option<HeldKey> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = file.metadata().ok()?;
+        Some((m.dev(), m.ino(), offset, crate::sync::fork_generation()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, offset);
+        None
+    }
 }
 
 impl RoleLock {
@@ -40,17 +71,23 @@ impl RoleLock {
             })
         };
         os::install_fork_hook();
-        let file = os::reopen(st.segment().file()).map_err(|e| os_err("reopen", e))?;
+        let file = os::reopen(st.lock_file()).map_err(|e| os_err("reopen", e))?;
+        let key = held_key(&file, offset);
         if !os::ofd_try_lock(&file, offset, 1).map_err(|e| os_err("fcntl(F_OFD_SETLK)", e))? {
             return Err(Error::Channel(ChannelError::RoleTaken {
                 location: loc.clone(),
                 role,
+                by_this_process: key.is_some_and(|k| held().contains(&k)),
             }));
+        }
+        if let Some(k) = key {
+            held().push(k);
         }
         Ok(RoleLock {
             file,
             offset,
             fork_gen: crate::sync::fork_generation(),
+            key,
         })
     }
 
@@ -62,7 +99,7 @@ impl RoleLock {
 
 /// Whether a live process (a stopped one included) holds the role whose byte is at `offset`.
 pub(crate) fn is_held(st: &Structured, offset: u64) -> Result<bool> {
-    crate::shm::attach::anyone_locks(st.segment(), offset, 1)
+    crate::shm::attach::anyone_locks(st.lock_file(), st.location(), offset, 1)
 }
 
 impl Drop for RoleLock {
@@ -71,6 +108,12 @@ impl Drop for RoleLock {
         // holds the role: leave it alone.
         if self.fork_gen == crate::sync::fork_generation() {
             let _ = os::ofd_unlock(&self.file, self.offset, 1);
+        }
+        if let Some(k) = self.key {
+            let mut h = held();
+            if let Some(i) = h.iter().position(|x| *x == k) {
+                h.swap_remove(i);
+            }
         }
     }
 }

@@ -20,8 +20,6 @@ use crate::lock::mutex::{Interrupt, WAIT_SLICE};
 /// within this, so neither side enters the kernel; an idle waiter spins this long once, then
 /// sleeps until woken.
 const SPIN_TIME: Duration = Duration::from_micros(30);
-/// Condition checks between two looks at the clock while spinning.
-const SPIN_CHECKS: u32 = 64;
 
 /// Waits for `check` to produce a value: spin, then sleep on `ev` in slices until `deadline`.
 /// `Ok(None)` once the deadline has passed; [`Error::Interrupted`] if `interrupt` asks for it
@@ -32,17 +30,18 @@ pub(crate) fn wait_for<T>(
     interrupt: Interrupt<'_>,
     mut check: impl FnMut() -> Result<Option<T>>,
 ) -> Result<Option<T>> {
+    // The clock is read after every check (a vDSO call, tens of nanoseconds): a check may
+    // itself wait (the queue's waits for its locks, up to 20 ms with a stopped holder), and the
+    // spin must then end at once rather than after a batch of such checks.
     let spin_until = Instant::now() + SPIN_TIME;
-    'spin: loop {
-        for _ in 0..SPIN_CHECKS {
-            if let Some(v) = check()? {
-                return Ok(Some(v));
-            }
-            crate::sync::spin_loop();
+    loop {
+        if let Some(v) = check()? {
+            return Ok(Some(v));
         }
         if Instant::now() >= spin_until {
-            break 'spin;
+            break;
         }
+        crate::sync::spin_loop();
     }
     loop {
         let key = ev.prepare();

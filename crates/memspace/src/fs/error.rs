@@ -18,6 +18,18 @@ pub enum FsError {
         path: String,
     },
 
+    /// A file cannot be created at `path`: its parent `parent` does not exist, or is a file
+    /// (`parent_is_file`).
+    #[error("cannot create '{path}': its parent '{parent}' is not a directory")]
+    NoParentDirectory {
+        /// The path as given.
+        path: String,
+        /// Its parent, normalised.
+        parent: String,
+        /// The parent exists and is a file.
+        parent_is_file: bool,
+    },
+
     /// A path that must not exist yet but does (or a parent that is a file).
     #[error("file exists: '{path}'")]
     PathExists {
@@ -163,6 +175,24 @@ pub enum FsError {
         position: i128,
     },
 
+    /// A shared filesystem has no contiguous free space of `requested` bytes (its segment is
+    /// sized at creation); `pinned` bytes are held by old versions that live readers
+    /// (views, snapshots) may still see.
+    #[error("no space left in the shared filesystem for {requested} bytes ({pinned} bytes held by old versions readers may still see)")]
+    NoSpace {
+        /// Bytes asked for.
+        requested: u64,
+        /// Bytes of old versions not yet reusable.
+        pinned: u64,
+    },
+
+    /// A fixed-size metadata table of a shared filesystem is full.
+    #[error("the shared filesystem's {what} is full")]
+    MetadataFull {
+        /// Which table.
+        what: &'static str,
+    },
+
     /// An operation that cannot apply to the root directory (remove, rename, move).
     #[error("cannot {op} the root directory")]
     RootOperation {
@@ -186,10 +216,12 @@ impl FsError {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             FsError::PathExists { .. } => Some(libc::EEXIST),
-            FsError::NoSuchPath { .. } => Some(libc::ENOENT),
+            // ENOENT (FileNotFoundError), as D-MemFS raises, also for a parent that is a file.
+            FsError::NoSuchPath { .. } | FsError::NoParentDirectory { .. } => Some(libc::ENOENT),
             FsError::IsADirectory { .. } => Some(libc::EISDIR),
             FsError::NotADirectory { .. } => Some(libc::ENOTDIR),
             FsError::LockTimeout { .. } | FsError::FileBusy { .. } => Some(libc::EAGAIN),
+            FsError::NoSpace { .. } | FsError::MetadataFull { .. } => Some(libc::ENOSPC),
             FsError::PathTraversal { .. }
             | FsError::QuotaExceeded { .. }
             | FsError::NodeLimitExceeded { .. }

@@ -86,36 +86,55 @@ fn token_matches(tok: &Token, c: char) -> bool {
     }
 }
 
-/// Whether `name` matches the shell pattern `pat` (case-sensitive).
-pub(crate) fn fnmatch(name: &str, pat: &str) -> bool {
-    let toks = parse(pat);
-    let s: Vec<char> = name.chars().collect();
-    // Classic wildcard matching with one backtrack point per `*`.
-    let (mut ti, mut si) = (0usize, 0usize);
-    let mut star: Option<(usize, usize)> = None;
-    while si < s.len() {
-        if ti < toks.len() {
-            if let Token::Star = toks[ti] {
-                star = Some((ti, si));
-                ti += 1;
-                continue;
-            }
-            if token_matches(&toks[ti], s[si]) {
-                ti += 1;
-                si += 1;
-                continue;
-            }
-        }
-        match star {
-            Some((st, ss)) => {
-                ti = st + 1;
-                si = ss + 1;
-                star = Some((st, ss + 1));
-            }
-            None => return false,
-        }
+/// One pattern component, parsed once (a walk matches it against many names).
+#[derive(Debug)]
+pub(crate) struct Pattern {
+    toks: Vec<Token>,
+}
+
+impl Pattern {
+    pub(crate) fn new(pat: &str) -> Self {
+        Self { toks: parse(pat) }
     }
-    toks[ti..].iter().all(|t| matches!(t, Token::Star))
+
+    /// Whether `name` matches (case-sensitive).
+    pub(crate) fn matches(&self, name: &str) -> bool {
+        let toks = &self.toks;
+        let s: Vec<char> = name.chars().collect();
+        // Classic wildcard matching with one backtrack point per `*` (linear in practice,
+        // at worst the name's length times the pattern's).
+        let (mut ti, mut si) = (0usize, 0usize);
+        let mut star: Option<(usize, usize)> = None;
+        while si < s.len() {
+            if ti < toks.len() {
+                if let Token::Star = toks[ti] {
+                    star = Some((ti, si));
+                    ti += 1;
+                    continue;
+                }
+                if token_matches(&toks[ti], s[si]) {
+                    ti += 1;
+                    si += 1;
+                    continue;
+                }
+            }
+            match star {
+                Some((st, ss)) => {
+                    ti = st + 1;
+                    si = ss + 1;
+                    star = Some((st, ss + 1));
+                }
+                None => return false,
+            }
+        }
+        toks[ti..].iter().all(|t| matches!(t, Token::Star))
+    }
+}
+
+/// Whether `name` matches the shell pattern `pat` (case-sensitive).
+#[cfg(test)]
+pub(crate) fn fnmatch(name: &str, pat: &str) -> bool {
+    Pattern::new(pat).matches(name)
 }
 
 /// The components of a glob pattern (slashes and backslashes separate them; empty ones vanish).

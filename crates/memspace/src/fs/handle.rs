@@ -38,6 +38,10 @@ pub(crate) trait FileAccess {
     fn write_shared_at(&self, off: u64, data: Arc<dyn SharedBytes>) -> FsResult<()> {
         self.write_at(off, data.bytes())
     }
+    /// Whether [`FileAccess::write_shared_at`] at `off` would keep its buffer (not copy it).
+    fn keeps_shared_at(&self, _off: u64) -> bool {
+        false
+    }
     /// Resizes to `size` bytes (zero-filled when growing).
     fn set_len(&self, size: u64, touch: Touch) -> FsResult<()>;
     /// The handle closes (called once): release the lock a handle of `mode` holds.
@@ -245,6 +249,20 @@ impl Cursor {
         file.write_shared_at(self.pos, data)?;
         self.pos += n as u64;
         Ok(n)
+    }
+
+    /// Whether a [`Cursor::write_shared`] now would keep its buffer instead of copying it
+    /// (an append to a sequential file). The handle's lock keeps that true until it writes.
+    pub(crate) fn keeps_shared<F: FileAccess>(&self, file: &F) -> bool {
+        if self.closed || !self.mode.writable() {
+            return false;
+        }
+        let at = if self.mode == OpenMode::Append {
+            file.size()
+        } else {
+            self.pos
+        };
+        file.keeps_shared_at(at)
     }
 
     /// In `ab` mode every write goes to the end (the cursor stays there even if the write

@@ -57,12 +57,16 @@ mod handle;
 mod heap;
 mod options;
 mod path;
+pub mod shared;
 
 pub use bytes::{ByteSink, SharedBytes};
 pub use error::FsError;
-pub use heap::{ExportIter, FileHandle, FileSnapshot, MemoryFileSystem};
+pub use heap::{DirToken, ExportIter, FileHandle, FileSnapshot, MemoryFileSystem};
 pub use options::{
     FsOptions, LockKind, OpenMode, Stat, Stats, StorageKind, DEFAULT_CHUNK_OVERHEAD,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_MAX_QUOTA, DEFAULT_PROMOTION_HARD_LIMIT,
 };
 pub use path::normalize;
+pub use shared::{
+    FsckReport, SharedFileHandle, SharedFileSystem, SharedFsInfo, SharedFsOptions, SharedView,
+};

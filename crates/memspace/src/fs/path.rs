@@ -63,15 +63,6 @@ pub(crate) fn join<S: AsRef<str>>(parts: &[S]) -> String {
     s
 }
 
-/// `parent` + `/` + `name`, without doubling the root's slash.
-pub(crate) fn child(parent: &str, name: &str) -> String {
-    let mut s = String::with_capacity(parent.len() + name.len() + 1);
-    s.push_str(parent.trim_end_matches('/'));
-    s.push('/');
-    s.push_str(name);
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,8 +84,6 @@ mod tests {
             Err(Error::Fs(FsError::PathTraversal { .. }))
         ));
         assert_eq!(join(&normalize("//a///b/").unwrap()), "/a/b");
-        assert_eq!(child("/", "x"), "/x");
-        assert_eq!(child("/a", "x"), "/a/x");
     }
 
     proptest! {

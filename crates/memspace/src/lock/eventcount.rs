@@ -47,6 +47,8 @@ pub(crate) trait Futex {
     /// Sleeps while `*word == expected`, for at most `timeout` (`None`: no limit). Returns
     /// true if the timeout elapsed. May return early (spuriously).
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool;
+    /// Wakes one sleeper on `word` (the mutex's unlock).
+    fn wake_one(&self, word: &AtomicU32);
     /// Wakes every sleeper on `word`.
     fn wake_all(&self, word: &AtomicU32);
 }
@@ -66,6 +68,11 @@ impl Futex for OsFutex {
         r == crate::os::FutexWait::TimedOut
     }
 
+    fn wake_one(&self, word: &AtomicU32) {
+        // SAFETY: as above.
+        unsafe { crate::os::futex_wake(word.as_ptr(), 1) };
+    }
+
     fn wake_all(&self, word: &AtomicU32) {
         // SAFETY: as above.
         unsafe { crate::os::futex_wake(word.as_ptr(), i32::MAX) };
@@ -80,6 +87,10 @@ pub(crate) struct OsFutex;
 #[cfg(loom)]
 impl Futex for OsFutex {
     fn wait(&self, _word: &AtomicU32, _expected: u32, _timeout: Option<Duration>) -> bool {
+        unimplemented!("no OS futex under loom")
+    }
+
+    fn wake_one(&self, _word: &AtomicU32) {
         unimplemented!("no OS futex under loom")
     }
 
@@ -146,7 +157,8 @@ impl<'a> EventCount<'a> {
 }
 
 /// A model of the futex for loom: a condition variable whose wait re-checks the word under
-/// its mutex, exactly as the kernel re-checks it under the futex hash-bucket lock.
+/// its mutex, exactly as the kernel re-checks it under the futex hash-bucket lock. One model
+/// futex serves one word (its sleepers are all of that word's).
 #[cfg(loom)]
 #[derive(Default)]
 pub(crate) struct ModelFutex {
@@ -163,6 +175,11 @@ impl Futex for ModelFutex {
         }
         drop(self.cv.wait(g).unwrap());
         false
+    }
+
+    fn wake_one(&self, _word: &AtomicU32) {
+        let _g = self.m.lock().unwrap();
+        self.cv.notify_one();
     }
 
     fn wake_all(&self, _word: &AtomicU32) {

@@ -1,7 +1,8 @@
 //! Cross-process locks that survive a killed holder, and the wait/wake primitive under them.
 //!
-//! - [`Mutex`]: a robust process-shared mutex in its own segment; a guard tells whether the
-//!   previous holder died (`owner_died`).
+//! - [`Mutex`]: a robust process-shared mutex in its own segment (memspace's own futex-word
+//!   protocol: the word names the holder's attachment slot and generation, a waiter takes over
+//!   from a dead holder); a guard tells whether the previous holder died (`owner_died`).
 //! - [`RwLock`]: a writer-preferring reader/writer lock built from that mutex, an eventcount
 //!   and per-attachment reader counters, so dead readers and writers are recognised.
 //! - `eventcount` (crate-internal): wait for a change of shared state without polling; a wake
@@ -14,20 +15,27 @@
 //!
 //! # Limits (known and deliberate)
 //!
-//! - A read hold belongs to the *process* (reader counts are per attachment slot): a thread
-//!   that exits while holding a read lock leaves it held until its process exits. A write
-//!   hold (and a mutex) belongs to the *thread*: the kernel releases it, with `owner_died`,
-//!   when that thread exits.
+//! - A hold belongs to the *handle* and its process, not to the thread: the lock word names
+//!   the handle's attachment slot. A thread that exits while holding a mutex, a write lock or
+//!   a read lock leaves it held until the handle is closed or dropped or its process exits;
+//!   then the next holder is told `owner_died` (a writer replaces a dead reader). (glibc's
+//!   robust mutex, used before layout 2, released a mutex when its *thread* exited.) Only the
+//!   thread that took a hold may release it ([`LockError::NotHeld`] otherwise).
+//! - A dead holder is recognised by its waiters' probes, every 20 ms
+//!   ([`mutex::PROBE_SLICE`]); a stopped (`SIGSTOP`) process is alive and keeps its holds.
 //! - Reentrancy is detected per handle and thread; a thread holding a lock through one handle
 //!   and asking through a second handle of the same segment is not detected (its timeout
 //!   still applies).
-//! - All processes must share a pid namespace: robust futexes identify holders by thread id.
 //! - After `fork`, a handle used in the child claims a fresh attachment slot (the parent's OFD
-//!   locks are shared with the child); locks the parent held are not held by the child.
+//!   locks are shared with the child); locks the parent held are not held by the child, and
+//!   a child that still has the parent's descriptors open (it never used the handle) keeps
+//!   the parent's slot alive after the parent dies, until it uses or drops the handle.
 //! - A process that dies while waiting leaves the eventcount's waiter count high: later
 //!   wakes make a (harmless) syscall.
-//! - The `pthread_mutex_t` bytes are validated (type field, our magic) before every lock but
-//!   are glibc's to interpret; see [`mutex`] for what a hostile writer can still do.
+//! - Shared memory is untrusted: any value of a mutex word leads at worst to a timeout, a
+//!   takeover or [`SegmentError::Corrupt`](crate::SegmentError::Corrupt), and nothing read
+//!   from it is used as an address; but a process that can write the segment can of course
+//!   break mutual exclusion (see [`mutex`]).
 
 pub(crate) mod error;
 pub(crate) mod eventcount;

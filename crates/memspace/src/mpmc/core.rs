@@ -56,9 +56,9 @@
 //! - take: the header becomes `READING` at `cpos`, then `cpos` is stored. A prefix without the
 //!   `cpos` store leaves a `READING` record *at* `cpos`, which the next C-lock holder turns
 //!   back into `COMMITTED` (the message was never returned, so it is delivered rather than
-//!   lost). Holding the C-lock is what proves its owner dead there: no liveness check is
-//!   asked, since the kernel releases a dead thread's robust mutex before the process's
-//!   attachment lock, and a thread can die in a process that lives on.
+//!   lost). Holding the C-lock is what proves its owner dead there (a C-lock is taken over
+//!   only from a holder whose process is gone, or whose handle was dropped while it held
+//!   it), so no liveness check is asked.
 //!
 //! The advisory counters (`puts`, `gets`) are stored last and may be one off after a crash.
 //!
@@ -444,10 +444,8 @@ impl<R: Region> Queue<'_, R> {
                 State::Reading(len, _who) if self.fits(cpos, len, avail) => {
                     // A consumer died inside the C-lock between marking and moving `cpos`: it
                     // never returned the message, so deliver it. We hold the C-lock, so its
-                    // owner cannot be at work on it; no liveness check is asked, because none
-                    // is reliable here: the kernel releases a dead thread's robust mutex
-                    // before it closes the process's files (the attachment lock stays held a
-                    // moment longer), and a thread can die in a process that lives on.
+                    // owner cannot be at work on it (we took the lock over from it, or from a
+                    // later holder): holding the lock is the proof, no liveness check is asked.
                     // SYNC: AcqRel: we hold the C-lock; nobody else changes this word.
                     if w.compare_exchange(
                         cur,
@@ -752,8 +750,8 @@ mod tests {
         let cpos = ctl.cons.pos.load(Ordering::Relaxed);
         let w = q.word_at(cpos);
         w.store(word(5, TAG_READING | C1.bits()), Ordering::Relaxed);
-        // Redelivered even while its owner still looks alive (the attachment lock of a dead
-        // process outlives its robust mutex by a moment; a thread can die alone).
+        // Redelivered even while its owner still looks alive: holding the C-lock proves it
+        // gone (this table's liveness is the caller's, and may lag).
         let Take::Got(t) = q.take(Owner { slot: 5, gen: 0 }, &mut alive).unwrap() else {
             panic!()
         };

@@ -22,5 +22,5 @@ mod segment;
 
 pub use queue::{
     Attempt, Message, Queue, QueueInfo, QueueOptions, Reservation, DEFAULT_SLOTS, MAX_CAPACITY,
-    MIN_CAPACITY,
+    MIN_CAPACITY, TRY_LOCK_GRACE,
 };

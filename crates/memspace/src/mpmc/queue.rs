@@ -11,6 +11,21 @@
 //! on their eventcount in slices of [`WAIT_SLICE`](crate::lock::mutex::WAIT_SLICE),
 //! re-checking (including the liveness of the owners of stuck records) and running the
 //! caller's interrupt check between slices. No lock is held while waiting.
+//!
+//! Each attempt waits for the P- or C-lock itself, for [`TRY_LOCK_GRACE`] (20 ms) at most and
+//! never past the call's deadline: a live holder keeps it for well under a microsecond, so
+//! only a descheduled or stopped holder makes an attempt wait, and the call still ends at its
+//! deadline. The first attempt of a call that does not wait at all (`timeout` zero, the `try_`
+//! calls) waits out the grace anyway, so that a preempted holder is not taken for a full or
+//! empty queue.
+//!
+//! # Full, empty, busy
+//!
+//! A call that gives up says what it saw: no room (a timeout, or `Ok(false)` / `Ok(None)` for
+//! the `try_` calls), nothing committed (`Ok(None)`), or, when its last attempt could not get
+//! the lock because another holder kept it (a stopped process keeps it for as long as it is
+//! stopped) and the positions read without the lock show room (producers) or messages
+//! (consumers), [`ChannelError::Busy`]: the queue was neither full nor empty, only locked.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +43,7 @@ use crate::lock::eventcount::OsFutex;
 use crate::lock::mutex::Interrupt;
 use crate::shm::attach::SlotInfo;
 use crate::shm::header::{Kind, LayoutRequest};
-use crate::shm::segment::Segment;
+use crate::shm::segment::{OpenTarget, Segment};
 use crate::shm::structured::Structured;
 use crate::sync::Ordering;
 
@@ -39,20 +54,56 @@ pub const MAX_CAPACITY: u64 = 1 << 40;
 /// Default number of attachment slots (processes attached at once).
 pub const DEFAULT_SLOTS: u32 = 128;
 /// How long a non-blocking call waits for the other side's (short) critical section.
-const TRY_LOCK_GRACE: Duration = Duration::from_millis(20);
+pub const TRY_LOCK_GRACE: Duration = Duration::from_millis(20);
 
-/// How long one attempt waits for the P- or C-lock: [`TRY_LOCK_GRACE`] at most (a live holder
-/// keeps it for microseconds, so this is only reached when the holder is descheduled or
-/// stopped, and waits then go back to the eventcount, which checks for interrupts), and at
-/// least that when `until` has passed (a try still waits out a preempted holder).
-fn lock_deadline(until: Option<Instant>) -> Instant {
-    let now = Instant::now();
+/// Until when an attempt starting at `now` waits for the P- or C-lock: [`TRY_LOCK_GRACE`] at
+/// most (a waiting call then goes back to the eventcount, which runs the interrupt check),
+/// less if the call's deadline `until` comes sooner, and never past it: once it has passed, a
+/// later attempt tries once (`now`). The `first` attempt of a call whose deadline has passed
+/// already (a call that does not wait) waits out the whole grace, so that a preempted holder
+/// is not taken for a full or empty queue.
+fn lock_until(now: Instant, until: Option<Instant>, first: bool) -> Instant {
     let grace = now + TRY_LOCK_GRACE;
     match until {
         Some(u) if u > now => u.min(grace),
+        Some(_) if !first => now,
         _ => grace,
     }
 }
+
+/// How long the lock has been held by someone else across a call's attempts: whether it was
+/// *busy* (kept throughout the last [`TRY_LOCK_GRACE`], or the call's whole timeout if that is
+/// shorter) when the call gives up. One failed try at the deadline against a live holder that
+/// keeps it for a microsecond is not busy; a stopped holder is.
+struct LockWatch {
+    since: Option<Instant>,
+    need: Duration,
+}
+
+impl LockWatch {
+    fn new(timeout: Option<Duration>) -> LockWatch {
+        LockWatch {
+            since: None,
+            need: timeout.map_or(TRY_LOCK_GRACE, |t| t.min(TRY_LOCK_GRACE)),
+        }
+    }
+
+    /// Records an attempt that started at `started` and got the lock (`locked`) or not.
+    fn record(&mut self, started: Instant, locked: bool) {
+        if locked {
+            self.since = None;
+        } else if self.since.is_none() {
+            self.since = Some(started);
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.since.is_some_and(|t| t.elapsed() >= self.need)
+    }
+}
+
+const P_WHAT: &str = "queue producer lock";
+const C_WHAT: &str = "queue consumer lock";
 
 /// What an attempt that never waits (not even for a lock) found.
 #[derive(Debug)]
@@ -62,7 +113,7 @@ pub enum Attempt<T> {
     /// No room (claim) or no committed message (take), seen under the lock.
     Nothing,
     /// Another process or thread held the lock: nothing was decided. Retry with a call that
-    /// may wait (a `try_` call waits briefly for the lock).
+    /// may wait (a `try_` call waits [`TRY_LOCK_GRACE`] for the lock).
     Busy,
     /// (take) The next record is still being written by a producer, or was by one that has
     /// died, which only a liveness check (a syscall, made by the `try_` and waiting calls)
@@ -135,6 +186,11 @@ impl QueueOptions {
         }
         let limit = Geometry::max_len_for(cap).min(u64::from(u32::MAX) - 1);
         let max_len = self.max_message_size.unwrap_or(limit);
+        if max_len == 0 {
+            return Err(Error::InvalidArgument(
+                "max_message_size must be at least 1 byte".into(),
+            ));
+        }
         if max_len > limit {
             return Err(Error::InvalidArgument(format!(
                 "max_message_size {max_len} is too large for a queue of {cap} bytes (at most {limit})"
@@ -268,8 +324,9 @@ impl Queue {
         })
     }
 
-    /// Opens an existing queue; refuses another kind or an inconsistent geometry.
-    pub fn open(location: Location) -> Result<Queue> {
+    /// Opens an existing queue (a [`Location`], or one with a [`Trust`](crate::Trust));
+    /// refuses another kind or an inconsistent geometry.
+    pub fn open(location: impl Into<OpenTarget>) -> Result<Queue> {
         let st = Structured::open(location, Kind::Queue, None, &|_| {})?;
         let g = Shared::geometry_of(&st)?;
         Queue::from_structured(st, g)
@@ -283,6 +340,11 @@ impl Queue {
     /// Where it lives.
     pub fn location(&self) -> &Location {
         self.shared.location()
+    }
+
+    /// The trust that opens this queue again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.shared.ch.structured().reopen_trust()
     }
 
     /// Capacity in bytes (a power of two).
@@ -322,6 +384,8 @@ impl Queue {
 
     /// A snapshot for inspection.
     pub fn info(&self) -> Result<QueueInfo> {
+        // A file shrunk under the mapping is reported, not read (SIGBUS).
+        self.shared.ch.structured().check_intact()?;
         let c = self.shared.control();
         // SYNC: Acquire loads; advisory snapshot.
         let positions = (
@@ -357,6 +421,37 @@ impl Queue {
         })
     }
 
+    fn busy_error(&self, what: &'static str, timeout: Option<Duration>) -> Error {
+        Error::Channel(ChannelError::Busy {
+            what,
+            location: self.location().clone(),
+            waited: match timeout {
+                Some(t) if !t.is_zero() => t,
+                _ => TRY_LOCK_GRACE,
+            },
+        })
+    }
+
+    /// Why a claim of `len` bytes gave up: [`ChannelError::Busy`] if its last attempt found
+    /// the P-lock held by someone else and there is room without it (after handing back the
+    /// space consumers have released), else a timeout waiting for room.
+    fn claim_failed(&self, len: usize, lock_busy: bool, timeout: Option<Duration>) -> Error {
+        if lock_busy && !self.is_full_for(len) {
+            self.busy_error(P_WHAT, timeout)
+        } else {
+            self.timeout_error("room in the queue", timeout)
+        }
+    }
+
+    /// Whether a take that found nothing must say [`ChannelError::Busy`]: its last attempt
+    /// found the C-lock held by someone else while records are queued.
+    fn take_failed(&self, lock_busy: bool, timeout: Option<Duration>) -> Result<()> {
+        if lock_busy && !self.is_empty() {
+            return Err(self.busy_error(C_WHAT, timeout));
+        }
+        Ok(())
+    }
+
     /// One attempt at claiming `lens` (in order, as many as fit) under one hold of the P-lock.
     /// `deep`: also release records held by dead consumers.
     fn try_claim_many(
@@ -369,14 +464,8 @@ impl Queue {
     ) -> Result<bool> {
         let s = &*self.shared;
         let owner = s.owner()?;
-        if s.lock(
-            s.p_lock,
-            owner.slot,
-            lock_until,
-            &mut no_interrupt,
-            "queue producer lock",
-        )?
-        .is_none()
+        if s.lock(s.p_lock, owner.slot, lock_until, &mut no_interrupt, P_WHAT)?
+            .is_none()
         {
             return Ok(false);
         }
@@ -394,13 +483,17 @@ impl Queue {
             }
             Ok(())
         })();
-        s.unlock(s.p_lock, "queue producer lock")?;
+        s.unlock(s.p_lock, P_WHAT)?;
         r.map(|()| true)
     }
 
     /// Claims room for a message of `len` bytes written in place, waiting at most `timeout`
     /// (`None`: forever). Write through [`Queue::reservation_ptr`], then [`Queue::commit`]
     /// (or [`Queue::abandon`]). A producer that dies in between loses only this message.
+    ///
+    /// Gives up with [`ChannelError::Timeout`] (no room in time) or, if the producer lock was
+    /// held by another process or thread at the last attempt while there is room,
+    /// [`ChannelError::Busy`]. A zero timeout still waits [`TRY_LOCK_GRACE`] for the lock.
     pub fn claim(
         &self,
         len: usize,
@@ -411,24 +504,28 @@ impl Queue {
         let until = deadline(timeout);
         let mut out = None;
         let mut calls = 0u32;
+        let mut watch = LockWatch::new(timeout);
         // A call that will not wait reclaims the space of dead consumers at once (liveness
         // checks, syscalls, only for records still being read); a waiting call every few
         // attempts.
         let nowait = timeout == Some(Duration::ZERO);
         let found = self.wait_room(until, interrupt, || {
             calls += 1;
-            self.try_claim_many(
+            let now = Instant::now();
+            let locked = self.try_claim_many(
                 &mut std::iter::once(len as u64),
                 1,
                 &mut out,
-                Some(lock_deadline(until)),
+                Some(lock_until(now, until, calls == 1)),
                 calls % 64 == 0 || (nowait && calls == 1),
             )?;
+            watch.record(now, locked);
             Ok(out.take())
         })?;
-        found
-            .map(|c| Reservation { c })
-            .ok_or_else(|| self.timeout_error("room in the queue", timeout))
+        match found {
+            Some(c) => Ok(Reservation { c }),
+            None => Err(self.claim_failed(len, watch.busy(), timeout)),
+        }
     }
 
     fn wait_room<T>(
@@ -510,19 +607,23 @@ impl Queue {
         Ok(())
     }
 
-    /// Claims room for a message of `len` bytes if there is room now (waiting only briefly
-    /// for other producers' claims); `Ok(None)` if the queue is full. Complete it as for
-    /// [`Queue::claim`].
+    /// Claims room for a message of `len` bytes if there is room now (waiting only
+    /// [`TRY_LOCK_GRACE`] for other producers' claims); `Ok(None)` if the queue is full,
+    /// [`ChannelError::Busy`] if another holder kept the producer lock throughout while there
+    /// is room. Complete it as for [`Queue::claim`].
     pub fn try_claim(&self, len: usize) -> Result<Option<Reservation>> {
         self.check_len(len)?;
         let mut out = None;
-        self.try_claim_many(
+        let locked = self.try_claim_many(
             &mut std::iter::once(len as u64),
             1,
             &mut out,
-            Some(lock_deadline(None)),
+            Some(lock_until(Instant::now(), None, true)),
             false,
         )?;
+        if !locked && !self.is_full_for(len) {
+            return Err(self.busy_error(P_WHAT, None));
+        }
         Ok(out.map(|c| Reservation { c }))
     }
 
@@ -540,8 +641,9 @@ impl Queue {
         })
     }
 
-    /// Sends one message if there is room now (waiting only briefly for other producers'
-    /// claims); `Ok(false)` if the queue is full.
+    /// Sends one message if there is room now (waiting only [`TRY_LOCK_GRACE`] for other
+    /// producers' claims); `Ok(false)` if the queue is full, [`ChannelError::Busy`] as for
+    /// [`Queue::try_claim`].
     pub fn try_push(&self, data: &[u8]) -> Result<bool> {
         let Some(r) = self.try_claim(data.len())? else {
             return Ok(false);
@@ -551,7 +653,8 @@ impl Queue {
         Ok(true)
     }
 
-    /// Sends one message, waiting at most `timeout` for room; [`ChannelError::Timeout`] then.
+    /// Sends one message, waiting at most `timeout` for room; [`ChannelError::Timeout`] then
+    /// (or [`ChannelError::Busy`], as for [`Queue::claim`]).
     pub fn push(
         &self,
         data: &[u8],
@@ -565,7 +668,8 @@ impl Queue {
 
     /// Sends every message of `items` in order, claiming as many as fit under one lock hold
     /// and waiting for room as needed (all waits bounded by `timeout` in total). Returns how
-    /// many were sent; [`ChannelError::Timeout`] only if none was.
+    /// many were sent; [`ChannelError::Timeout`] (or [`ChannelError::Busy`], as for
+    /// [`Queue::claim`]) only if none was.
     pub fn push_many(
         &self,
         items: &[&[u8]],
@@ -578,34 +682,43 @@ impl Queue {
         let until = deadline(timeout);
         let mut sent = 0;
         let mut claims = Vec::new();
+        let mut watch = LockWatch::new(timeout);
+        let mut first = true;
         while sent < items.len() {
             claims.clear();
             let mut lens = items[sent..].iter().map(|d| d.len() as u64);
-            self.try_claim_many(
+            let now = Instant::now();
+            let locked = self.try_claim_many(
                 &mut lens,
                 usize::MAX,
                 &mut claims,
-                Some(lock_deadline(until)),
+                Some(lock_until(now, until, first)),
                 false,
             )?;
+            watch.record(now, locked);
+            first = false;
             if claims.is_empty() {
                 let mut calls = 0u32;
                 let got = self.wait_room(until, &mut *interrupt, || {
                     calls += 1;
                     let mut lens = items[sent..].iter().map(|d| d.len() as u64);
-                    self.try_claim_many(
+                    let now = Instant::now();
+                    let locked = self.try_claim_many(
                         &mut lens,
                         usize::MAX,
                         &mut claims,
-                        Some(lock_deadline(until)),
+                        Some(lock_until(now, until, false)),
                         calls % 64 == 0,
                     )?;
+                    watch.record(now, locked);
                     Ok((!claims.is_empty()).then_some(()))
                 });
                 match got {
                     Ok(Some(())) => {}
                     Ok(None) if sent > 0 => return Ok(sent),
-                    Ok(None) => return Err(self.timeout_error("room in the queue", timeout)),
+                    Ok(None) => {
+                        return Err(self.claim_failed(items[sent].len(), watch.busy(), timeout))
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -631,14 +744,8 @@ impl Queue {
     ) -> Result<Option<bool>> {
         let s = &*self.shared;
         let owner = s.owner()?;
-        if s.lock(
-            s.c_lock,
-            owner.slot,
-            lock_until,
-            &mut no_interrupt,
-            "queue consumer lock",
-        )?
-        .is_none()
+        if s.lock(s.c_lock, owner.slot, lock_until, &mut no_interrupt, C_WHAT)?
+            .is_none()
         {
             return Ok(None);
         }
@@ -656,7 +763,7 @@ impl Queue {
             }
             Ok(false)
         })();
-        s.unlock(s.c_lock, "queue consumer lock")?;
+        s.unlock(s.c_lock, C_WHAT)?;
         r.map(Some)
     }
 
@@ -693,6 +800,10 @@ impl Queue {
 
     /// Takes up to `max` messages, waiting at most `timeout` for the first. They stay
     /// readable in place (and their space stays in use) until [`Queue::release`]d.
+    ///
+    /// Finding none is `Ok(())` with nothing added, unless the last attempt found the
+    /// consumer lock held by another process or thread while records are queued:
+    /// [`ChannelError::Busy`] then. A zero timeout still waits [`TRY_LOCK_GRACE`] for the lock.
     pub fn take_many(
         &self,
         max: usize,
@@ -706,22 +817,40 @@ impl Queue {
         // way (a syscall, only then): a message behind a dead producer's claim is never
         // reported as absent. A waiting call checks every few attempts.
         let nowait = timeout == Some(Duration::ZERO);
-        self.try_take_many(max, &mut got, Some(lock_deadline(until)), nowait)?;
-        if got.is_empty() && timeout != Some(Duration::ZERO) {
+        let mut watch = LockWatch::new(timeout);
+        let now = Instant::now();
+        let locked = self
+            .try_take_many(max, &mut got, Some(lock_until(now, until, true)), nowait)?
+            .is_some();
+        watch.record(now, locked);
+        if got.is_empty() && !nowait {
             let mut calls = 0u32;
             let shared = self.shared.clone();
             wait_for(shared.ch.event(NOT_EMPTY_OFF), until, interrupt, || {
                 calls += 1;
-                self.try_take_many(max, &mut got, Some(lock_deadline(until)), calls % 32 == 0)?;
+                let now = Instant::now();
+                let locked = self
+                    .try_take_many(
+                        max,
+                        &mut got,
+                        Some(lock_until(now, until, false)),
+                        calls % 32 == 0,
+                    )?
+                    .is_some();
+                watch.record(now, locked);
                 Ok((!got.is_empty()).then_some(()))
             })?;
+        }
+        if got.is_empty() {
+            return self.take_failed(watch.busy(), timeout);
         }
         out.extend(got.into_iter().map(|t| Message { t }));
         Ok(())
     }
 
-    /// Takes one message, waiting at most `timeout` (`Some(ZERO)`: do not wait); `Ok(None)`
-    /// if there is none by then.
+    /// Takes one message, waiting at most `timeout` (`Some(ZERO)`: do not wait beyond
+    /// [`TRY_LOCK_GRACE`] for the lock); `Ok(None)` if there is none by then
+    /// ([`ChannelError::Busy`] as for [`Queue::take_many`]).
     pub fn take(
         &self,
         timeout: Option<Duration>,
@@ -831,6 +960,16 @@ mod tests {
         crate::testing::unique_location("queue", tag)
     }
 
+    /// The value of `r`, or `none` for a call that found its lock kept by others throughout
+    /// ([`ChannelError::Busy`]); panics on any other error.
+    pub(super) fn not_busy<T>(r: Result<T>, none: T) -> T {
+        match r {
+            Ok(v) => v,
+            Err(Error::Channel(ChannelError::Busy { .. })) => none,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     #[test]
     fn create_open_push_pop() {
         let l = loc("basic");
@@ -914,10 +1053,12 @@ mod tests {
                     let mut last = [None::<u32>; 3];
                     loop {
                         let finished = done.load(std::sync::atomic::Ordering::Acquire);
-                        let Some(msg) = q
-                            .pop(Some(Duration::from_millis(20)), &mut no_interrupt)
-                            .unwrap()
-                        else {
+                        // Busy: the C-lock was kept by other consumers (one of them preempted
+                        // while holding it, on a loaded machine) for the whole 20 ms.
+                        let Some(msg) = not_busy(
+                            q.pop(Some(Duration::from_millis(20)), &mut no_interrupt),
+                            None,
+                        ) else {
                             if finished {
                                 break;
                             }
@@ -986,6 +1127,110 @@ mod tests {
         }
         assert!(matches!(q.take_now(5).unwrap(), Attempt::Done(v) if v.len() == 1));
         assert!(matches!(q.take_now(5).unwrap(), Attempt::Nothing));
+        Queue::remove(&l).unwrap();
+    }
+
+    /// With a lock held throughout (as by a stopped process), every call ends at its deadline
+    /// (before the fix: 64 attempts of 20 ms each, 1.3 s), and says Busy, not full or empty,
+    /// when the positions show room or messages; Full and Empty stay what they were.
+    #[test]
+    fn held_locks_keep_deadlines_and_say_busy() {
+        let l = loc("deadline");
+        let q = QueueOptions::new(l.clone(), 4096).create().unwrap();
+        assert!(q.try_push(b"m").unwrap());
+        let s = &*q.shared;
+        let slot = s.owner().unwrap().slot;
+        let busy = |r: &Result<()>| matches!(r, Err(Error::Channel(ChannelError::Busy { .. })));
+        // Generous: a descheduled thread on a loaded 2-core machine overshoots by tens of ms;
+        // the bug this catches overshot by more than a second.
+        let slack = Duration::from_millis(100);
+        let t100 = Duration::from_millis(100);
+        for (lock, what) in [(s.c_lock, "c"), (s.p_lock, "p")] {
+            s.lock(lock, slot, None, &mut no_interrupt, what)
+                .unwrap()
+                .unwrap();
+            let q2 = q.clone();
+            let h = std::thread::spawn(move || {
+                let timed = |f: &dyn Fn() -> Result<()>| {
+                    let t0 = Instant::now();
+                    let r = f();
+                    (t0.elapsed(), r)
+                };
+                let calls: Vec<(Duration, Duration, Result<()>)> = if what == "c" {
+                    vec![
+                        (
+                            t100,
+                            timed(&|| q2.pop(Some(t100), &mut no_interrupt).map(|_| ())),
+                        ),
+                        (Duration::ZERO, timed(&|| q2.try_pop().map(|_| ()))),
+                        (
+                            t100,
+                            timed(&|| q2.pop_many(5, Some(t100), &mut no_interrupt).map(|_| ())),
+                        ),
+                    ]
+                    .into_iter()
+                    .map(|(t, (e, r))| (t, e, r))
+                    .collect()
+                } else {
+                    vec![
+                        (
+                            t100,
+                            timed(&|| q2.push(b"n", Some(t100), &mut no_interrupt)),
+                        ),
+                        (Duration::ZERO, timed(&|| q2.try_push(b"n").map(|_| ()))),
+                        (
+                            t100,
+                            timed(&|| {
+                                q2.push_many(&[b"n", b"o"], Some(t100), &mut no_interrupt)
+                                    .map(|_| ())
+                            }),
+                        ),
+                    ]
+                    .into_iter()
+                    .map(|(t, (e, r))| (t, e, r))
+                    .collect()
+                };
+                calls
+            });
+            for (timeout, elapsed, r) in h.join().unwrap() {
+                assert!(busy(&r), "{what}: {r:?}");
+                assert!(
+                    elapsed < timeout.max(TRY_LOCK_GRACE) + slack,
+                    "{what}: {elapsed:?}"
+                );
+                assert!(
+                    elapsed >= timeout.max(TRY_LOCK_GRACE),
+                    "{what}: {elapsed:?}"
+                );
+            }
+            s.unlock(lock, what).unwrap();
+        }
+        // Without the lock held, Empty and Full are what they say.
+        assert_eq!(q.try_pop().unwrap().unwrap(), b"m");
+        assert!(q.try_pop().unwrap().is_none());
+        assert!(q
+            .pop(Some(Duration::from_millis(10)), &mut no_interrupt)
+            .unwrap()
+            .is_none());
+        while q.try_push(&[1; 200]).unwrap() {}
+        assert!(matches!(
+            q.push(
+                &[1; 200],
+                Some(Duration::from_millis(10)),
+                &mut no_interrupt
+            ),
+            Err(Error::Channel(ChannelError::Timeout { .. }))
+        ));
+        // A full queue with the P-lock held is full, not busy.
+        s.lock(s.p_lock, slot, None, &mut no_interrupt, "p")
+            .unwrap()
+            .unwrap();
+        let q2 = q.clone();
+        let r = std::thread::spawn(move || q2.try_push(&[1; 200]))
+            .join()
+            .unwrap();
+        assert!(matches!(r, Ok(false)), "{r:?}");
+        s.unlock(s.p_lock, "p").unwrap();
         Queue::remove(&l).unwrap();
     }
 
@@ -1076,9 +1321,10 @@ mod batch_tests {
                     let mut c = 0;
                     loop {
                         let finished = done.load(std::sync::atomic::Ordering::Acquire);
-                        let ms = q
-                            .pop_many(64, Some(Duration::from_millis(20)), &mut no_interrupt)
-                            .unwrap();
+                        let ms = super::tests::not_busy(
+                            q.pop_many(64, Some(Duration::from_millis(20)), &mut no_interrupt),
+                            Vec::new(),
+                        );
                         if ms.is_empty() && finished {
                             return c;
                         }

@@ -16,7 +16,7 @@
 //! | 256 | `tail` | u64 (atomic) | end of the space handed back to producers |
 //! | 384 | `not_empty` | eventcount (2 × u32) | consumers sleep here; a commit wakes them |
 //! | 448 | `not_full` | eventcount (2 × u32) | producers sleep here; reclaiming wakes them |
-//! | 512 | P-lock | robust mutex (128 bytes, see [`crate::lock`]) | serialises claims |
+//! | 512 | P-lock | robust mutex (128 bytes, see [`crate::lock::mutex`]) | serialises claims |
 //! | 640 | C-lock | robust mutex (128 bytes) | serialises takes |
 //! | 768 | `gens[slots]` | u32 (atomic) each | claim generation of each attachment slot |
 //!
@@ -189,7 +189,12 @@ impl Shared {
         self.ch.location()
     }
 
-    /// Locks `m`, waiting until `until` at most (`None`: not at all, only a try).
+    /// Locks `m`, waiting until `until` at most (`None`: not at all, one compare-and-swap
+    /// and no syscall; a passed `until`: one try, which takes over from a gone holder).
+    /// `Ok(None)` if another holder kept it.
+    ///
+    /// `owner_died` needs no repair: every prefix of a critical section is consistent (see
+    /// the core's docs), so the flag is only informative and dropped here.
     pub(crate) fn lock(
         &self,
         m: RobustMutex,
@@ -198,16 +203,15 @@ impl Shared {
         interrupt: Interrupt<'_>,
         what: &'static str,
     ) -> Result<Option<()>> {
-        if m.try_lock(slot, self.location(), what)?.is_some() {
-            // owner_died needs no repair: every prefix of a critical section is consistent
-            // (see the core's docs), so the flag is only informative.
-            return Ok(Some(()));
-        }
+        let st = self.ch.structured();
         let Some(until) = until else {
-            return Ok(None);
+            return Ok(m.lock_now(st, slot, self.location(), what)?.then_some(()));
         };
-        let timeout = Some(until.saturating_duration_since(Instant::now()));
-        match m.lock(slot, timeout, interrupt, self.location(), what) {
+        let timeout = until.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
+            return Ok(m.try_lock(st, slot, self.location(), what)?.map(|_| ()));
+        }
+        match m.lock(st, slot, Some(timeout), interrupt, self.location(), what) {
             Ok(_) => Ok(Some(())),
             Err(Error::Lock(LockError::Timeout { .. })) => Ok(None),
             Err(e) => Err(e),

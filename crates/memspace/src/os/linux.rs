@@ -1,5 +1,6 @@
-//! Linux: futex wait/wake, OFD (open file description) locks, the glibc robust
-//! process-shared mutex, thread ids and process start times.
+//! Linux: futex wait/wake, OFD (open file description) locks, thread ids, process start
+//! times and the fork hook. (The cross-process mutex is memspace's own futex-word protocol,
+//! `lock::mutex`, over the futex calls here: no pthread mutex lives in shared memory.)
 //!
 //! Everything here takes raw pointers into shared memory rather than atomics, so that the
 //! only module naming atomics stays `sync`. Callers guarantee the pointers' validity.
@@ -104,11 +105,14 @@ pub(crate) fn ofd_unlock(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
-/// True if some *other* open file description holds a lock on any byte of the range (that is,
-/// an exclusive lock could not be taken through `file` now). Locks held through `file`'s own
-/// description never conflict with it and are not reported.
+/// True if some *other* open file description holds a *write* (exclusive) lock on any byte of
+/// the range. Asking with a read lock (`F_OFD_GETLK` with `F_RDLCK`) reports only the locks
+/// that conflict with one, which are write locks: a read lock, which anyone who can read the
+/// file may take, is never reported, so it cannot make a dead holder look alive. Every
+/// liveness and role lock memspace takes is a write lock ([`ofd_try_lock`]). Locks held
+/// through `file`'s own description never conflict with it and are not reported.
 pub(crate) fn ofd_is_locked(file: &File, offset: u64, len: u64) -> io::Result<bool> {
-    let mut fl = flock_for(offset, len, libc::F_WRLCK)?;
+    let mut fl = flock_for(offset, len, libc::F_RDLCK)?;
     // SAFETY: as in `ofd_try_lock`; F_OFD_GETLK writes the result into `fl`.
     let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &raw mut fl) };
     if rc != 0 {
@@ -154,155 +158,13 @@ pub(crate) fn process_start_time(pid: u32) -> u64 {
 }
 
 /// `CLOCK_MONOTONIC` now.
+#[cfg_attr(loom, allow(dead_code))] // under loom the waits have no clock
 pub(crate) fn monotonic_now() -> Duration {
     // SAFETY: all-zero is a valid timespec.
     let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
     // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The robust, process-shared, error-checking pthread mutex.
-
-/// Bytes reserved for a `pthread_mutex_t` in shared memory (glibc uses 40 on 64-bit targets,
-/// 24 on 32-bit ones).
-pub(crate) const PTHREAD_MUTEX_BYTES: usize = 64;
-const _: () = assert!(std::mem::size_of::<libc::pthread_mutex_t>() <= PTHREAD_MUTEX_BYTES);
-const _: () = assert!(std::mem::align_of::<libc::pthread_mutex_t>() <= 16);
-
-extern "C" {
-    // glibc >= 2.30; not (yet) declared by the libc crate.
-    fn pthread_mutex_clocklock(
-        mutex: *mut libc::pthread_mutex_t,
-        clockid: libc::clockid_t,
-        abstime: *const libc::timespec,
-    ) -> libc::c_int;
-}
-
-/// What a lock attempt on a robust mutex returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MutexLock {
-    /// Acquired normally.
-    Acquired,
-    /// Acquired; the previous holder died while holding it (`EOWNERDEAD`). The caller must
-    /// make it consistent before unlocking.
-    OwnerDied,
-    /// Not acquired: another thread holds it (try-lock) or the deadline passed.
-    Busy,
-    /// The calling thread already holds it (`EDEADLK`).
-    Deadlock,
-    /// Any other error number.
-    Error(i32),
-}
-
-fn mutex_result(rc: libc::c_int) -> MutexLock {
-    match rc {
-        0 => MutexLock::Acquired,
-        libc::EOWNERDEAD => MutexLock::OwnerDied,
-        libc::EBUSY | libc::ETIMEDOUT => MutexLock::Busy,
-        libc::EDEADLK => MutexLock::Deadlock,
-        e => MutexLock::Error(e),
-    }
-}
-
-fn attr_result(rc: libc::c_int) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(rc))
-    }
-}
-
-/// Initialises the mutex at `m` as process-shared, robust and error-checking.
-///
-/// # Safety
-/// `m` must be valid for writes of `PTHREAD_MUTEX_BYTES`, suitably aligned, and not in use by
-/// any thread (only a segment's creator calls this, before publishing the segment).
-pub(crate) unsafe fn robust_mutex_init(m: *mut u8) -> io::Result<()> {
-    // SAFETY: all-zero is a valid bit pattern for the attribute object before init.
-    let mut attr: libc::pthread_mutexattr_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `attr` is a local attribute object, initialised first and destroyed last; `m`
-    // is valid per the caller's contract.
-    unsafe {
-        attr_result(libc::pthread_mutexattr_init(&raw mut attr))?;
-        let r = (|| {
-            attr_result(libc::pthread_mutexattr_setpshared(
-                &raw mut attr,
-                libc::PTHREAD_PROCESS_SHARED,
-            ))?;
-            attr_result(libc::pthread_mutexattr_setrobust(
-                &raw mut attr,
-                libc::PTHREAD_MUTEX_ROBUST,
-            ))?;
-            attr_result(libc::pthread_mutexattr_settype(
-                &raw mut attr,
-                libc::PTHREAD_MUTEX_ERRORCHECK,
-            ))?;
-            attr_result(libc::pthread_mutex_init(m.cast(), &raw const attr))
-        })();
-        libc::pthread_mutexattr_destroy(&raw mut attr);
-        r
-    }
-}
-
-/// The bytes `robust_mutex_init` writes into an unlocked mutex (computed once per process on a
-/// private copy). Used to validate the type field of a mutex found in shared memory.
-pub(crate) fn robust_mutex_template() -> Option<&'static [u8; PTHREAD_MUTEX_BYTES]> {
-    static T: std::sync::OnceLock<Option<[u8; PTHREAD_MUTEX_BYTES]>> = std::sync::OnceLock::new();
-    T.get_or_init(|| {
-        #[repr(C, align(16))]
-        struct Buf([u8; PTHREAD_MUTEX_BYTES]);
-        let mut b = Buf([0; PTHREAD_MUTEX_BYTES]);
-        // SAFETY: `b` is a private, aligned, zeroed buffer large enough for a mutex.
-        unsafe { robust_mutex_init(b.0.as_mut_ptr()) }.ok()?;
-        Some(b.0)
-    })
-    .as_ref()
-}
-
-/// Byte range of glibc's `__kind` field inside `pthread_mutex_t` (`int __lock; unsigned
-/// __count; int __owner; unsigned __nusers; int __kind; ...` on every glibc target we build).
-pub(crate) const PTHREAD_KIND_RANGE: std::ops::Range<usize> = 16..20;
-
-/// Try-lock.
-///
-/// # Safety
-/// `m` must point at a mutex initialised by [`robust_mutex_init`] in live shared memory.
-pub(crate) unsafe fn robust_mutex_trylock(m: *mut u8) -> MutexLock {
-    // SAFETY: per the caller's contract.
-    mutex_result(unsafe { libc::pthread_mutex_trylock(m.cast()) })
-}
-
-/// Lock, waiting until `deadline` on `CLOCK_MONOTONIC` at the latest.
-///
-/// # Safety
-/// As for [`robust_mutex_trylock`].
-pub(crate) unsafe fn robust_mutex_lock_until(m: *mut u8, deadline: Duration) -> MutexLock {
-    let ts = libc::timespec {
-        tv_sec: libc::time_t::try_from(deadline.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: libc::c_long::from(deadline.subsec_nanos() as i32),
-    };
-    // SAFETY: per the caller's contract; `ts` outlives the call.
-    mutex_result(unsafe { pthread_mutex_clocklock(m.cast(), libc::CLOCK_MONOTONIC, &raw const ts) })
-}
-
-/// Marks a mutex acquired with `EOWNERDEAD` consistent again.
-///
-/// # Safety
-/// As for [`robust_mutex_trylock`]; the calling thread must hold the mutex.
-pub(crate) unsafe fn robust_mutex_consistent(m: *mut u8) -> io::Result<()> {
-    // SAFETY: per the caller's contract.
-    attr_result(unsafe { libc::pthread_mutex_consistent(m.cast()) })
-}
-
-/// Unlocks. `Err(EPERM)` if the calling thread does not hold it.
-///
-/// # Safety
-/// As for [`robust_mutex_trylock`].
-pub(crate) unsafe fn robust_mutex_unlock(m: *mut u8) -> io::Result<()> {
-    // SAFETY: per the caller's contract.
-    attr_result(unsafe { libc::pthread_mutex_unlock(m.cast()) })
 }
 
 extern "C" fn after_fork_in_child() {

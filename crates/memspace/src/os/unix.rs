@@ -20,14 +20,22 @@ pub(crate) const SHM_DIR: Option<&str> = Some("/dev/shm");
 #[cfg(not(target_os = "linux"))]
 pub(crate) const SHM_DIR: Option<&str> = None;
 
+/// Flags of every open of a segment's file (and its lock file): never follow a symbolic link
+/// in the last component, never make a terminal the controlling one, never block (a FIFO or a
+/// device planted under the name), and close on exec. The caller checks what was opened with
+/// `fstat` before mapping anything.
+const SAFE_OPEN_FLAGS: libc::c_int =
+    libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC;
+
 fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-/// `shm_open(name, O_RDWR [| O_CREAT | O_EXCL], mode)`.
+/// `shm_open(name, O_RDWR [| O_CREAT | O_EXCL] | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, mode)`
+/// (glibc and musl pass the extra flags on to `open`).
 pub(crate) fn shm_open(name: &str, create: bool, mode: u32) -> io::Result<File> {
     let cname = cstring(name)?;
-    let mut flags = libc::O_RDWR | libc::O_CLOEXEC;
+    let mut flags = libc::O_RDWR | SAFE_OPEN_FLAGS;
     if create {
         flags |= libc::O_CREAT | libc::O_EXCL;
     }
@@ -52,14 +60,25 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// Opens (or exclusively creates) a regular file for a file-backed segment.
+/// Opens (or exclusively creates) a regular file for a file-backed segment, read-write,
+/// without following a symbolic link (see `SAFE_OPEN_FLAGS`). An exclusive create never
+/// follows one anyway: `O_CREAT | O_EXCL` fails with `EEXIST` on any link, dangling or not.
 pub(crate) fn open_file(path: &Path, create: bool, mode: u32) -> io::Result<File> {
     let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(true).custom_flags(libc::O_CLOEXEC);
+    opts.read(true).write(true).custom_flags(SAFE_OPEN_FLAGS);
     if create {
         opts.create_new(true).mode(mode);
     }
     opts.open(path)
+}
+
+/// Opens a file read-only to look at it (`memspace ls`), with the same care as a segment:
+/// no symbolic link followed, no FIFO waited on, no terminal adopted.
+pub(crate) fn open_to_read(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(SAFE_OPEN_FLAGS)
+        .open(path)
 }
 
 /// Sets the permission bits exactly, whatever the umask was at creation.
@@ -87,6 +106,37 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(false)
+}
+
+/// Reserves the backing store of an existing file of `len` bytes whose blocks may not all be
+/// allocated (a sparse file), so that touching its pages cannot fault for lack of space.
+/// Never changes the file's size or contents, and never falls back to writing (glibc's
+/// `posix_fallocate` emulation writes bytes, which would race with the file's live writers):
+/// `Ok(false)` where the file system cannot reserve, `Err` with `ENOSPC` when there is no room.
+pub(crate) fn reserve_existing(file: &File, len: u64) -> io::Result<bool> {
+    let off = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let reserved = {
+        // SAFETY: the descriptor is open for writing for the duration of the call.
+        // FALLOC_FL_KEEP_SIZE: allocate, never extend (a peer may have shrunk the file since
+        // its size was read; growing it back is not ours to do).
+        let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, off) };
+        if rc == 0 {
+            Ok(true)
+        } else {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL) => Ok(false),
+                _ => Err(e),
+            }
+        }
+    };
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let reserved = {
+        let _ = (file, off);
+        Ok(false)
+    };
+    reserved
 }
 
 /// Maps `len` bytes of `file` shared and read-write.

@@ -33,6 +33,14 @@ pub(crate) fn reserve(_file: &File, _len: u64) -> io::Result<bool> {
     Err(unsupported())
 }
 
+pub(crate) fn reserve_existing(_file: &File, _len: u64) -> io::Result<bool> {
+    Err(unsupported())
+}
+
+pub(crate) fn open_to_read(_path: &Path) -> io::Result<File> {
+    Err(unsupported())
+}
+
 pub(crate) fn map_shared(_file: &File, _len: usize) -> io::Result<NonNull<u8>> {
     Err(unsupported())
 }

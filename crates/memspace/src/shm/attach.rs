@@ -3,12 +3,15 @@
 //!
 //! This module owns the attachment area of a structured segment (offset and slot count come
 //! from the validated [`Geometry`]). Each attaching process claims one slot by taking an
-//! exclusive OFD (open file description) lock, `fcntl(F_OFD_SETLK)`, on that slot's first byte
-//! of the segment's *file*, through a file description of its own. The kernel drops the lock
-//! when the last descriptor of that description closes, which happens when the process dies
-//! however it dies. So "is the process in slot `i` alive?" is "does someone hold a lock on
-//! slot `i`'s byte?" (`F_OFD_GETLK`): no pid is trusted (pids are reused), no timeout is
-//! guessed, and a stopped (`SIGSTOP`) process still holds its lock and is alive.
+//! exclusive (write) OFD (open file description) lock, `fcntl(F_OFD_SETLK)`, on that slot's
+//! byte of the segment's *lock file* (see `lockfile`: a file beside the segment that only those
+//! who may write the segment can open, so a read-only opener can neither block a claim nor
+//! fake one), through a file description of its own. The kernel drops the lock when the last
+//! descriptor of that description closes, which happens when the process dies however it
+//! dies. So "is the process in slot `i` alive?" is "does someone hold a write lock on slot
+//! `i`'s byte?" (`F_OFD_GETLK` asked with a read lock, which only a write lock answers): no pid
+//! is trusted (pids are reused), no timeout is guessed, and a stopped (`SIGSTOP`) process
+//! still holds its lock and is alive.
 //!
 //! The slot records in memory are informational (for `memspace inspect` and debugging) except
 //! `hwm`, which bounds scans; the lock is the only truth about liveness.
@@ -25,7 +28,8 @@
 //! | 64 + 32·i + 16 | `generation` | u64 (atomic) | incremented at every claim of slot i |
 //! | 64 + 32·i + 24 | `attached_ns` | u64 | claim time, ns since the Unix epoch |
 //!
-//! The lock for slot i covers the single file byte at `attach_off + 64 + 32·i`.
+//! The lock for slot i covers the single byte at `attach_off + 64 + 32·i` of the lock file
+//! (the offset of the slot's record in the segment; the lock file itself stays empty).
 //!
 //! # fork
 //!
@@ -103,21 +107,23 @@ fn lock_byte(attach_off: u64, slot: u32) -> u64 {
 }
 
 impl Attachment {
-    /// Claims a free slot of `seg`'s table (laid out per `geo`). `on_claim(slot)` runs after
-    /// the lock is held and before the attachment is returned: kinds use it to clear per-slot
-    /// state a dead previous holder left behind.
+    /// Claims a free slot of `seg`'s table (laid out per `geo`), locking it in `lock_file`
+    /// (the segment's lock file). `on_claim(slot)` runs after the lock is held and before the
+    /// attachment is returned: kinds use it to clear per-slot state a dead previous holder
+    /// left behind.
     ///
     /// # Safety
     /// `seg` must outlive the returned attachment, and `geo` must be `seg`'s validated
     /// geometry.
     pub unsafe fn claim(
         seg: &Segment,
+        lock_file: &File,
         geo: &Geometry,
         on_claim: &dyn Fn(u32),
     ) -> Result<Attachment> {
         os::install_fork_hook();
         let fork_gen = crate::sync::fork_generation();
-        let (file, slot) = claim_slot(seg.file(), seg.location(), seg.as_ptr(), geo)?;
+        let (file, slot) = claim_slot(lock_file, seg.location(), seg.as_ptr(), geo)?;
         let a = Attachment {
             base: seg.as_ptr(),
             attach_off: geo.attach_off,
@@ -237,12 +243,17 @@ impl Drop for Attachment {
 }
 
 fn claim_slot(
-    seg_file: &File,
+    lock_file: &File,
     location: &Location,
     base: *mut u8,
     geo: &Geometry,
 ) -> Result<(File, u32)> {
-    claim_slot_raw(seg_file, location, base, (geo.attach_off, geo.attach_slots))
+    claim_slot_raw(
+        lock_file,
+        location,
+        base,
+        (geo.attach_off, geo.attach_slots),
+    )
 }
 
 fn claim_slot_raw(
@@ -297,20 +308,22 @@ fn claim_slot_raw(
     }))
 }
 
-/// Whether any process holds any lock on `len` bytes at `offset` of the segment file at
-/// `location` (used by `rm --stale`; opens its own description, so it sees everyone).
-pub fn anyone_locks(seg: &Segment, offset: u64, len: u64) -> Result<bool> {
-    let file = os::reopen(seg.file()).map_err(|e| {
+/// Whether any process holds a write lock on any of `len` bytes at `offset` of `lock_file`,
+/// the lock file of the segment at `location` (`len` 0: to the end of time). Opens its own
+/// description, so it sees everyone, this process included. Used by `rm --stale` and the
+/// channels' role checks.
+pub fn anyone_locks(lock_file: &File, location: &Location, offset: u64, len: u64) -> Result<bool> {
+    let file = os::reopen(lock_file).map_err(|e| {
         Error::Segment(SegmentError::Os {
             op: "reopen",
-            location: seg.location().clone(),
+            location: location.clone(),
             source: e,
         })
     })?;
     os::ofd_is_locked(&file, offset, len).map_err(|e| {
         Error::Segment(SegmentError::Os {
             op: "fcntl(F_OFD_GETLK)",
-            location: seg.location().clone(),
+            location: location.clone(),
             source: e,
         })
     })

@@ -5,6 +5,7 @@
 //! message alone says which object and why. Wrapped as [`Error::Segment`](crate::Error::Segment).
 
 use std::io;
+use std::path::PathBuf;
 
 use crate::location::Location;
 
@@ -34,11 +35,58 @@ pub enum SegmentError {
         location: Location,
     },
 
+    /// `create` at a path whose directory does not exist (nothing was created).
+    #[error("cannot create segment {location}: directory {:?} does not exist", directory.display().to_string())]
+    NoDirectory {
+        /// Where.
+        location: Location,
+        /// The directory that is missing.
+        directory: PathBuf,
+    },
+
     /// The operating system refused access.
     #[error("permission denied for segment {location}")]
     PermissionDenied {
         /// Where.
         location: Location,
+    },
+
+    /// `open` refused a segment owned by another user (see [`Trust`](crate::shm::Trust)):
+    /// another local user may have created it first to feed this process its contents.
+    #[error(
+        "segment {location} is owned by uid {owner}, not by this process's effective uid {euid}"
+    )]
+    NotOwned {
+        /// Where.
+        location: Location,
+        /// The file's owner (`st_uid`).
+        owner: u32,
+        /// This process's effective uid.
+        euid: u32,
+    },
+
+    /// `open` refused a segment that group or other may write (see
+    /// [`Trust`](crate::shm::Trust)): whoever may write it can change what this process reads.
+    #[error("segment {location} is writable by {} (mode {mode:#o})", writers(*mode))]
+    SharedWritable {
+        /// Where.
+        location: Location,
+        /// The file's permission bits.
+        mode: u32,
+    },
+
+    /// A structured segment's lock file does not belong to the segment's owner: someone
+    /// else made it (see `shm::lockfile`), so the liveness locks in it cannot be trusted.
+    #[error(
+        "lock file {location} is owned by uid {owner}, but its segment by uid {segment_owner}"
+    )]
+    ForeignLockFile {
+        /// The lock file.
+        location: Location,
+        /// Its owner.
+        owner: u32,
+        /// The segment's owner.
+        segment_owner: u32,
     },
 
     /// Not enough room in the backing store (`/dev/shm` or the file system) to reserve the
@@ -128,7 +176,7 @@ pub enum SegmentError {
     },
 
     /// Any other operating-system error, with the call that failed.
-    #[error("{op} failed for {location}: {source}")]
+    #[error("{op} failed for segment {location}: {source}")]
     Os {
         /// The system call or operation.
         op: &'static str,
@@ -146,8 +194,11 @@ impl SegmentError {
         match self {
             SegmentError::Os { source, .. } => source.raw_os_error(),
             SegmentError::AlreadyExists { .. } => Some(libc::EEXIST),
-            SegmentError::NotFound { .. } => Some(libc::ENOENT),
-            SegmentError::PermissionDenied { .. } => Some(libc::EACCES),
+            SegmentError::NotFound { .. } | SegmentError::NoDirectory { .. } => Some(libc::ENOENT),
+            SegmentError::PermissionDenied { .. }
+            | SegmentError::NotOwned { .. }
+            | SegmentError::SharedWritable { .. }
+            | SegmentError::ForeignLockFile { .. } => Some(libc::EACCES),
             SegmentError::NoSpace { .. } => Some(libc::ENOSPC),
             SegmentError::AttachmentTableFull { .. } => Some(EUSERS),
             SegmentError::InvalidName { .. }
@@ -158,6 +209,15 @@ impl SegmentError {
             | SegmentError::NotReady { .. }
             | SegmentError::Corrupt { .. } => None,
         }
+    }
+}
+
+/// "group", "other" or "group and other", for a mode with write bits for them.
+fn writers(mode: u32) -> &'static str {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "group and other",
+        (true, false) => "its group",
+        _ => "other users",
     }
 }
 

@@ -5,12 +5,12 @@
 //! attachment table, the kind's lock area and its data area, each 64-byte aligned. It never
 //! interprets what lies behind those offsets.
 //!
-//! # Encoding (layout 1.0; all integers native-endian, `#[repr(C)]`, 128 bytes)
+//! # Encoding (layout 2.0; all integers native-endian, `#[repr(C)]`, 128 bytes)
 //!
 //! | offset | field | type | meaning |
 //! |---:|---|---|---|
 //! | 0 | `magic` | `[u8; 8]` | `b"MEMSPACE"` |
-//! | 8 | `layout_major` | u16 | 1; another major is refused |
+//! | 8 | `layout_major` | u16 | 2 (1: the mutexes were glibc's `pthread_mutex_t`); another major is refused |
 //! | 10 | `layout_minor` | u16 | 0; a higher minor only adds fields in reserved space |
 //! | 12 | `endian` | u32 | `0x0102_0304` as written by the creator (byte-swapped = other byte order) |
 //! | 16 | `kind` | u32 | [`Kind`] |
@@ -44,7 +44,7 @@ use crate::shm::error::SegmentError;
 /// `b"MEMSPACE"`.
 pub const MAGIC: [u8; 8] = *b"MEMSPACE";
 /// Layout major version this build reads and writes.
-pub const LAYOUT_MAJOR: u16 = 1;
+pub const LAYOUT_MAJOR: u16 = 2;
 /// Layout minor version this build writes.
 pub const LAYOUT_MINOR: u16 = 0;
 /// The endianness marker as the creator writes it.
@@ -547,7 +547,11 @@ mod tests {
             },
             RawHeader { kind: 99, ..base },
             RawHeader {
-                layout_major: 2,
+                layout_major: LAYOUT_MAJOR + 1,
+                ..base
+            },
+            RawHeader {
+                layout_major: 1,
                 ..base
             },
             RawHeader {

@@ -1,9 +1,9 @@
 //! Listing the POSIX segments of this machine (`memspace ls`), with the kind of each.
 //!
-//! This module only reads: it opens each file for its first bytes and never maps or changes
-//! anything.
+//! This module only reads: it opens each file for its first bytes (read-only, without
+//! following a symbolic link or waiting on a FIFO planted under the name) and never maps or
+//! changes anything. Structured segments' lock files (`*.memspace-lock`) are not listed.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::location::Location;
 use crate::os;
 use crate::shm::header;
-use crate::shm::segment::os_error;
+use crate::shm::segment::{os_error, LOCK_FILE_SUFFIX};
 
 /// What [`list_named`] reports about one POSIX segment.
 #[derive(Debug, Clone)]
@@ -50,6 +50,9 @@ pub fn list_named() -> Result<Vec<SegmentInfo>> {
         let Some(name) = entry.file_name().to_str().map(|s| format!("/{s}")) else {
             continue;
         };
+        if name.ends_with(LOCK_FILE_SUFFIX) {
+            continue;
+        }
         #[cfg(unix)]
         let (uid, mode) = (meta.uid(), meta.mode() & 0o7777);
         #[cfg(not(unix))]
@@ -71,9 +74,12 @@ pub fn list_named() -> Result<Vec<SegmentInfo>> {
 /// memspace header (then the kind's name, or `"corrupt"` if the header does not validate).
 fn kind_of(path: &Path) -> String {
     use std::io::Read;
-    let Ok(mut f) = File::open(path) else {
+    let Ok(mut f) = os::open_to_read(path) else {
         return "raw".to_owned();
     };
+    if !f.metadata().is_ok_and(|m| m.file_type().is_file()) {
+        return "raw".to_owned();
+    }
     let size = f.metadata().map_or(0, |m| m.len());
     let mut buf = [0u8; header::HEADER_SIZE];
     if f.read_exact(&mut buf).is_err() {

@@ -9,7 +9,16 @@
 //! - creation is exclusive (`O_CREAT | O_EXCL`), the mode is exactly what was asked whatever the
 //!   umask, and the space is reserved up front (`posix_fallocate`), so that a full `/dev/shm` is
 //!   an [`SegmentError::NoSpace`] at creation and never a `SIGBUS` at first touch;
-//! - opening checks that the object is a non-empty regular file before mapping it;
+//! - files are opened with `O_NOFOLLOW | O_NOCTTY | O_NONBLOCK` (a symbolic link, a FIFO or a
+//!   device planted under the name is never followed, waited on or adopted as a terminal), and
+//!   opening checks with `fstat` that the object is a non-empty regular file before mapping it;
+//! - opening refuses, unless the caller opts in with a [`Trust`], a segment that another user
+//!   owns or that group or other may write: another local user may have created it first
+//!   (name squatting) to feed the opener its contents. The owner is the file's `st_uid`,
+//!   compared with this process's effective uid, never a value read from the segment;
+//! - opening a sparse file (fewer blocks allocated than its size, as other tools make
+//!   segments with `ftruncate` alone) reserves its space first, so a full file system is an
+//!   [`SegmentError::NoSpace`] at open rather than a `SIGBUS` at the first write;
 //! - nothing is ever unlinked implicitly: only [`Segment::unlink_named`] / [`Segment::unlink_path`]
 //!   (or the owner's explicit request) remove a segment;
 //! - every access through [`Segment::read_at`] / [`Segment::write_at`] and friends is
@@ -79,6 +88,9 @@ pub fn validate_name(name: &str) -> Result<()> {
     if rest == "." || rest == ".." {
         return bad("'.' and '..' are not segment names");
     }
+    if rest.ends_with(LOCK_FILE_SUFFIX) {
+        return bad("names ending in \".memspace-lock\" are memspace's lock files");
+    }
     if rest.len() > os::MAX_SHM_NAME {
         return bad(if cfg!(target_os = "macos") {
             "a segment name is limited to 30 bytes after '/' on this platform"
@@ -86,6 +98,119 @@ pub fn validate_name(name: &str) -> Result<()> {
             "a segment name is limited to 255 bytes after '/' on this platform"
         });
     }
+    Ok(())
+}
+
+/// The suffix of the lock file that holds a structured segment's liveness and role locks,
+/// beside the segment (`/jobs` -> `/jobs.memspace-lock`, `a/q.bin` -> `a/q.bin.memspace-lock`).
+pub const LOCK_FILE_SUFFIX: &str = ".memspace-lock";
+
+/// Where the lock file of the structured segment at `location` lives (see
+/// [`LOCK_FILE_SUFFIX`]). A raw segment has none.
+pub fn lock_file_location(location: &Location) -> Location {
+    match location {
+        Location::Name(n) => Location::Name(format!("{n}{LOCK_FILE_SUFFIX}")),
+        Location::Path(p) => {
+            let mut s = p.as_os_str().to_owned();
+            s.push(LOCK_FILE_SUFFIX);
+            Location::Path(s.into())
+        }
+    }
+}
+
+/// Whose segments an opener accepts.
+///
+/// A segment is a file that other local users may have made first, under the name or path the
+/// opener expects, to feed it their contents (a queue's pickles run code in whoever unpickles
+/// them). So by default ([`Trust::Private`]) an opener refuses a segment that is not owned by
+/// its effective uid, or that group or other may write. Deliberately shared segments are opened
+/// by naming whom to trust. The owner is always the file's `st_uid` from `fstat`, compared with
+/// `geteuid()`; nothing read from the segment takes part.
+///
+/// ```
+/// use memspace::{Location, Trust};
+/// // Opened by the members of a team, owned by uid 1001, mode 0o660:
+/// let target = Location::Name("/team-jobs".into()).trusting(Trust::Owners(vec![1001]));
+/// # let _ = target;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Trust {
+    /// Only a segment owned by this process's effective uid that neither group nor other may
+    /// write (the default).
+    #[default]
+    Private,
+    /// A segment owned by this process's effective uid or by one of these uids, whatever its
+    /// permission bits say: sharing with those users, and with whoever its mode lets write it,
+    /// is deliberate. An empty list accepts this process's own segments with any mode.
+    Owners(Vec<u32>),
+    /// Any owner and any permission bits: for segments whose every possible writer is trusted.
+    Anyone,
+}
+
+/// A location together with the [`Trust`] to open it with: what every structured kind's
+/// `open` takes. A plain [`Location`] converts into one with the default trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTarget {
+    /// Where the segment lives.
+    pub location: Location,
+    /// Whose segment to accept there.
+    pub trust: Trust,
+}
+
+impl From<Location> for OpenTarget {
+    fn from(location: Location) -> Self {
+        OpenTarget {
+            location,
+            trust: Trust::default(),
+        }
+    }
+}
+
+impl Location {
+    /// This location, opened with `trust` instead of the default [`Trust::Private`].
+    #[must_use]
+    pub fn trusting(self, trust: Trust) -> OpenTarget {
+        OpenTarget {
+            location: self,
+            trust,
+        }
+    }
+}
+
+/// Applies `trust` to an opened file's `fstat` result (see [`Trust`]).
+#[cfg(unix)]
+pub(crate) fn check_trust(meta: &std::fs::Metadata, trust: &Trust, loc: &Location) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = meta.uid();
+    let euid = os::current_uid();
+    let mode = meta.mode() & 0o7777;
+    let owner_ok = match trust {
+        Trust::Private => owner == euid,
+        Trust::Owners(uids) => owner == euid || uids.contains(&owner),
+        Trust::Anyone => true,
+    };
+    if !owner_ok {
+        return Err(Error::Segment(SegmentError::NotOwned {
+            location: loc.clone(),
+            owner,
+            euid,
+        }));
+    }
+    if *trust == Trust::Private && mode & 0o022 != 0 {
+        return Err(Error::Segment(SegmentError::SharedWritable {
+            location: loc.clone(),
+            mode,
+        }));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+pub(crate) fn check_trust(
+    _meta: &std::fs::Metadata,
+    _trust: &Trust,
+    _loc: &Location,
+) -> Result<()> {
     Ok(())
 }
 
@@ -121,6 +246,8 @@ pub struct SegmentOptions {
     size: Option<u64>,
     mode: u32,
     open_mode: OpenMode,
+    trust: Trust,
+    reserve_on_open: bool,
 }
 
 impl SegmentOptions {
@@ -141,6 +268,8 @@ impl SegmentOptions {
             size: None,
             mode: 0o600,
             open_mode: OpenMode::OpenExisting,
+            trust: Trust::Private,
+            reserve_on_open: true,
         }
     }
 
@@ -151,10 +280,26 @@ impl SegmentOptions {
         self
     }
 
-    /// Permission bits at creation (default `0o600`), applied exactly, whatever the umask.
+    /// Permission bits at creation (default `0o600`, at most `0o777`: setuid, setgid and sticky
+    /// bits are refused), applied exactly, whatever the umask.
     #[must_use]
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// Whose existing segment to accept (default [`Trust::Private`]; see [`Trust`]).
+    #[must_use]
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Whether opening a sparse file reserves its space (default true). Off only for
+    /// look-only opens (`memspace rm --stale`), which must change nothing.
+    #[must_use]
+    pub(crate) fn reserve_on_open(mut self, reserve: bool) -> Self {
+        self.reserve_on_open = reserve;
         self
     }
 
@@ -178,9 +323,10 @@ impl SegmentOptions {
     /// Creates or opens according to [`SegmentOptions::open_mode`].
     pub fn build(self) -> Result<Segment> {
         self.location.validate()?;
-        if self.mode > 0o7777 {
+        if self.mode > 0o777 {
             return Err(Error::InvalidArgument(format!(
-                "mode {:#o} is not a permission mode (at most 0o7777)",
+                "mode {:#o} is not a segment's permission mode: at most 0o777 \
+                 (setuid, setgid and sticky bits are refused)",
                 self.mode
             )));
         }
@@ -208,7 +354,20 @@ impl SegmentOptions {
             Location::Name(n) => os::shm_open(n, true, self.mode),
             Location::Path(p) => os::open_file(p, true, self.mode),
         }
-        .map_err(|e| os_error("create", loc, e))?;
+        .map_err(|e| match loc {
+            // ENOENT from an exclusive create means the directory is missing, not the file.
+            Location::Path(p) if e.kind() == io::ErrorKind::NotFound => {
+                Error::Segment(SegmentError::NoDirectory {
+                    location: loc.clone(),
+                    directory: p
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or_else(|| Path::new("."))
+                        .to_path_buf(),
+                })
+            }
+            _ => os_error("create", loc, e),
+        })?;
         // From here on the object exists: undo the creation on every failure path, so that a
         // failed create leaves nothing behind.
         let result = (|| {
@@ -223,7 +382,8 @@ impl SegmentOptions {
                     os_error("posix_fallocate", loc, e)
                 }
             })?;
-            Segment::map(file, loc.clone(), size)
+            // Our own segment, with the mode we chose: any mode of ours is trusted again.
+            Segment::map(file, loc.clone(), size, Trust::Owners(Vec::new()))
         })();
         if result.is_err() {
             let _ = remove(loc);
@@ -245,6 +405,7 @@ impl SegmentOptions {
                 reason: "it is not a regular file".into(),
             }));
         }
+        check_trust(&meta, &self.trust, loc)?;
         let size = meta.len();
         if size == 0 {
             return Err(Error::Segment(SegmentError::Unusable {
@@ -261,8 +422,33 @@ impl SegmentOptions {
             }
         }
         check_size(size)?;
-        Segment::map(file, loc.clone(), size)
+        if self.reserve_on_open && is_sparse(&meta) {
+            os::reserve_existing(&file, size).map_err(|e| {
+                if e.raw_os_error() == Some(libc::ENOSPC) {
+                    Error::Segment(SegmentError::NoSpace {
+                        location: loc.clone(),
+                        requested: size,
+                    })
+                } else {
+                    os_error("fallocate", loc, e)
+                }
+            })?;
+        }
+        Segment::map(file, loc.clone(), size, self.trust.clone())
     }
+}
+
+/// Whether fewer bytes are allocated to the file than its size (then touching a page may
+/// need space the file system no longer has: `SIGBUS`).
+#[cfg(unix)]
+fn is_sparse(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.blocks().saturating_mul(512) < meta.len()
+}
+
+#[cfg(not(unix))]
+fn is_sparse(_meta: &std::fs::Metadata) -> bool {
+    false
 }
 
 fn check_size(size: u64) -> Result<()> {
@@ -294,6 +480,11 @@ pub(crate) fn os_error(op: &'static str, loc: &Location, e: io::Error) -> Error 
             location: loc.clone(),
             requested: 0,
         }),
+        // `O_NOFOLLOW` met a symbolic link in the last component.
+        _ if e.raw_os_error() == Some(libc::ELOOP) => Error::Segment(SegmentError::Unusable {
+            location: loc.clone(),
+            reason: "it is a symbolic link (memspace never follows one to a segment)".into(),
+        }),
         _ => Error::Segment(SegmentError::Os {
             op,
             location: loc.clone(),
@@ -304,11 +495,19 @@ pub(crate) fn os_error(op: &'static str, loc: &Location, e: io::Error) -> Error 
 
 fn remove(loc: &Location) -> Result<()> {
     loc.validate()?;
+    // The lock file of a structured segment goes first: a creator can make a new segment
+    // under this name only once the old one is gone, so this never removes the lock file of
+    // a segment created meanwhile. A raw segment has none (NotFound); any other failure
+    // leaves an orphan that the next creation of this name replaces.
+    let _ = unlink_one(&lock_file_location(loc));
+    unlink_one(loc).map_err(|e| os_error("unlink", loc, e))
+}
+
+fn unlink_one(loc: &Location) -> io::Result<()> {
     match loc {
         Location::Name(n) => os::shm_unlink(n),
         Location::Path(p) => std::fs::remove_file(p),
     }
-    .map_err(|e| os_error("unlink", loc, e))
 }
 
 /// A mapped shared-memory segment.
@@ -321,6 +520,7 @@ pub struct Segment {
     // Kept open so that `fstat`-style questions stay answerable and the identity of the
     // mapped object is pinned.
     file: File,
+    reopen_trust: Trust,
 }
 
 // SAFETY: the mapping is process-wide memory owned by this value; all access goes through
@@ -340,7 +540,7 @@ impl fmt::Debug for Segment {
 }
 
 impl Segment {
-    fn map(file: File, location: Location, size: u64) -> Result<Segment> {
+    fn map(file: File, location: Location, size: u64, reopen_trust: Trust) -> Result<Segment> {
         let len = usize::try_from(size)
             .map_err(|_| Error::InvalidArgument(format!("segment size {size} is too large")))?;
         let ptr = os::map_shared(&file, len).map_err(|e| os_error("mmap", &location, e))?;
@@ -349,6 +549,7 @@ impl Segment {
             len,
             location,
             file,
+            reopen_trust,
         })
     }
 
@@ -496,6 +697,13 @@ impl Segment {
         Ok(())
     }
 
+    /// The [`Trust`] that opens this same segment again (another process it is passed to by
+    /// pickling): the trust it was opened with, or, for a segment this process created, its
+    /// own segments whatever their mode (the creator chose it).
+    pub fn reopen_trust(&self) -> &Trust {
+        &self.reopen_trust
+    }
+
     /// The open file behind the mapping (for `fstat`, locks on it, ...).
     pub fn file(&self) -> &File {
         &self.file
@@ -635,6 +843,26 @@ mod tests {
         Segment::unlink_path(&path).unwrap();
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn open_or_create_applies_the_trust_rule_to_what_it_finds() {
+        let name = unique("ooc-shared");
+        let _s = SegmentOptions::named(&name)
+            .size(8)
+            .mode(0o666)
+            .create()
+            .unwrap();
+        let found = SegmentOptions::named(&name)
+            .size(8)
+            .open_mode(OpenMode::OpenOrCreate)
+            .build();
+        Segment::unlink_named(&name).unwrap();
+        assert!(matches!(
+            found,
+            Err(Error::Segment(SegmentError::SharedWritable { .. }))
+        ));
+    }
+
     #[test]
     fn open_or_create() {
         let name = unique("ooc");
@@ -651,5 +879,149 @@ mod tests {
             .unwrap();
         assert_eq!(b.read_u64(0).unwrap(), 7);
         Segment::unlink_named(&name).unwrap();
+    }
+
+    #[test]
+    fn special_mode_bits_are_refused() {
+        let name = unique("special");
+        for mode in [0o4600, 0o2600, 0o1600, 0o7777] {
+            assert!(matches!(
+                SegmentOptions::named(&name).size(8).mode(mode).create(),
+                Err(Error::InvalidArgument(_))
+            ));
+        }
+        assert!(matches!(
+            Segment::open_named(&name),
+            Err(Error::Segment(SegmentError::NotFound { .. }))
+        ));
+    }
+
+    #[test]
+    fn lock_file_names_are_reserved() {
+        assert!(validate_name("/jobs.memspace-lock").is_err());
+        assert_eq!(
+            lock_file_location(&Location::Name("/jobs".into())),
+            Location::Name("/jobs.memspace-lock".into())
+        );
+        assert_eq!(
+            lock_file_location(&Location::Path("/a/q.bin".into())),
+            Location::Path("/a/q.bin.memspace-lock".into())
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_is_never_followed() {
+        let dir = std::env::temp_dir().join(unique("link").trim_start_matches('/'));
+        std::fs::create_dir(&dir).unwrap();
+        let target = dir.join("target");
+        std::fs::write(&target, b"victim").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let opened = SegmentOptions::path(&link).open();
+        let created = SegmentOptions::path(&link).size(8).create();
+        let dangling = dir.join("dangling");
+        std::os::unix::fs::symlink(dir.join("nothing"), &dangling).unwrap();
+        let created_dangling = SegmentOptions::path(&dangling).size(8).create();
+        let nothing_made = !dir.join("nothing").exists();
+        let untouched = std::fs::read(&target).unwrap() == b"victim";
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            matches!(&opened, Err(Error::Segment(SegmentError::Unusable { reason, .. })) if reason.contains("symbolic link")),
+            "{opened:?}"
+        );
+        assert!(matches!(
+            created,
+            Err(Error::Segment(SegmentError::AlreadyExists { .. }))
+        ));
+        assert!(matches!(
+            created_dangling,
+            Err(Error::Segment(SegmentError::AlreadyExists { .. }))
+        ));
+        assert!(nothing_made && untouched);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn group_or_other_writable_needs_trust() {
+        let name = unique("trust");
+        let _s = SegmentOptions::named(&name)
+            .size(8)
+            .mode(0o620)
+            .create()
+            .unwrap();
+        let private = Segment::open_named(&name);
+        let own = SegmentOptions::named(&name)
+            .trust(Trust::Owners(vec![]))
+            .open();
+        let anyone = SegmentOptions::named(&name).trust(Trust::Anyone).open();
+        Segment::unlink_named(&name).unwrap();
+        assert!(
+            matches!(
+                private,
+                Err(Error::Segment(SegmentError::SharedWritable {
+                    mode: 0o620,
+                    ..
+                }))
+            ),
+            "{private:?}"
+        );
+        assert!(own.is_ok() && anyone.is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn another_owner_needs_trust() {
+        use std::os::unix::fs::MetadataExt;
+        if os::current_uid() != 0 {
+            return; // giving a file away needs root
+        }
+        let path = std::env::temp_dir().join(unique("owner").trim_start_matches('/'));
+        let s = SegmentOptions::path(&path).size(8).create().unwrap();
+        std::os::unix::fs::fchown(s.file(), Some(65534), None).unwrap();
+        let private = SegmentOptions::path(&path).open();
+        let other = SegmentOptions::path(&path)
+            .trust(Trust::Owners(vec![1234]))
+            .open();
+        let named = SegmentOptions::path(&path)
+            .trust(Trust::Owners(vec![65534]))
+            .open();
+        let owner = s.file().metadata().unwrap().uid();
+        Segment::unlink_path(&path).unwrap();
+        assert_eq!(owner, 65534);
+        assert!(matches!(
+            private,
+            Err(Error::Segment(SegmentError::NotOwned {
+                owner: 65534,
+                euid: 0,
+                ..
+            }))
+        ));
+        assert!(matches!(
+            other,
+            Err(Error::Segment(SegmentError::NotOwned { .. }))
+        ));
+        assert!(named.is_ok());
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_sparse_file_is_reserved_when_opened() {
+        use std::os::unix::fs::MetadataExt;
+        // In /dev/shm (tmpfs, which reserves); made as other tools make segments.
+        let name = unique("sparse");
+        let file = std::path::Path::new("/dev/shm").join(name.trim_start_matches('/'));
+        std::fs::File::create(&file)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let before = std::fs::metadata(&file).unwrap().blocks() * 512;
+        let s = Segment::open_named(&name).unwrap();
+        let after = s.file().metadata().unwrap().blocks() * 512;
+        let len = s.len();
+        Segment::unlink_named(&name).unwrap();
+        assert!(before < 1 << 20);
+        assert!(after >= 1 << 20);
+        assert_eq!(len, 1 << 20);
     }
 }

@@ -1,12 +1,18 @@
 //! A structured segment: a [`Segment`] that starts with a validated header, plus this
 //! process's attachment. The building block under every lock, view, record, ring and queue.
 //!
-//! Creation: exclusive create with the space reserved, header written with state
-//! INITIALIZING, a slot claimed, the kind's areas initialised by the caller, then READY
-//! Release-stored last. Opening: Acquire-load the state (bounded wait while INITIALIZING),
-//! validate the header against the file size and the expected kind, and only then claim a
-//! slot. A refused open never writes to the segment.
+//! Creation: exclusive create with the space reserved, the lock file made (see `lockfile`),
+//! header written with state INITIALIZING, a slot claimed, the kind's areas initialised by the
+//! caller, then READY Release-stored last. Opening: the file checked (type, owner and mode
+//! against the caller's [`Trust`]), Acquire-load the state (bounded wait while INITIALIZING),
+//! validate the header against the file size and the expected kind, open and check the lock
+//! file, and only then claim a slot. A refused open never writes to the segment.
+//!
+//! A peer allowed to write the segment can still shrink its file under a live mapping; the
+//! next touch of a lost page raises `SIGBUS`, which no library can prevent.
+//! [`Structured::check_intact`] detects it beforehand where a caller can afford an `fstat`.
 
+use std::fs::File;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -14,10 +20,11 @@ use crate::location::Location;
 use crate::shm::attach::{self, Attachment};
 use crate::shm::error::SegmentError;
 use crate::shm::header::{
-    table_bytes, Geometry, Kind, LayoutRequest, HEADER_SIZE, MAGIC, STATE_INITIALIZING,
+    table_bytes, Geometry, Kind, LayoutRequest, RawHeader, HEADER_SIZE, MAGIC, STATE_INITIALIZING,
     STATE_OFFSET, STATE_POISONED, STATE_READY,
 };
-use crate::shm::segment::{Segment, SegmentOptions};
+use crate::shm::lockfile;
+use crate::shm::segment::{OpenTarget, Segment, SegmentOptions, Trust};
 use crate::sync::Ordering;
 
 /// How long `open` waits for a segment that is still INITIALIZING.
@@ -29,6 +36,8 @@ pub struct Structured {
     attach: Attachment,
     geo: Geometry,
     seg: Segment,
+    // Where the liveness and role locks are taken (see `lockfile`).
+    lock_file: File,
 }
 
 impl std::fmt::Debug for Structured {
@@ -60,23 +69,30 @@ impl Structured {
         on_claim: &dyn Fn(u32),
     ) -> Result<Structured> {
         let geo = Geometry::plan(req)?;
+        lockfile::check_name(&location)?;
         let seg = SegmentOptions::at(location.clone())
             .size(geo.total_size)
             .mode(mode)
             .create()?;
         let result = (|| {
+            let lock_file = lockfile::create(&seg, mode)?;
             seg.write_at(0, &geo.encode())?;
             init(&seg, &geo)?;
             // SAFETY: the attachment is stored next to `seg` in the returned value and
             // dropped before it; `geo` is the geometry we just wrote.
-            let attach = unsafe { Attachment::claim(&seg, &geo, on_claim)? };
+            let attach = unsafe { Attachment::claim(&seg, &lock_file, &geo, on_claim)? };
             // SYNC: Release pairs with the Acquire load in `open`: everything written above
             // (header, areas, slot record) is visible to whoever sees READY.
             state_word(&seg).store(STATE_READY, Ordering::Release);
-            Ok(attach)
+            Ok((attach, lock_file))
         })();
         match result {
-            Ok(attach) => Ok(Structured { attach, geo, seg }),
+            Ok((attach, lock_file)) => Ok(Structured {
+                attach,
+                geo,
+                seg,
+                lock_file,
+            }),
             Err(e) => {
                 drop(seg);
                 let _ = Segment::unlink(&location);
@@ -85,28 +101,31 @@ impl Structured {
         }
     }
 
-    /// Opens the structured segment at `location`, which must hold a `kind` (and, if given, a
-    /// `kind_param` equal to it).
+    /// Opens the structured segment at `target` (a [`Location`], or one with a [`Trust`]),
+    /// which must hold a `kind` (and, if given, a `kind_param` equal to it).
     pub fn open(
-        location: Location,
+        target: impl Into<OpenTarget>,
         kind: Kind,
         kind_param: Option<u64>,
         on_claim: &dyn Fn(u32),
     ) -> Result<Structured> {
-        Self::open_with_timeout(location, kind, kind_param, on_claim, DEFAULT_READY_TIMEOUT)
+        Self::open_with_timeout(target, kind, kind_param, on_claim, DEFAULT_READY_TIMEOUT)
     }
 
     /// [`Structured::open`] with an explicit wait for INITIALIZING segments.
     pub fn open_with_timeout(
-        location: Location,
+        target: impl Into<OpenTarget>,
         kind: Kind,
         kind_param: Option<u64>,
         on_claim: &dyn Fn(u32),
         ready_timeout: Duration,
     ) -> Result<Structured> {
-        let seg = SegmentOptions::at(location.clone()).open()?;
+        let OpenTarget { location, trust } = target.into();
+        lockfile::check_name(&location)?;
+        let seg = SegmentOptions::at(location.clone())
+            .trust(trust.clone())
+            .open()?;
         let geo = validate(&seg, ready_timeout)?;
-        check_owner(&seg, &geo)?;
         if geo.kind != kind {
             return Err(Error::Segment(SegmentError::WrongKind {
                 location,
@@ -127,9 +146,15 @@ impl Structured {
                 }));
             }
         }
+        let lock_file = lockfile::open(&seg, &trust)?;
         // SAFETY: as in `create`.
-        let attach = unsafe { Attachment::claim(&seg, &geo, on_claim)? };
-        Ok(Structured { attach, geo, seg })
+        let attach = unsafe { Attachment::claim(&seg, &lock_file, &geo, on_claim)? };
+        Ok(Structured {
+            attach,
+            geo,
+            seg,
+            lock_file,
+        })
     }
 
     /// The mapping.
@@ -140,6 +165,55 @@ impl Structured {
     /// The validated geometry.
     pub fn geometry(&self) -> &Geometry {
         &self.geo
+    }
+
+    /// The [`Trust`] that opens this segment again elsewhere ([`Segment::reopen_trust`]).
+    pub fn reopen_trust(&self) -> &Trust {
+        self.seg.reopen_trust()
+    }
+
+    /// The lock file, on which liveness and role locks are taken (at the segment's offsets).
+    pub fn lock_file(&self) -> &File {
+        &self.lock_file
+    }
+
+    /// Checks, with one `fstat`, that the segment's file still has its full size, and then
+    /// that its header is still the one validated at attach: a peer allowed to write the
+    /// segment may have shrunk the file (touching a lost page would raise `SIGBUS`) or emptied
+    /// and regrown it (every page zero). [`SegmentError::Corrupt`] if so; the segment is not
+    /// poisoned (a truncated one cannot be written without faulting).
+    pub fn check_intact(&self) -> Result<()> {
+        let location = self.location();
+        let meta = self.seg.file().metadata().map_err(|e| {
+            Error::Segment(SegmentError::Os {
+                op: "fstat",
+                location: location.clone(),
+                source: e,
+            })
+        })?;
+        let corrupt = |reason: String| {
+            Err(Error::Segment(SegmentError::Corrupt {
+                location: location.clone(),
+                reason,
+            }))
+        };
+        if meta.len() < self.geo.total_size {
+            return corrupt(format!(
+                "its file was truncated to {} bytes under a live mapping of {} bytes \
+                 (touching the lost part would raise SIGBUS)",
+                meta.len(),
+                self.geo.total_size
+            ));
+        }
+        let mut bytes = [0u8; HEADER_SIZE];
+        self.seg.read_at(0, &mut bytes)?;
+        // Everything before the state word is immutable once READY.
+        if bytes[..STATE_OFFSET] != self.geo.encode()[..STATE_OFFSET] {
+            return corrupt(
+                "its header was overwritten or zeroed (the file truncated and grown again?)".into(),
+            );
+        }
+        Ok(())
     }
 
     /// This process's attachment.
@@ -180,35 +254,6 @@ impl Structured {
     }
 }
 
-/// The file's owner must be the uid the header names as creator: a segment planted under a
-/// name by another user (with a copied header) is refused.
-fn check_owner(seg: &Segment, geo: &Geometry) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let meta = seg.file().metadata().map_err(|e| {
-            Error::Segment(SegmentError::Os {
-                op: "fstat",
-                location: seg.location().clone(),
-                source: e,
-            })
-        })?;
-        if meta.uid() != geo.creator_uid {
-            return Err(Error::Segment(SegmentError::IncompatibleLayout {
-                location: seg.location().clone(),
-                reason: format!(
-                    "it is owned by uid {} but its header names uid {} as its creator",
-                    meta.uid(),
-                    geo.creator_uid
-                ),
-            }));
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (seg, geo);
-    Ok(())
-}
-
 /// Waits (bounded) for READY and validates the header; never writes.
 fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
     let location = seg.location().clone();
@@ -245,9 +290,28 @@ fn validate(seg: &Segment, ready_timeout: Duration) -> Result<Geometry> {
                     }
                 }
                 if start.elapsed() >= ready_timeout {
+                    let waited_ms = start.elapsed().as_millis() as u64;
+                    if bytes[..8] == [0; 8] {
+                        // Never given a header: a raw segment (zero-filled, as every new
+                        // one is), or a creator that died before writing its header. Not
+                        // something `rm --stale` removes (it never removes raw segments).
+                        let rm = match &location {
+                            Location::Name(n) => format!("memspace rm {n}"),
+                            Location::Path(p) => format!("memspace rm --path {}", p.display()),
+                        };
+                        return Err(Error::Segment(SegmentError::IncompatibleLayout {
+                            location,
+                            reason: format!(
+                                "it has no memspace header (its first bytes are still zero \
+                                 after {waited_ms} ms): it is a raw segment, or its creator \
+                                 died before writing one; if nothing uses it, `{rm}` \
+                                 removes it"
+                            ),
+                        }));
+                    }
                     return Err(Error::Segment(SegmentError::NotReady {
                         location,
-                        waited_ms: start.elapsed().as_millis() as u64,
+                        waited_ms,
                     }));
                 }
                 std::thread::sleep(Duration::from_millis(1));
@@ -279,7 +343,11 @@ pub enum Staleness {
 /// Decides whether the structured segment at `location` has no live attachment. Never
 /// writes to it.
 pub fn staleness(location: &Location) -> Result<Staleness> {
-    let seg = SegmentOptions::at(location.clone()).open()?;
+    // Looking only: any owner (the caller decides what to remove), and no reservation.
+    let seg = SegmentOptions::at(location.clone())
+        .trust(Trust::Anyone)
+        .reserve_on_open(false)
+        .open()?;
     if seg.len() < HEADER_SIZE {
         return Ok(Staleness::NotStructured);
     }
@@ -288,18 +356,130 @@ pub fn staleness(location: &Location) -> Result<Staleness> {
     if bytes[..8] != MAGIC {
         return Ok(Staleness::NotStructured);
     }
+    // No lock file: nobody can be attached (attaching needs it).
+    let Some(lock_file) = lockfile::open_to_look(location)? else {
+        return Ok(Staleness::Stale);
+    };
     // SYNC: Acquire pairs with the Release store of READY in `create`.
     let state = state_word(&seg).load(Ordering::Acquire);
     let locked = match Geometry::decode(&bytes, seg.len() as u64, location) {
-        Ok(geo) if state != STATE_INITIALIZING => {
-            attach::anyone_locks(&seg, geo.attach_off, table_bytes(geo.attach_slots))?
-        }
+        Ok(geo) if state != STATE_INITIALIZING => attach::anyone_locks(
+            &lock_file,
+            location,
+            geo.attach_off,
+            table_bytes(geo.attach_slots),
+        )?,
         // Initialising or unreadable: in use if anyone holds any lock on the file at all.
-        _ => attach::anyone_locks(&seg, 0, 0)?,
+        _ => attach::anyone_locks(&lock_file, location, 0, 0)?,
     };
     Ok(if locked {
         Staleness::InUse
     } else {
         Staleness::Stale
     })
+}
+
+/// What a structured segment's header says, for tools (`memspace inspect`, `ls`, `rm --stale`):
+/// read without attaching and without writing, validated as `open` validates it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderReport {
+    /// The kind the header names (valid headers only).
+    pub kind: Option<Kind>,
+    /// The state word: initializing, ready or poisoned (valid headers only).
+    pub state: Option<u32>,
+    /// Bytes of the kind's data area (valid headers only).
+    pub data_size: u64,
+    /// Pid of the creator (informational; valid headers only).
+    pub creator_pid: Option<u32>,
+    /// Creation time, ns since the Unix epoch (informational; valid headers only).
+    pub created_ns: Option<u64>,
+    /// Why the header is not one this build can use (`None`: it is valid).
+    pub invalid: Option<String>,
+}
+
+/// Reads the header of the segment at `location` (any owner; nothing reserved, nothing
+/// written). `Ok(None)` if it has no memspace header (a raw segment).
+pub fn header_report(location: &Location) -> Result<Option<HeaderReport>> {
+    let seg = SegmentOptions::at(location.clone())
+        .trust(Trust::Anyone)
+        .reserve_on_open(false)
+        .open()?;
+    if seg.len() < HEADER_SIZE {
+        return Ok(None);
+    }
+    let mut bytes = [0u8; HEADER_SIZE];
+    seg.read_at(0, &mut bytes)?;
+    if bytes[..8] != MAGIC {
+        return Ok(None);
+    }
+    Ok(Some(
+        match Geometry::decode(&bytes, seg.len() as u64, location) {
+            Ok(geo) => {
+                let raw = RawHeader::from_bytes(&bytes);
+                HeaderReport {
+                    kind: Some(geo.kind),
+                    // SYNC: Acquire pairs with the Release store of READY in `create`.
+                    state: Some(state_word(&seg).load(Ordering::Acquire)),
+                    data_size: geo.data_size,
+                    creator_pid: Some(raw.creator_pid),
+                    created_ns: Some(raw.created_ns),
+                    invalid: None,
+                }
+            }
+            Err(e) => HeaderReport {
+                kind: None,
+                state: None,
+                data_size: 0,
+                creator_pid: None,
+                created_ns: None,
+                invalid: Some(e.to_string()),
+            },
+        },
+    ))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn req() -> LayoutRequest {
+        LayoutRequest {
+            kind: Kind::View,
+            attach_slots: 4,
+            lock_size: 64,
+            data_size: 1 << 16,
+            kind_param: 0,
+        }
+    }
+
+    #[test]
+    fn truncation_under_a_live_handle_is_detected() {
+        let path = std::env::temp_dir()
+            .join(crate::testing::unique_name("structured", "trunc").trim_start_matches('/'));
+        let loc = Location::Path(path.clone());
+        let st = Structured::create(loc.clone(), 0o600, &req(), &|_, _| Ok(()), &|_| {}).unwrap();
+        let intact = st.check_intact();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(4096).unwrap();
+        let truncated = st.check_intact();
+        let reopened = Structured::open(loc.clone(), Kind::View, None, &|_| {});
+        file.set_len(0).unwrap();
+        file.set_len(st.geometry().total_size).unwrap();
+        let zeroed = st.check_intact();
+        drop(st);
+        Segment::unlink(&loc).unwrap();
+        assert!(intact.is_ok());
+        assert!(
+            matches!(&truncated, Err(Error::Segment(SegmentError::Corrupt { reason, .. })) if reason.contains("truncated")),
+            "{truncated:?}"
+        );
+        assert!(matches!(
+            reopened,
+            Err(Error::Segment(SegmentError::IncompatibleLayout { .. }))
+        ));
+        assert!(
+            matches!(&zeroed, Err(Error::Segment(SegmentError::Corrupt { reason, .. })) if reason.contains("header")),
+            "{zeroed:?}"
+        );
+    }
 }

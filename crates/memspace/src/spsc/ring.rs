@@ -54,7 +54,7 @@ use crate::lock::eventcount::OsFutex;
 use crate::lock::mutex::Interrupt;
 use crate::shm::error::SegmentError;
 use crate::shm::header::{Kind, LayoutRequest};
-use crate::shm::segment::Segment;
+use crate::shm::segment::{OpenTarget, Segment};
 use crate::shm::structured::Structured;
 use crate::sync::Ordering;
 
@@ -149,6 +149,11 @@ impl RingOptions {
             .max(MIN_CAPACITY);
         let limit = Geometry::max_len_for(cap).min(u64::from(u32::MAX) - 1);
         let max_len = self.max_message_size.unwrap_or(limit);
+        if max_len == 0 {
+            return Err(Error::InvalidArgument(
+                "max_message_size must be at least 1 byte".into(),
+            ));
+        }
         if max_len > limit {
             return Err(Error::InvalidArgument(format!(
                 "max_message_size {max_len} is too large for a ring of {cap} bytes (at most {limit})"
@@ -242,8 +247,9 @@ impl Ring {
         })
     }
 
-    /// Opens an existing ring; refuses another kind or an inconsistent geometry.
-    pub fn open(location: Location) -> Result<Ring> {
+    /// Opens an existing ring (a [`Location`], or one with a [`Trust`](crate::Trust)); refuses
+    /// another kind or an inconsistent geometry.
+    pub fn open(location: impl Into<OpenTarget>) -> Result<Ring> {
         let st = Structured::open(location, Kind::Ring, None, &|_| {})?;
         let geo = *st.geometry();
         let g = Geometry::new(geo.data_size, geo.kind_param)
@@ -271,6 +277,11 @@ impl Ring {
         self.shared.location()
     }
 
+    /// The trust that opens this ring again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.shared.ch.structured().reopen_trust()
+    }
+
     /// Capacity in bytes (a power of two).
     pub fn capacity(&self) -> u64 {
         self.shared.g().capacity()
@@ -282,12 +293,32 @@ impl Ring {
     }
 
     /// Messages published and not yet released (exact when both sides are idle).
-    pub fn len(&self) -> u64 {
+    /// [`SegmentError::Corrupt`] for counters no ring can have (more received than sent, or
+    /// more messages than bytes); the figure is advisory, so that does not poison the ring.
+    pub fn len(&self) -> Result<u64> {
         // SYNC: Acquire loads pair with the Release stores of the counters beside the
-        // positions; the figure is advisory while the sides are active.
+        // positions; the figure is advisory while the sides are active. `received` first:
+        // both only grow, and a count is stored before the messages it counts are published,
+        // so `sent >= received` holds for the values loaded in this order.
         let received = self.shared.control().tail.count.load(Ordering::Acquire);
         let sent = self.shared.control().head.count.load(Ordering::Acquire);
-        sent.saturating_sub(received)
+        match sent.checked_sub(received) {
+            Some(n) if n <= self.capacity() => Ok(n),
+            _ => Err(Error::Segment(SegmentError::Corrupt {
+                location: self.location().clone(),
+                reason: format!(
+                    "its message counters are impossible (sent {sent}, received {received}, \
+                     capacity {} bytes)",
+                    self.capacity()
+                ),
+            })),
+        }
+    }
+
+    /// Checks that the segment's file was not truncated under this handle (one `fstat`; see
+    /// [`Structured::check_intact`]).
+    pub fn check_intact(&self) -> Result<()> {
+        self.shared.ch.structured().check_intact()
     }
 
     /// True if no message is waiting.
@@ -307,6 +338,12 @@ impl Ring {
     /// Bytes free for new records.
     pub fn free_bytes(&self) -> u64 {
         self.capacity() - self.used_bytes()
+    }
+
+    /// True if not even an empty message fits now (a record takes at least its 8-byte
+    /// header, and every record and gap is a multiple of 8 bytes).
+    pub fn is_full(&self) -> bool {
+        self.free_bytes() < Consumer::record_size(0)
     }
 
     /// Whether a live process holds `role` (a stopped one counts as alive).
@@ -569,6 +606,16 @@ impl Producer {
         unsafe { base.add(r.r.offset) }
     }
 
+    /// Writes `data` into a reservation at `at` (a message written in pieces, such as the
+    /// frame and parts of Python's `put_object`). Panics if it would go past the reservation.
+    pub fn write(&self, r: &Reservation, at: usize, data: &[u8]) {
+        assert!(
+            at.checked_add(data.len()).is_some_and(|end| end <= r.len()),
+            "write past the reservation"
+        );
+        self.shared.ch.region().write(r.r.offset + at, data);
+    }
+
     /// Commits a reservation and publishes it.
     pub fn commit(&mut self, r: Reservation) {
         self.core.commit(r.r);
@@ -689,6 +736,17 @@ impl Consumer {
         }
     }
 
+    /// Drops every message waiting now and hands their space back; returns how many.
+    pub fn clear(&mut self) -> Result<u64> {
+        let mut n = 0;
+        while let Some(m) = self.peek()? {
+            self.consume(m);
+            n += 1;
+        }
+        self.release();
+        Ok(n)
+    }
+
     /// Takes one message now (`Ok(None)` if empty).
     pub fn try_pop(&mut self) -> Result<Option<Vec<u8>>> {
         let Some(m) = self.peek()? else {
@@ -743,10 +801,30 @@ mod tests {
         let other = Ring::open(l.clone()).unwrap();
         let mut rx = other.consumer().unwrap();
         assert!(tx.try_push(b"one").unwrap());
-        assert_eq!(ring.len(), 1);
+        assert_eq!(ring.len().unwrap(), 1);
         assert_eq!(rx.try_pop().unwrap().unwrap(), b"one");
-        assert_eq!(ring.len(), 0);
+        assert_eq!(ring.len().unwrap(), 0);
         assert!(rx.try_pop().unwrap().is_none());
+        Ring::remove(&l).unwrap();
+    }
+
+    #[test]
+    fn clear_full_and_pieced_writes() {
+        let l = loc("clear");
+        let ring = RingOptions::new(l.clone(), 256).create().unwrap();
+        let mut tx = ring.producer().unwrap();
+        let mut rx = ring.consumer().unwrap();
+        assert!(ring.is_empty() && !ring.is_full());
+        while tx.try_push(b"").unwrap() {}
+        assert!(ring.is_full());
+        assert_eq!(rx.clear().unwrap(), 256 / 8);
+        assert!(ring.is_empty() && !ring.is_full());
+        assert_eq!(rx.clear().unwrap(), 0);
+        let r = tx.reserve(6, None, &mut || false).unwrap();
+        tx.write(&r, 0, b"abc");
+        tx.write(&r, 3, b"def");
+        tx.commit(r);
+        assert_eq!(rx.try_pop().unwrap().as_deref(), Some(&b"abcdef"[..]));
         Ring::remove(&l).unwrap();
     }
 
@@ -759,6 +837,7 @@ mod tests {
             ring.producer(),
             Err(Error::Channel(ChannelError::RoleTaken {
                 role: "producer",
+                by_this_process: true,
                 ..
             }))
         ));

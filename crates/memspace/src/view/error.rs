@@ -10,7 +10,7 @@
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A typed read found a value of another type than the one asked for.
-    #[error("at offset {offset}: expected a {expected} value, found {found}")]
+    #[error("at offset {offset}: expected a value of type {expected}, found one of type {found}")]
     TagMismatch {
         /// Offset of the value's tag.
         offset: u64,
@@ -30,7 +30,7 @@ pub enum DataError {
     },
 
     /// A number that does not fit the field or type it is written to.
-    #[error("{value} does not fit in a {ty}")]
+    #[error("{value} does not fit in {ty}")]
     ValueOutOfRange {
         /// The value.
         value: String,

@@ -63,7 +63,7 @@ use crate::lock::mutex::{Interrupt, DEFAULT_SLOTS};
 use crate::lock::rwlock::ShmRwLock;
 use crate::shm::error::SegmentError;
 use crate::shm::header::Kind;
-use crate::shm::segment::Segment;
+use crate::shm::segment::{OpenTarget, Segment};
 use crate::sync::Ordering;
 
 /// The type tag of an encoded value.
@@ -386,13 +386,13 @@ impl View {
         Self::wrap(l)
     }
 
-    /// Opens a view segment.
-    pub fn open(location: Location) -> Result<View> {
+    /// Opens a view segment (a [`Location`], or one with a [`Trust`](crate::Trust)).
+    pub fn open(location: impl Into<OpenTarget>) -> Result<View> {
         Self::wrap(ShmRwLock::open(location, Kind::View, None)?)
     }
 
     /// Opens a record segment whose layout fingerprint must be `fingerprint`.
-    pub fn open_record(location: Location, fingerprint: u64) -> Result<View> {
+    pub fn open_record(location: impl Into<OpenTarget>, fingerprint: u64) -> Result<View> {
         Self::wrap(ShmRwLock::open(location, Kind::Record, Some(fingerprint))?)
     }
 
@@ -485,9 +485,22 @@ impl View {
         self.l.location()
     }
 
+    /// The trust that opens this view again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.l.structured().reopen_trust()
+    }
+
     /// Size of the data area in bytes.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Where the data area (offset 0 of [`View::read_bytes`], a record's first field) starts
+    /// in the segment: what a program that maps the segment itself must add to a field's
+    /// offset. Such a program bypasses the rwlock and the sequence word that readers validate
+    /// against, so it may read torn values and its writes are not seen as one update.
+    pub fn data_offset(&self) -> u64 {
+        self.l.structured().geometry().data_off + PREFIX
     }
 
     /// Writes `values` one after the other from `offset` under the write lock; returns the

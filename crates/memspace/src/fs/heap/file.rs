@@ -86,6 +86,9 @@ impl FileAccess for HeapFile {
         d.touch();
         Ok(())
     }
+    fn keeps_shared_at(&self, off: u64) -> bool {
+        self.node.read().data.keeps_at(off)
+    }
     fn set_len(&self, size: u64, touch: Touch) -> FsResult<()> {
         let sh = &self.shared;
         let mut d = self.node.write();
@@ -139,12 +142,12 @@ impl FileSnapshot {
         let d = self.node.read();
         (d.data.read_at(0, buf), d.data.size())
     }
-    /// All the bytes, as one consistent state.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let d = self.node.read();
-        let mut v = vec![0u8; d.data.size() as usize];
-        d.data.read_at(0, v.as_mut_slice());
-        v
+    /// All the bytes, as one consistent state; [`FsError::OutOfMemory`] if they cannot be
+    /// allocated.
+    ///
+    /// [`FsError::OutOfMemory`]: crate::fs::FsError::OutOfMemory
+    pub fn to_vec(&self) -> Result<Vec<u8>> {
+        Ok(self.node.read().data.to_vec()?)
     }
 }
 
@@ -254,6 +257,12 @@ impl FileHandle {
     /// instead of copying it (the quota is charged the same). Other writes copy it.
     pub fn write_shared(&mut self, data: Arc<dyn SharedBytes>) -> Result<usize> {
         Ok(self.cursor.write_shared(&self.file, data)?)
+    }
+
+    /// Whether [`FileHandle::write_shared`] now would keep its buffer rather than copy it (so
+    /// that a caller can skip wrapping bytes it would copy anyway).
+    pub fn keeps_shared(&self) -> bool {
+        self.cursor.keeps_shared(&self.file)
     }
 
     /// Moves the cursor: `whence` 0 (start, `offset >= 0`), 1 (current), 2 (end,

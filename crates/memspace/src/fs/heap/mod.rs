@@ -21,7 +21,7 @@ pub use file::{FileHandle, FileSnapshot};
 use file::{FileNode, HeapFile};
 use lock::{AcquireError, FileLock};
 use storage::{Cfg, Data, Quota};
-use tree::{Node, Reach, Tree, ROOT};
+use tree::{Node, Reach, Tree};
 
 use super::error::{FsError, FsResult};
 use super::handle::Cursor;
@@ -68,6 +68,30 @@ fn unlink_all(files: &[(String, Arc<FileNode>)]) -> FsResult<()> {
         }
     }
     Ok(())
+}
+
+/// A directory found by [`MemoryFileSystem::scandir_from`]: a way back to it that stays
+/// valid while the tree's shape (what was removed or moved) has not changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirToken {
+    id: usize,
+    epoch: u64,
+}
+
+impl DirToken {
+    /// The token as two integers (to hand it to code that cannot hold a Rust value).
+    pub fn to_parts(self) -> (u64, u64) {
+        (self.id as u64, self.epoch)
+    }
+
+    /// A token from [`DirToken::to_parts`]. A made-up one is harmless (it may name another
+    /// directory, or none, and then the path is looked up), never a panic.
+    pub fn from_parts(id: u64, epoch: u64) -> Self {
+        Self {
+            id: usize::try_from(id).unwrap_or(usize::MAX),
+            epoch,
+        }
+    }
 }
 
 /// A bounded in-memory filesystem. Cloning gives another handle to the same filesystem.
@@ -224,8 +248,10 @@ impl MemoryFileSystem {
             });
         }
         let Some(pid) = pid.filter(|&p| tree.dir(p).is_some()) else {
-            return Err(FsError::NoSuchPath {
-                path: path::join(parent),
+            return Err(FsError::NoParentDirectory {
+                path: path.to_owned(),
+                parent: path::join(parent),
+                parent_is_file: pid.is_some(),
             });
         };
         sh.check_nodes(&tree, 1)?;
@@ -330,15 +356,10 @@ impl MemoryFileSystem {
             }
             .into());
         }
-        let mut files = Vec::new();
-        tree.files_below(id, &path::join(&path::normalize(path)?), &mut files);
-        unlink_all(&files)?;
+        let files = tree.unlink_below(id, &path::join(&path::normalize(path)?))?;
         tree.dir_mut(pid).children.remove(&name);
         tree.free_subtree(id);
-        let charge: u64 = files
-            .iter()
-            .map(|(_, f)| f.read().data.charge(sh.cfg))
-            .sum();
+        let charge: u64 = files.iter().map(|f| f.read().data.charge(sh.cfg)).sum();
         sh.quota.release(charge);
         Ok(())
     }
@@ -409,10 +430,10 @@ impl MemoryFileSystem {
                 path: dst.to_owned(),
             });
         }
-        let mut files = Vec::new();
-        tree.files_below(src_id, &path::join(&sfull), &mut files);
-        if let Some((p, _)) = files.iter().find(|(_, f)| f.lock.is_locked()) {
-            return Err(FsError::FileBusy { path: p.clone() });
+        if let Some(path) =
+            tree.find_file_below(src_id, &path::join(&sfull), |f| f.lock.is_locked())
+        {
+            return Err(FsError::FileBusy { path: path? });
         }
         sh.check_nodes(&tree, (dparent.len() - depth) as u64)?;
         for p in &dparent[depth..] {
@@ -420,6 +441,7 @@ impl MemoryFileSystem {
         }
         tree.dir_mut(src_parent).children.remove(&sname);
         tree.dir_mut(id).children.insert(dname, src_id);
+        tree.moved();
         Ok(())
     }
 
@@ -454,9 +476,7 @@ impl MemoryFileSystem {
             let kind = sh.opts.storage;
             let charge = Data::charge_for(kind, len, sh.cfg);
             sh.quota.reserve(charge)?;
-            let mut buf = vec![0u8; len as usize];
-            d.data.read_at(0, buf.as_mut_slice());
-            let data = Data::from_bytes(kind, &buf).inspect_err(|_| sh.quota.release(charge))?;
+            let data = Data::copy_of(kind, &d.data).inspect_err(|_| sh.quota.release(charge))?;
             FileNode::new(data, u64::from(len > 0), FileLock::default())
         };
         tree.insert(pid, &dname, Node::File(Arc::new(node)));
@@ -473,9 +493,42 @@ impl MemoryFileSystem {
 
     /// A directory's subdirectory names and file names, each sorted.
     pub fn scandir(&self, path: &str) -> Result<(Vec<String>, Vec<String>)> {
-        let parts = path::components(path)?;
+        let (_, dirs, files) = self.scandir_from(None, path)?;
+        Ok((dirs, files))
+    }
+
+    /// [`MemoryFileSystem::scandir`] for a walk: also returns a [`DirToken`] for the
+    /// directory, and, given the token of its parent and its name, finds it without looking
+    /// its whole path up (while the tree's shape has not changed since the token was made;
+    /// after that, or for a token that is not this filesystem's, by `path`). So walking a
+    /// chain of directories costs each step its own names, not the depth.
+    ///
+    /// ```
+    /// use memspace::fs::MemoryFileSystem;
+    ///
+    /// let fs = MemoryFileSystem::default();
+    /// fs.mkdir("/a/b", false)?;
+    /// let (top, dirs, _) = fs.scandir_from(None, "/a")?;
+    /// assert_eq!(dirs, ["b"]);
+    /// let (_, dirs, files) = fs.scandir_from(Some((top, "b")), "/a/b")?;
+    /// assert!(dirs.is_empty() && files.is_empty());
+    /// # Ok::<(), memspace::Error>(())
+    /// ```
+    pub fn scandir_from(
+        &self,
+        parent: Option<(DirToken, &str)>,
+        path: &str,
+    ) -> Result<(DirToken, Vec<String>, Vec<String>)> {
         let tree = self.shared.tree();
-        let Some(id) = tree.lookup(&parts) else {
+        let epoch = tree.epoch();
+        let by_token = parent
+            .filter(|(t, _)| t.epoch == epoch)
+            .and_then(|(t, name)| Some(tree.dir_checked(t.id)?.children.get(name).copied()));
+        let found = match by_token {
+            Some(id) => id,
+            None => tree.lookup(&path::components(path)?),
+        };
+        let Some(id) = found else {
             return Err(FsError::NoSuchPath {
                 path: path.to_owned(),
             }
@@ -495,7 +548,7 @@ impl MemoryFileSystem {
                 files.push(name.clone());
             }
         }
-        Ok((dirs, files))
+        Ok((DirToken { id, epoch }, dirs, files))
     }
 
     fn kind_of(&self, path: &str) -> Option<bool> {
@@ -551,6 +604,13 @@ impl MemoryFileSystem {
         })
     }
 
+    /// Bytes of quota still free (what [`MemoryFileSystem::stats`] calls `free_bytes`,
+    /// without walking the tree).
+    pub fn free_bytes(&self) -> u64 {
+        let (max, used) = self.shared.quota.snapshot();
+        max.saturating_sub(used)
+    }
+
     /// Usage of the whole filesystem.
     pub fn stats(&self) -> Stats {
         let sh = &self.shared;
@@ -603,21 +663,30 @@ impl MemoryFileSystem {
 
     /// A copy of a file's bytes (a consistent state between two writes).
     pub fn read_file(&self, path: &str) -> Result<Vec<u8>> {
-        Ok(self.snapshot(path)?.to_vec())
+        self.snapshot(path)?.to_vec()
     }
 
     /// Paths matching a glob pattern (`*`, `?`, `[seq]`, `[!seq]` within a component, `**`
     /// for any number of components), sorted, each once.
-    pub fn glob(&self, pattern: &str) -> Vec<String> {
+    ///
+    /// The cost is the nodes looked at times the pattern's length, plus the output, however
+    /// deep the tree and however many `**` the pattern has.
+    ///
+    /// ```
+    /// use memspace::fs::MemoryFileSystem;
+    ///
+    /// let fs = MemoryFileSystem::default();
+    /// fs.import_tree([("/a/x.txt", &b""[..]), ("/a-b/y.txt", b""), ("/a/c/z.txt", b"")])?;
+    /// assert_eq!(fs.glob("/**/*.txt")?, ["/a-b/y.txt", "/a/c/z.txt", "/a/x.txt"]);
+    /// assert_eq!(fs.glob("/a/**")?, ["/a/c", "/a/c/z.txt", "/a/x.txt"]);
+    /// # Ok::<(), memspace::Error>(())
+    /// ```
+    ///
+    /// The output itself can be large (every prefix of a deep chain): it is allocated
+    /// fallibly, [`FsError::OutOfMemory`] if it does not fit.
+    pub fn glob(&self, pattern: &str) -> Result<Vec<String>> {
         let parts = glob::pattern_components(pattern);
-        let tree = self.shared.tree();
-        let mut out = Vec::new();
-        if !parts.is_empty() {
-            tree.glob(ROOT, "/", &parts, &mut out);
-        }
-        out.sort();
-        out.dedup();
-        out
+        Ok(self.shared.tree().glob(&parts)?)
     }
 }
 

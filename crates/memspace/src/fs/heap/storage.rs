@@ -10,29 +10,35 @@
 //! *before* it allocates and gives back exactly what it reserved when it fails, so the
 //! filesystem's `used` always equals the sum of its files' charges.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::fs::bytes::{ByteSink, SharedBytes};
 use crate::fs::error::{FsError, FsResult};
 use crate::fs::options::StorageKind;
+use crate::sync::{AtomicU64, Ordering};
 
-/// The byte budget of one filesystem.
+/// The byte budget of one filesystem: one atomic counter (a change is one read-modify-write,
+/// never a lock: appends reserve on every write).
 pub(crate) struct Quota {
     max: u64,
-    used: Mutex<u64>,
+    used: AtomicU64,
 }
 
 impl Quota {
     pub(crate) fn new(max: u64) -> Self {
         Self {
             max,
-            used: Mutex::new(0),
+            used: AtomicU64::new(0),
         }
     }
 
-    fn used_mut(&self) -> std::sync::MutexGuard<'_, u64> {
-        // One integer updated in single steps: still consistent after a panic elsewhere.
-        self.used.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Applies `f` to `used` atomically (retrying on a race); `f` returning `None` changes
+    /// nothing. Returns what `used` was.
+    fn update(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Result<u64, u64> {
+        // The counter guards no other memory, so SeqCst here costs what any atomic
+        // read-modify-write costs and needs no pairing argument.
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, &mut f)
     }
 
     /// Reserves `n` bytes or fails without changing anything.
@@ -42,39 +48,35 @@ impl Quota {
 
     /// Gives `n` bytes back.
     pub(crate) fn release(&self, n: u64) {
-        let mut used = self.used_mut();
-        debug_assert!(
-            *used >= n,
-            "quota release of {n} with {used} used",
-            used = *used
-        );
-        *used = used.saturating_sub(n);
+        let before = self
+            .update(|used| Some(used.saturating_sub(n)))
+            .unwrap_or_else(|u| u);
+        debug_assert!(before >= n, "quota release of {n} with {before} used");
     }
 
     /// Atomically gives back `release` bytes and reserves `reserve`, or fails without change.
     pub(crate) fn exchange(&self, release: u64, reserve: u64) -> FsResult<()> {
-        let mut used = self.used_mut();
-        let base = used.saturating_sub(release);
-        let available = self.max.saturating_sub(base);
-        if reserve > available {
-            return Err(FsError::QuotaExceeded {
-                requested: reserve,
-                available,
-            });
-        }
-        *used = base + reserve;
-        Ok(())
+        let mut available = 0;
+        self.update(|used| {
+            let base = used.saturating_sub(release);
+            available = self.max.saturating_sub(base);
+            (reserve <= available).then(|| base + reserve)
+        })
+        .map(drop)
+        .map_err(|_| FsError::QuotaExceeded {
+            requested: reserve,
+            available,
+        })
     }
 
     /// Undoes an [`Quota::exchange`] (after an allocation failed).
     pub(crate) fn undo_exchange(&self, release: u64, reserve: u64) {
-        let mut used = self.used_mut();
-        *used = used.saturating_sub(reserve) + release;
+        let _ = self.update(|used| Some(used.saturating_sub(reserve) + release));
     }
 
-    /// `(max, used)`, read together.
+    /// `(max, used)`.
     pub(crate) fn snapshot(&self) -> (u64, u64) {
-        (self.max, *self.used_mut())
+        (self.max, self.used.load(Ordering::SeqCst))
     }
 }
 
@@ -154,18 +156,45 @@ impl Data {
     /// A file holding a copy of `data` in one piece (one chunk). The caller has reserved
     /// [`Data::charge_for`] already.
     pub(crate) fn from_bytes(kind: StorageKind, data: &[u8]) -> FsResult<Self> {
+        Self::from_pieces(kind, data.len(), [data])
+    }
+
+    /// A file holding a copy of `src`'s bytes in one piece (one chunk), stored as `kind`.
+    /// The caller has reserved [`Data::charge_for`] its size already.
+    pub(crate) fn copy_of(kind: StorageKind, src: &Data) -> FsResult<Self> {
+        let len = usize::try_from(src.size()).map_err(|_| oom(src.size()))?;
+        Self::from_pieces(kind, len, src.pieces.iter().map(Piece::bytes))
+    }
+
+    fn from_pieces<'a>(
+        kind: StorageKind,
+        len: usize,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+    ) -> FsResult<Self> {
         let mut d = Self::new(kind);
-        if !data.is_empty() {
+        if len > 0 {
             let mut v = Vec::new();
-            v.try_reserve_exact(data.len())
-                .map_err(|_| oom(data.len() as u64))?;
-            v.extend_from_slice(data);
+            v.try_reserve_exact(len).map_err(|_| oom(len as u64))?;
+            for p in pieces {
+                v.extend_from_slice(p);
+            }
             d.set_single(v);
         }
         if let Some(c) = d.chunks.as_mut() {
-            *c = u64::from(!data.is_empty());
+            *c = u64::from(len > 0);
         }
         Ok(d)
+    }
+
+    /// All the bytes in a new buffer (allocated fallibly).
+    pub(crate) fn to_vec(&self) -> FsResult<Vec<u8>> {
+        let len = usize::try_from(self.size()).map_err(|_| oom(self.size()))?;
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| oom(len as u64))?;
+        for p in &self.pieces {
+            v.extend_from_slice(p.bytes());
+        }
+        Ok(v)
     }
 
     pub(crate) fn size(&self) -> u64 {
@@ -281,6 +310,11 @@ impl Data {
         Ok(())
     }
 
+    /// Whether [`Data::write_shared_at`] at `off` would keep its buffer.
+    pub(crate) fn keeps_at(&self, off: u64) -> bool {
+        self.chunks.is_some() && off == self.size()
+    }
+
     /// Appends `shared` without copying it if this is a sequential append at `off`;
     /// otherwise writes a copy of its bytes. Charged exactly as [`Data::write_at`].
     pub(crate) fn write_shared_at(
@@ -292,7 +326,7 @@ impl Data {
     ) -> FsResult<()> {
         let n = shared.bytes().len() as u64;
         match self.chunks {
-            Some(c) if off == self.size() && n > 0 => {
+            Some(c) if self.keeps_at(off) && n > 0 => {
                 quota.reserve(n + cfg.overhead)?;
                 self.ends.push(off + n);
                 self.pieces.push(Piece::Shared(shared));
@@ -386,6 +420,9 @@ impl Data {
     fn write_in_place(&mut self, off: u64, data: &[u8]) {
         if let Some(Piece::Owned(v)) = self.pieces.first_mut() {
             v[off as usize..off as usize + data.len()].copy_from_slice(data);
+            if self.ends.last() == Some(&(v.len() as u64)) {
+                return;
+            }
         }
         self.sync_single_end();
     }

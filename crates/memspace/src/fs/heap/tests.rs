@@ -27,6 +27,13 @@ fn put(fs: &MemoryFileSystem, path: &str, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+fn fs_err<T: std::fmt::Debug>(r: Result<T>) -> FsError {
+    match r {
+        Err(Error::Fs(e)) => e,
+        other => panic!("expected a filesystem error, got {other:?}"),
+    }
+}
+
 fn get(fs: &MemoryFileSystem, path: &str) -> Vec<u8> {
     fs.open(path, OpenMode::Read, 0, None)
         .unwrap()
@@ -169,11 +176,17 @@ fn glob_matches_once_sorted() {
         fs.mkdir(&p[..p.rfind('/').unwrap().max(1)], true).unwrap();
         put(&fs, p, b"").unwrap();
     }
-    assert_eq!(fs.glob("/**/*.txt"), ["/a.txt", "/d/b.txt", "/d/e/c.txt"]);
-    assert_eq!(fs.glob("/d/*"), ["/d/b.txt", "/d/e", "/d/q1", "/d/q2"]);
-    assert_eq!(fs.glob("/d/q?"), ["/d/q1", "/d/q2"]);
-    assert_eq!(fs.glob("/d/q[1]"), ["/d/q1"]);
-    assert_eq!(fs.glob("/d/**").len(), 6);
+    assert_eq!(
+        fs.glob("/**/*.txt").unwrap(),
+        ["/a.txt", "/d/b.txt", "/d/e/c.txt"]
+    );
+    assert_eq!(
+        fs.glob("/d/*").unwrap(),
+        ["/d/b.txt", "/d/e", "/d/q1", "/d/q2"]
+    );
+    assert_eq!(fs.glob("/d/q?").unwrap(), ["/d/q1", "/d/q2"]);
+    assert_eq!(fs.glob("/d/q[1]").unwrap(), ["/d/q1"]);
+    assert_eq!(fs.glob("/d/**").unwrap().len(), 6);
 }
 
 #[test]
@@ -419,4 +432,234 @@ proptest! {
         fs.rmtree("/d").unwrap();
         prop_assert_eq!(fs.stats().used_bytes, 0);
     }
+}
+
+#[test]
+fn a_new_file_needs_a_directory_for_parent() {
+    let fs = fs_with(1 << 20);
+    fs.open("/f", OpenMode::CreateNew, 0, None).unwrap();
+    assert!(matches!(
+        fs.open("/f/g", OpenMode::CreateNew, 0, None),
+        Err(Error::Fs(FsError::NoParentDirectory { parent_is_file: true, ref parent, .. })) if parent == "/f"
+    ));
+    assert!(matches!(
+        fs.open("/d/g", OpenMode::CreateNew, 0, None),
+        Err(Error::Fs(FsError::NoParentDirectory { parent_is_file: false, ref parent, .. })) if parent == "/d"
+    ));
+}
+
+/// The old recursive glob, kept as the reference for what the automaton must return.
+fn glob_reference(fs: &MemoryFileSystem, pattern: &str) -> Vec<String> {
+    fn rec(fs: &MemoryFileSystem, path: &str, parts: &[String], root: bool, out: &mut Vec<String>) {
+        let Some((first, rest)) = parts.split_first() else {
+            if !root {
+                out.push(path.to_owned());
+            }
+            return;
+        };
+        let Ok((dirs, files)) = fs.scandir(path) else {
+            return;
+        };
+        let join = |n: &str| format!("{}/{n}", path.trim_end_matches('/'));
+        let mut all: Vec<(String, bool)> = dirs.iter().map(|d| (d.clone(), true)).collect();
+        all.extend(files.iter().map(|f| (f.clone(), false)));
+        if first == "**" {
+            if rest.is_empty() {
+                for (n, is_dir) in &all {
+                    out.push(join(n));
+                    if *is_dir {
+                        rec(fs, &join(n), parts, false, out);
+                    }
+                }
+                return;
+            }
+            rec(fs, path, rest, root, out);
+            for d in &dirs {
+                rec(fs, &join(d), parts, false, out);
+            }
+        } else {
+            for (n, _) in &all {
+                if glob::fnmatch(n, first) {
+                    rec(fs, &join(n), rest, false, out);
+                }
+            }
+        }
+    }
+    let parts = glob::pattern_components(pattern);
+    let mut out = Vec::new();
+    if !parts.is_empty() {
+        rec(fs, "/", &parts, true, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    /// The automaton returns what trying every split returns (sorted, each once), for names
+    /// that sort around `/` (`a` < `a-` < `a/...` < `a0`).
+    #[test]
+    fn glob_matches_the_recursive_definition(
+        paths in proptest::collection::vec(
+            proptest::collection::vec(
+                proptest::sample::select(vec!["a", "a-", "a0", "b", "ab"]), 1..5),
+            1..12),
+        pattern in proptest::collection::vec(
+            proptest::sample::select(vec!["**", "a", "a*", "*", "?", "a[-0]", "b", "*b"]), 1..6),
+    ) {
+        let fs = fs_with(1 << 20);
+        for p in &paths {
+            let (name, parents) = p.split_last().unwrap();
+            let dir = format!("/{}", parents.join("/"));
+            if fs.mkdir(&dir, true).is_ok() && !fs.exists(&format!("{dir}/{name}")) {
+                let _ = put(&fs, &format!("{}/{name}", dir.trim_end_matches('/')), b"");
+            }
+        }
+        let pattern = format!("/{}", pattern.join("/"));
+        prop_assert_eq!(fs.glob(&pattern).unwrap(), glob_reference(&fs, &pattern));
+        let files = fs.file_paths("/", false).unwrap();
+        let mut sorted = files.clone();
+        sorted.sort();
+        prop_assert_eq!(files, sorted);
+    }
+}
+
+/// Deep trees: nothing recurses (a test thread's stack is 2 MiB, which the old recursive
+/// walks overflowed long before this depth) and nothing is quadratic in the depth.
+#[test]
+fn a_deep_chain_survives_every_operation() {
+    const DEPTH: usize = 100_000;
+    let fs = fs_with(1 << 20);
+    let chain = "/a".repeat(DEPTH);
+    fs.mkdir(&chain, false).unwrap();
+    put(&fs, &format!("{chain}/f"), b"deep").unwrap();
+    assert_eq!(fs.glob("/**/f").unwrap(), [format!("{chain}/f")]);
+    assert_eq!(
+        fs.glob(&format!("{}/f", "/**".repeat(20))).unwrap(),
+        [format!("{chain}/f")]
+    );
+    assert_eq!(fs.file_paths("/a", false).unwrap(), [format!("{chain}/f")]);
+    fs.copy_tree("/a", "/b").unwrap();
+    assert_eq!(fs.stats().dir_count, 2 * DEPTH as u64 + 1);
+    {
+        let _open = fs
+            .open(&format!("{chain}/f"), OpenMode::Read, 0, None)
+            .unwrap();
+        assert_eq!(
+            fs_err(fs.rmtree("/a")),
+            FsError::FileBusy {
+                path: format!("{chain}/f")
+            }
+        );
+        assert!(matches!(
+            fs.rename("/a", "/c"),
+            Err(Error::Fs(FsError::FileBusy { .. }))
+        ));
+    }
+    fs.rename("/b", "/c").unwrap();
+    fs.move_path("/c", "/d/e").unwrap();
+    let exported = fs.export_tree("/d", false).unwrap();
+    assert_eq!(exported.len(), 1);
+    assert_eq!(exported[0].1, b"deep");
+    fs.rmtree("/d").unwrap();
+    fs.rmtree("/a").unwrap();
+    let st = fs.stats();
+    assert_eq!((st.used_bytes, st.dir_count, st.file_count), (0, 1, 0));
+    // Importing a deep path (as an archive would) is linear too, and so is dropping it all.
+    let deep = format!("{}/f", "/x".repeat(DEPTH));
+    fs.import_tree([(deep.as_str(), &b"1"[..])]).unwrap();
+    assert_eq!(fs.read_file(&deep).unwrap(), b"1");
+    drop(fs);
+}
+
+#[test]
+fn import_tree_refuses_a_target_that_another_needs_as_a_directory() {
+    let fs = fs_with(1 << 20);
+    for entries in [
+        [("/n/a", &b"1"[..]), ("/n/a/b", b"2")],
+        [("/n/a/b", b"2"), ("/n/a", b"1")],
+    ] {
+        assert_eq!(
+            fs_err(fs.import_tree(entries)),
+            FsError::PathExists {
+                path: "/n/a".to_owned()
+            }
+        );
+        assert!(!fs.exists("/n"));
+    }
+    fs.import_tree([("/n/a/b", &b"2"[..]), ("/n/a/c", b"3"), ("/n/d", b"4")])
+        .unwrap();
+    assert_eq!(fs.stats().dir_count, 3);
+    assert_eq!(fs.listdir("/n/a").unwrap(), ["b", "c"]);
+}
+
+#[test]
+fn scandir_tokens_go_stale_when_the_shape_changes() {
+    let fs = fs_with(1 << 20);
+    fs.mkdir("/a/b", false).unwrap();
+    fs.mkdir("/z", false).unwrap();
+    let (a, dirs, _) = fs.scandir_from(None, "/a").unwrap();
+    assert_eq!(dirs, ["b"]);
+    // Adding nodes keeps the token.
+    fs.mkdir("/a/c", false).unwrap();
+    let (b, ..) = fs.scandir_from(Some((a, "b")), "/a/b").unwrap();
+    // After a rename, the token is stale and the path decides.
+    fs.rename("/a", "/q").unwrap();
+    assert!(matches!(
+        fs.scandir_from(Some((a, "b")), "/a/b"),
+        Err(Error::Fs(FsError::NoSuchPath { .. }))
+    ));
+    assert!(fs.scandir_from(Some((b, "x")), "/q/b").is_ok());
+    // A made-up token is no panic.
+    let junk = DirToken::from_parts(u64::MAX, 0);
+    assert!(fs.scandir_from(Some((junk, "b")), "/q").is_ok());
+}
+
+#[test]
+fn copy_tree_copies_data_once_and_charges_exactly() {
+    let fs = MemoryFileSystem::new(
+        FsOptions::new()
+            .max_quota(10_000)
+            .storage(crate::fs::StorageKind::RandomAccess),
+    );
+    fs.import_tree([("/s/a", &[1u8; 3000][..]), ("/s/d/b", &[2u8; 2000][..])])
+        .unwrap();
+    fs.copy_tree("/s", "/t").unwrap();
+    assert_eq!(fs.stats().used_bytes, 10_000);
+    assert_eq!(
+        fs_err(fs.copy_tree("/s", "/u")),
+        FsError::QuotaExceeded {
+            requested: 5000,
+            available: 0
+        }
+    );
+    assert!(!fs.exists("/u"));
+    assert_eq!(fs.read_file("/t/d/b").unwrap(), vec![2u8; 2000]);
+    fs.rmtree("/t").unwrap();
+    fs.rmtree("/s").unwrap();
+    assert_eq!(fs.stats().used_bytes, 0);
+}
+
+#[test]
+fn keeps_shared_only_for_an_append_to_a_sequential_file() {
+    let fs = fs_with(1 << 20);
+    let mut f = fs.open("/f", OpenMode::Write, 0, None).unwrap();
+    assert!(f.keeps_shared());
+    f.write_shared(Arc::new(Shared(vec![1; 100]))).unwrap();
+    assert!(f.keeps_shared());
+    f.seek(0, 0).unwrap();
+    assert!(!f.keeps_shared()); // not at the end: a copy
+    f.write(b"x").unwrap(); // promoted: random-access from now on
+    f.seek(0, 2).unwrap();
+    assert!(!f.keeps_shared());
+    f.close();
+    assert!(!f.keeps_shared());
+    let mut a = fs.open("/g", OpenMode::Append, 0, None).unwrap();
+    a.write(b"abc").unwrap();
+    a.seek(0, 0).unwrap();
+    assert!(a.keeps_shared()); // `ab` writes at the end wherever the cursor is
+    drop(a);
+    let r = fs.open("/g", OpenMode::Read, 0, None).unwrap();
+    assert!(!r.keeps_shared());
 }

@@ -7,8 +7,8 @@
 //!
 //! # Algorithm
 //!
-//! - **Writer**: takes the robust writer mutex `W` (so writers queue in the kernel and a dead
-//!   writer's `W` passes on with `EOWNERDEAD`), swaps `WRITER | slot+1` into `state` — from that
+//! - **Writer**: takes the robust writer mutex `W` (so writers sleep on its futex word and a
+//!   dead writer's `W` is taken over with `owner_died`), swaps `WRITER | slot+1` into `state` — from that
 //!   moment no new reader gets in (writer preference) — and waits until every reader counter
 //!   is zero. Release: store `state = 0`, notify, unlock `W`.
 //! - **Reader**: if `WRITER` is clear, increments its slot's counter, then re-checks `state`
@@ -24,7 +24,7 @@
 //! - **A writer that gives up** (timeout, interrupt) after replacing a dead holder leaves
 //!   `DIED` in `state`, and the next writer reports `owner_died`: the news is never lost.
 //! - **Dead writer**: `state` keeps `WRITER`. A waiting reader whose slice elapsed try-locks `W`:
-//!   busy means a writer is alive; acquiring it (with `EOWNERDEAD` if its holder died) proves
+//!   busy means a writer is alive; acquiring it (taking it over if its holder died) proves
 //!   that no live writer set `WRITER`, so the reader clears it, notifies, unlocks, and is told
 //!   `owner_died`.
 //!
@@ -418,6 +418,9 @@ mod loom_tests {
     impl Futex for &ModelFutex {
         fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
             (*self).wait(word, expected, timeout)
+        }
+        fn wake_one(&self, word: &AtomicU32) {
+            (*self).wake_one(word);
         }
         fn wake_all(&self, word: &AtomicU32) {
             (*self).wake_all(word);
