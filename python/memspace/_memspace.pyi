@@ -739,16 +739,21 @@ class Broadcast:
         *,
         path: str | os.PathLike[str] | None = None,
         role: Literal["subscriber", "publisher"] | None = "subscriber",
+        trust: _Trust = None,
     ) -> Broadcast:
         """Open a broadcast: subscribe now (the default), claim the publisher role, or neither.
 
         A subscriber sees every message published after ``open`` returns.
         ``memspace.RoleTakenError`` if another live process holds the publisher role.
+        ``trust`` as for :meth:`SharedMemory.open`.
         """
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
         """Remove a broadcast's segment."""
+
+    def unlink(self) -> None:
+        """Remove this broadcast's segment (handles that have it open keep it)."""
 
     def put(self, data: Buffer, block: bool = True, timeout: float | None = None) -> None:
         """Send one message to every subscriber; ``queue.Full`` if there is no room in time."""
@@ -827,8 +832,9 @@ class Broadcast:
         """Geometry, the publisher's position and each live subscriber's lag."""
 
     def close(self) -> None:
-        """Give up the publisher role and the subscription; the broadcast stays."""
+        """Give up the publisher role and the subscription and detach; the broadcast stays."""
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, *args: object) -> bool: ...
 

@@ -850,7 +850,38 @@ def test_cli_inspect_shows_the_subscribers(shm_name: str) -> None:
         pub.put(b"one")
         out = json.loads(run_cli("inspect", shm_name, "--json").stdout)
         assert out["kind"] == "broadcast"
-        assert [s["lag_messages"] for s in out["subscribers"]] == [1]  # the CLI did not subscribe
+        assert out["state"] == "ready"
+        assert out["in_use"] is True
+        assert out["capacity"] == 4096
+        assert out["overflow"] == "block"
+        assert out["published"] == 1
+        assert out["publisher_alive"] is True
+        assert out["dead_subscribers"] == 0
+        # The CLI did not subscribe: the one subscriber is `sub`.
+        assert out["subscribers"] == [
+            {
+                "pid": os.getpid(),
+                "slot": out["subscribers"][0]["slot"],
+                "lag_messages": 1,
+                "lag_bytes": 24,
+                "missed": 0,
+            }
+        ]
+        assert out["empty"] is False
+        assert out["holds"] == "1 unread message (for 1 subscriber)"
         text = run_cli("inspect", shm_name).stdout
-        assert "lag_messages=1" in text
+        assert f"subscribers       pid {os.getpid()} slot " in text
+        assert "lag_messages 1 lag_bytes 24 missed 0" in text
+        assert "{" not in text
+        assert "'" not in text
+        assert "True" not in text
         assert sub.get() == b"one"
+        out = json.loads(run_cli("inspect", shm_name, "--json").stdout)
+        assert out["empty"] is True
+        assert out["holds"] == "no unread messages"
+    # Nobody attached: a broadcast holds nothing then (a new subscriber sees only what is
+    # published after it subscribes), so rm --stale removes it and its lock file.
+    assert "removed" in run_cli("rm", "--stale", shm_name).stdout
+    with pytest.raises(FileNotFoundError):
+        Broadcast.open(shm_name)
+    assert not os.path.exists("/dev/shm" + shm_name + ".memspace-lock")

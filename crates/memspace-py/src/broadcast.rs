@@ -13,19 +13,20 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use memspace::broadcast::{Message, Overflow, Publisher, Reservation, Subscriber};
-use memspace::{Broadcast, BroadcastOptions};
+use memspace::{Broadcast, BroadcastOptions, Location, Trust};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::args::{
-    block_timeout_arg, channel_args, location_repr, name_of, path_of, timeout_arg, Data,
+    block_timeout_arg, channel_args, location_repr, name_of, path_of, timeout_arg, trust_arg,
+    trust_to_py, Data,
 };
 use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, end_block, exported_view, Exported, Keep};
 use crate::gil::{detached, lock_unheld};
-use crate::handle::{at_location, closing_handle};
+use crate::handle::{at_location, closing_handle, located_handle, OpenHandle};
 
 /// What `open(role=...)` asks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -49,7 +50,12 @@ fn role_arg(role: Option<&str>) -> PyResult<OpenRole> {
 /// One publisher, many subscribers, each seeing every message.
 #[pyclass(module = "memspace", name = "Broadcast", frozen)]
 pub struct PyBroadcast {
-    bc: Broadcast,
+    bc: OpenHandle<Broadcast>,
+    location: Location,
+    /// The trust that opens it again (pickling), kept for after `close()`.
+    trust: Trust,
+    capacity: u64,
+    overflow: Overflow,
     tx: Mutex<Option<Publisher>>,
     rx: Mutex<Option<Subscriber>>,
     closed: AtomicBool,
@@ -61,7 +67,11 @@ pub struct PyBroadcast {
 impl PyBroadcast {
     fn new(bc: Broadcast) -> Self {
         Self {
-            bc,
+            location: bc.location().clone(),
+            trust: bc.reopen_trust().clone(),
+            capacity: bc.capacity(),
+            overflow: bc.overflow(),
+            bc: OpenHandle::new(bc, "Broadcast"),
             tx: Mutex::new(None),
             rx: Mutex::new(None),
             closed: AtomicBool::new(false),
@@ -75,6 +85,11 @@ impl PyBroadcast {
             return Err(PyValueError::new_err("operation on a closed Broadcast"));
         }
         Ok(())
+    }
+
+    /// The broadcast (a clone of the handle's), or `ValueError` after `close()`.
+    fn bc(&self) -> PyResult<Broadcast> {
+        self.bc.get()
     }
 
     fn tx<'a>(&'a self, py: Python<'_>) -> PyResult<MutexGuard<'a, Option<Publisher>>> {
@@ -91,7 +106,7 @@ impl PyBroadcast {
             *g = None;
         }
         if g.is_none() {
-            *g = Some(self.bc.publisher().py_err()?);
+            *g = Some(self.bc()?.publisher().py_err()?);
         }
         Ok(g)
     }
@@ -108,7 +123,7 @@ impl PyBroadcast {
         // child sees what is published from now on).
         if g.as_ref().is_some_and(Subscriber::is_inherited) {
             *g = None;
-            *g = Some(self.bc.subscribe().py_err()?);
+            *g = Some(self.bc()?.subscribe().py_err()?);
         }
         if g.is_none() {
             return Err(PyRuntimeError::new_err(
@@ -122,7 +137,7 @@ impl PyBroadcast {
     fn subscribe(&self, py: Python<'_>) -> PyResult<()> {
         let mut g = lock_unheld(py, &self.rx);
         if g.is_none() {
-            *g = Some(self.bc.subscribe().py_err()?);
+            *g = Some(self.bc()?.subscribe().py_err()?);
         }
         Ok(())
     }
@@ -208,15 +223,18 @@ impl PyBroadcast {
     /// publisher role now (`memspace.RoleTakenError` while a live process holds it). `None`:
     /// neither (the first `put` claims the publisher role).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None, role=Some("subscriber")))]
+    #[pyo3(signature = (name=None, *, path=None, role=Some("subscriber"), trust=None))]
     fn open(
         py: Python<'_>,
         name: Option<String>,
         path: Option<PathBuf>,
         role: Option<&str>,
+        trust: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let trust = trust_arg(trust.as_ref())?;
         let role = role_arg(role)?;
-        let this = at_location(py, name, path, Broadcast::open).map(Self::new)?;
+        let this =
+            at_location(py, name, path, |l| Broadcast::open(l.trusting(trust))).map(Self::new)?;
         match role {
             OpenRole::Subscriber => this.subscribe(py)?,
             OpenRole::Publisher => drop(this.tx(py)?),
@@ -225,28 +243,9 @@ impl PyBroadcast {
         Ok(this)
     }
 
-    /// Removes the segment at a name or path; processes that have it open keep it.
-    #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None))]
-    fn remove(name: Option<String>, path: Option<PathBuf>) -> PyResult<()> {
-        Broadcast::remove(&crate::args::location(name, path)?).py_err()
-    }
-
-    /// The POSIX name, or None for a file-backed broadcast.
-    #[getter]
-    fn name(&self) -> Option<String> {
-        name_of(self.bc.location()).map(str::to_owned)
-    }
-
-    /// The file path, or None for a POSIX broadcast.
-    #[getter]
-    fn path(&self) -> Option<PathBuf> {
-        path_of(self.bc.location())
-    }
-
-    /// Pickles as a reference: unpickling opens the same broadcast, subscribed if this handle
-    /// is (a new subscription, from the moment of unpickling); a publisher handle's copy claims
-    /// the role at its first `put`.
+    /// Pickles as a reference: unpickling opens the same broadcast (with the trust that
+    /// accepted it here), subscribed if this handle is (a new subscription, from the moment of
+    /// unpickling); a publisher handle's copy claims the role at its first `put`.
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
@@ -259,9 +258,10 @@ impl PyBroadcast {
         let args = PyTuple::new(
             py,
             [
-                name_of(this.bc.location()).into_py_any(py)?,
-                path_of(this.bc.location()).into_py_any(py)?,
+                name_of(&this.location).into_py_any(py)?,
+                path_of(&this.location).into_py_any(py)?,
                 subscribed.then_some("subscriber").into_py_any(py)?,
+                trust_to_py(py, &this.trust)?,
             ],
         )?;
         Ok((reopen, args))
@@ -470,19 +470,19 @@ impl PyBroadcast {
     /// Capacity in bytes (a power of two).
     #[getter]
     fn capacity(&self) -> u64 {
-        self.bc.capacity()
+        self.capacity
     }
 
     /// Largest message in bytes.
     #[getter]
-    fn max_message_size(&self) -> u64 {
-        self.bc.max_message_size()
+    fn max_message_size(&self) -> PyResult<u64> {
+        Ok(self.bc()?.max_message_size())
     }
 
-    /// `"block"` or `"overwrite"`.
+    /// `"block"` or `"overwrite"` (fixed at creation, so known after `close()` too).
     #[getter]
     fn overflow(&self) -> &'static str {
-        self.bc.overflow().name()
+        self.overflow.name()
     }
 
     /// The roles this handle holds: "publisher", "subscriber", "both" or None.
@@ -495,6 +495,7 @@ impl PyBroadcast {
     /// subscriber).
     #[getter]
     fn lag(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        self.check_open()?;
         let g = lock_unheld(py, &self.rx);
         g.as_ref().map(|rx| rx.lag().py_err()).transpose()
     }
@@ -508,7 +509,10 @@ impl PyBroadcast {
     /// Geometry, the publisher's position and every live subscriber's lag (for `memspace
     /// inspect`).
     fn inspect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let info = py.detach(|| self.bc.info()).py_err()?;
+        let bc = self.bc()?;
+        let info = py
+            .detach(|| bc.check_intact().and_then(|()| bc.info()))
+            .py_err()?;
         let d = PyDict::new(py);
         d.set_item("kind", "broadcast")?;
         d.set_item("name", self.name())?;
@@ -538,20 +542,23 @@ impl PyBroadcast {
 
     /// Offset of the control block (the lock area) in the segment (tests and tools).
     #[getter]
-    fn _control_offset(&self) -> u64 {
-        self.bc.control_offset()
+    fn _control_offset(&self) -> PyResult<u64> {
+        Ok(self.bc()?.control_offset())
     }
 
     /// Offset of the byte ring in the segment (tests and tools).
     #[getter]
-    fn _data_offset(&self) -> u64 {
-        self.bc.data_offset()
+    fn _data_offset(&self) -> PyResult<u64> {
+        Ok(self.bc()?.data_offset())
     }
 
-    /// Gives up the publisher role and the subscription and detaches; the broadcast (and its
-    /// messages) stays.
+    /// Gives up the publisher role and the subscription and detaches: the attachment slot and
+    /// the mapping are released at once (or, while a zero-copy view of a message is alive,
+    /// when it is dropped). The broadcast and its messages stay. Closing twice does nothing.
     fn close(&self, py: Python<'_>) {
         self.closed.store(true, Ordering::Release);
+        // The broadcast first: a role claimed after this point finds the handle closed.
+        drop(self.bc.close());
         if let Some(mut tx) = lock_unheld(py, &self.tx).take() {
             tx.flush();
         }
@@ -562,28 +569,35 @@ impl PyBroadcast {
         let state = if self.closed() { ", closed" } else { "" };
         format!(
             "Broadcast({}, capacity={}, overflow={:?}{state})",
-            location_repr(self.bc.location()),
-            self.bc.capacity(),
-            self.bc.overflow().name()
+            location_repr(&self.location),
+            self.capacity,
+            self.overflow.name()
         )
     }
 }
 
+located_handle!(
+    PyBroadcast,
+    remove = Broadcast::remove,
+    |s| &s.location,
+    own_reduce
+);
 closing_handle!(PyBroadcast, |s, py| {
     s.close(py);
     PyResult::Ok(())
 });
 
-/// Unpickling helper: `Broadcast.open(name, path=path, role=role)`.
+/// Unpickling helper: `Broadcast.open(name, path=path, role=role, trust=trust)`.
 #[pyfunction]
-#[pyo3(signature = (name, path, role))]
-pub(crate) fn _reopen_broadcast(
-    py: Python<'_>,
+#[pyo3(signature = (name, path, role, trust=None))]
+pub(crate) fn _reopen_broadcast<'py>(
+    py: Python<'py>,
     name: Option<String>,
     path: Option<PathBuf>,
     role: Option<&str>,
+    trust: Option<Bound<'py, PyAny>>,
 ) -> PyResult<PyBroadcast> {
-    PyBroadcast::open(py, name, path, role)
+    PyBroadcast::open(py, name, path, role, trust)
 }
 
 /// The context manager returned by `Broadcast.get_view()`.
@@ -605,7 +619,7 @@ impl PyBroadcastView {
         };
         let (exported, mv) = exported_view(
             py,
-            Keep::Broadcast(bc.bc.clone()),
+            Keep::Broadcast(bc.bc()?),
             rx.message_ptr(&m),
             m.len(),
             true,
@@ -670,7 +684,7 @@ impl PyBroadcastReservation {
         )?;
         let (exported, mv) = exported_view(
             py,
-            Keep::Broadcast(bc.bc.clone()),
+            Keep::Broadcast(bc.bc()?),
             tx.reservation_ptr(&r),
             r.len(),
             false,

@@ -41,7 +41,7 @@ use crate::location::Location;
 use crate::lock::eventcount::{EventCount, OsFutex};
 use crate::shm::error::SegmentError;
 use crate::shm::header::{Kind, LayoutRequest, MAX_ATTACH_SLOTS};
-use crate::shm::segment::Segment;
+use crate::shm::segment::{OpenTarget, Segment};
 use crate::shm::structured::Structured;
 use crate::sync::{AtomicU32, Ordering};
 
@@ -140,6 +140,11 @@ impl BroadcastOptions {
         }
         let limit = (Geometry::max_len_for(cap) - INDEX).min(u64::from(u32::MAX) - 1 - INDEX);
         let max_len = self.max_message_size.unwrap_or(limit);
+        if max_len == 0 {
+            return Err(Error::InvalidArgument(
+                "max_message_size must be at least 1 byte".into(),
+            ));
+        }
         if max_len > limit {
             return Err(Error::InvalidArgument(format!(
                 "max_message_size {max_len} is too large for a broadcast of {cap} bytes (at \
@@ -356,8 +361,9 @@ impl Broadcast {
         })
     }
 
-    /// Opens an existing broadcast; refuses another kind or an inconsistent geometry.
-    pub fn open(location: Location) -> Result<Broadcast> {
+    /// Opens an existing broadcast (a [`Location`], or one with a [`Trust`](crate::Trust));
+    /// refuses another kind or an inconsistent geometry.
+    pub fn open(location: impl Into<OpenTarget>) -> Result<Broadcast> {
         let st = Structured::open(location, Kind::Broadcast, None, &|_| {})?;
         let geo = *st.geometry();
         let frame_limit = geo.kind_param & 0xFFFF_FFFF;
@@ -385,6 +391,17 @@ impl Broadcast {
     /// Where it lives.
     pub fn location(&self) -> &Location {
         self.shared.location()
+    }
+
+    /// The trust that opens this broadcast again in another process (for pickling).
+    pub fn reopen_trust(&self) -> &crate::Trust {
+        self.shared.ch.structured().reopen_trust()
+    }
+
+    /// Checks that the segment's file was not truncated under this handle (one `fstat`; see
+    /// [`Structured::check_intact`]).
+    pub fn check_intact(&self) -> Result<()> {
+        self.shared.ch.structured().check_intact()
     }
 
     /// Capacity in bytes (a power of two).
