@@ -223,7 +223,10 @@ impl PyBroadcast {
     /// publisher role now (`memspace.RoleTakenError` while a live process holds it). `None`:
     /// neither (the first `put` claims the publisher role).
     #[staticmethod]
-    #[pyo3(signature = (name=None, *, path=None, role=Some("subscriber"), trust=None))]
+    #[pyo3(
+        signature = (name=None, *, path=None, role=Some("subscriber"), trust=None),
+        text_signature = "(name=None, *, path=None, role='subscriber', trust=None)"
+    )]
     fn open(
         py: Python<'_>,
         name: Option<String>,
