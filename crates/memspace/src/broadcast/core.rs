@@ -296,11 +296,18 @@ fn snapshot(
 pub(crate) fn validate(g: Geometry, mode: Overflow, ctl: &PubLine) -> Result<(), Corrupt> {
     // SYNC: Acquire loads pair with the publisher's Release and SeqCst stores.
     let head = ctl.head.load(Ordering::Acquire);
-    let tail = ctl.tail.load(Ordering::Acquire);
     check_pos("head", head)?;
     if mode == Overflow::Overwrite {
+        // A live publisher may go on between the loads: the head loaded before the tail is at
+        // most a lap ahead of it, the one loaded after it at least the tail (see
+        // `Subscriber::load_tail`); each bound is checked against the head it holds for.
+        // SYNC: Acquire, as above.
+        let tail = ctl.tail.load(Ordering::Acquire);
+        // SYNC: Acquire, as above.
+        let later = ctl.head.load(Ordering::Acquire);
         check_pos("tail", tail)?;
-        if tail > head || head - tail > g.capacity() {
+        check_pos("head", later)?;
+        if tail > later || head.saturating_sub(tail) > g.capacity() {
             return Err(Corrupt(format!(
                 "broadcast positions are impossible (head {head}, oldest record {tail}, \
                  capacity {})",
@@ -769,11 +776,27 @@ impl Subscriber {
         // before it is visible, so `tail <= head` below.
         let t = ctl.tail.load(Ordering::Acquire);
         check_pos("tail", t)?;
-        if t > self.cached_head {
-            self.load_head(ctl)?;
-        }
         let cap = self.g.capacity();
-        if t > self.cached_head || self.cached_head - t > cap {
+        // Each bound holds only for one order of the two loads. A head loaded *before* the
+        // tail is at most a lap ahead of it (the publisher retires records before it publishes
+        // over them, and the tail only grows); a head loaded *after* it is at least the tail
+        // (the Acquire above) but may be any number of laps ahead, since the publisher may
+        // have gone on publishing between the loads. So the lap bound is checked only against
+        // the older head: checking it against a head reloaded here called a live broadcast
+        // corrupt when a fast publisher ran ahead of a slow subscriber (found by the killed-
+        // publisher process test in overwrite mode).
+        if t <= self.cached_head {
+            if self.cached_head - t > cap {
+                return Err(Corrupt(format!(
+                    "broadcast positions are impossible (head {}, oldest record {t}, capacity \
+                     {cap})",
+                    self.cached_head
+                )));
+            }
+            return Ok(t);
+        }
+        self.load_head(ctl)?;
+        if t > self.cached_head {
             return Err(Corrupt(format!(
                 "broadcast positions are impossible (head {}, oldest record {t}, capacity {cap})",
                 self.cached_head
@@ -810,8 +833,10 @@ impl Subscriber {
                 self.resync(ctl, region)?;
                 continue;
             }
-            // In block mode `head - pos <= capacity` (checked at the head load); in overwrite
-            // mode `pos >= tail >= head - capacity`.
+            // In block mode `head - pos <= capacity` (checked at the head load). In overwrite
+            // mode `pos >= tail`, and `avail` may exceed the capacity (a head loaded after the
+            // tail, see `load_tail`): the checks below stay inside the lap (`to_end`), and what
+            // is read is used only after `overwritten` says the publisher has not reached it.
             let avail = self.cached_head - self.pos;
             let off = self.g.offset(self.pos);
             let to_end = cap - off;
