@@ -258,6 +258,53 @@ def test_use_after_close(shm_name: str) -> None:
         s.get_view()
 
 
+def test_close_keeps_location_pickling_and_views_and_frees_the_roles(shm_name: str) -> None:
+    b = Broadcast.create(shm_name, 4096, overflow="overwrite")
+    pub = Broadcast.open(shm_name, role="publisher")
+    sub = Broadcast.open(shm_name)
+    pub.put(b"in place")
+    view = sub.get_view()
+    mv = view.__enter__()
+    sub.close()
+    assert bytes(mv) == b"in place"  # the view keeps its own reference to the mapping
+    with pytest.raises(ValueError, match="closed"):
+        view.__exit__(None, None, None)
+    mv.release()
+    del view, mv
+    for h in (sub, pub):
+        h.close()
+        assert h.closed
+        # What is kept apart from the core object works after close()...
+        assert (h.name, h.path, h.capacity, h.overflow) == (shm_name, None, 4096, "overwrite")
+        assert "closed" in repr(h)
+        assert h.role is None
+        # ...the rest is a ValueError.
+        with pytest.raises(ValueError, match="closed Broadcast"):
+            _ = h.lag
+        with pytest.raises(ValueError, match="closed Broadcast"):
+            _ = h.max_message_size
+        with pytest.raises(ValueError, match="closed Broadcast"):
+            h.inspect()
+        with pytest.raises(ValueError, match="closed Broadcast"):
+            h.put(b"x")
+    again = pickle.loads(pickle.dumps(sub))  # a closed handle still pickles by name
+    assert not again.closed
+    assert again.role is None  # it was no longer a subscriber when pickled
+    # The publisher role went with close(): another handle claims it at once.
+    again.put(b"after")
+    assert b.inspect()["publisher_alive"] is True
+    assert b.inspect()["subscribers"] == []  # and so did the subscription
+    again.close()
+    b.unlink()  # the handle stays usable until closed
+    assert not b.closed
+    assert b.inspect()["published"] == 2
+    with pytest.raises(FileNotFoundError):
+        Broadcast.open(shm_name)
+    with pytest.raises(FileNotFoundError):
+        b.unlink()
+    b.close()
+
+
 # --- corrupt segments -------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@
 //! | 16 | `tail` | u64 (atomic) | overwrite mode: the oldest record still intact (the seqlock word) |
 //! | 24 | `version` | u64 (atomic) | odd while the publisher stores `sent` and `head` |
 //! | 32 | `slots_used` | u64 (atomic) | 1 + the highest slot a subscriber joined in (bounds scans) |
-//! | 128 | publisher role byte | - | the publisher holds an OFD lock on this byte of the file |
+//! | 128 | publisher role byte | - | the publisher holds an OFD write lock on this offset of the lock file (`shm::lockfile`) |
 //! | 192 | `published` | eventcount (2 × u32) | subscribers sleep here; a publication wakes them all |
 //! | 256 | `room` | eventcount (2 × u32) | block mode: the publisher sleeps here; subscribers wake it |
 //! | 384 + 128·i | cursor line of slot i | 4 × u64 (atomic) | `pos` (bytes read; `u64::MAX`: no subscriber), `next` (next index), `gen`, `missed` |
