@@ -15,6 +15,9 @@
   blocking waits that do not poll, batches and zero-copy views.
 - :mod:`memspace.aio`: every channel for asyncio (``await q.get()``, ``async for msg in q``),
   one waiter thread per event loop, never a thread per call.
+- :class:`Broadcast`: one publisher, any number of subscriber processes, each seeing every
+  message; the publisher waits for the slowest live subscriber or overwrites (a lapped
+  subscriber gets :class:`Lagged` with the exact count it missed).
 
 The core is written in Rust; nothing here requires knowing that.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from memspace._memspace import (
+    Broadcast,
     LockGuard,
     Mutex,
     Queue,
@@ -37,6 +41,7 @@ from memspace._record import Record
 from memspace._segments import SegmentInfo, segments
 from memspace.errors import (
     CorruptSegmentError,
+    Lagged,
     LayoutError,
     LockError,
     MemspaceError,
@@ -61,7 +66,9 @@ __all__ = [
     "ArchiveAdapter",
     "AsyncMemoryFileHandle",
     "AsyncMemoryFileSystem",
+    "Broadcast",
     "CorruptSegmentError",
+    "Lagged",
     "LayoutError",
     "LockError",
     "LockGuard",

@@ -719,6 +719,156 @@ class RingReservation:
     ) -> bool: ...
 
 @final
+class Broadcast:
+    """One publisher, any number of subscribers, each seeing every message, between processes.
+
+    Every subscriber sees every message published after it subscribed, in order, exactly once.
+    ``overflow="block"``: the publisher waits for the slowest live subscriber (a dead one stops
+    holding it back at once). ``overflow="overwrite"``: the publisher never waits; a subscriber
+    that fell a lap behind gets :class:`memspace.Lagged` (with the exact count it missed) and
+    continues with the oldest message still there. Blocking waits do not poll and release the
+    GIL.
+    """
+
+    @staticmethod
+    def create(
+        name: str | None = None,
+        capacity: int | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        max_message_size: int | None = None,
+        overflow: Literal["block", "overwrite"] = "block",
+        mode: int = 0o600,
+    ) -> Broadcast:
+        """Create a broadcast of at least ``capacity`` bytes (rounded up to a power of two).
+
+        The handle holds no role: its first ``put`` claims the publisher role.
+        """
+
+    @staticmethod
+    def open(
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        role: Literal["subscriber", "publisher"] | None = "subscriber",
+        trust: _Trust = None,
+    ) -> Broadcast:
+        """Open a broadcast: subscribe now (the default), claim the publisher role, or neither.
+
+        A subscriber sees every message published after ``open`` returns.
+        ``memspace.RoleTakenError`` if another live process holds the publisher role.
+        ``trust`` as for :meth:`SharedMemory.open`.
+        """
+
+    @staticmethod
+    def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        """Remove a broadcast's segment."""
+
+    def unlink(self) -> None:
+        """Remove this broadcast's segment (handles that have it open keep it)."""
+
+    def put(self, data: Buffer, block: bool = True, timeout: float | None = None) -> None:
+        """Send one message to every subscriber; ``queue.Full`` if there is no room in time."""
+
+    def put_nowait(self, data: Buffer) -> None:
+        """``put(data, block=False)``."""
+
+    def try_put(self, data: Buffer) -> bool:
+        """Send one message if there is room now; return whether it was sent."""
+
+    def put_many(self, items: Iterable[Buffer], timeout: float | None = None) -> int:
+        """Send every message in order, publishing once per run; return how many were sent."""
+
+    def get(self, block: bool = True, timeout: float | None = None) -> bytes:
+        """Take the next message; ``queue.Empty`` if none arrives in time.
+
+        Overwrite mode: :class:`memspace.Lagged` if the publisher lapped this subscriber.
+        """
+
+    def get_nowait(self) -> bytes:
+        """``get(block=False)``."""
+
+    def try_get(self) -> bytes | None:
+        """Take the next message if there is one now."""
+
+    def get_many(self, max_count: int, timeout: float | None = None) -> list[bytes]:
+        """Wait for one message, then take up to ``max_count`` without waiting."""
+
+    def get_view(self, timeout: float | None = None) -> BroadcastView:
+        """Context manager: a read-only memoryview of the next message, consumed on exit.
+
+        Overwrite mode: leaving the block raises :class:`memspace.Lagged` if the publisher
+        wrote over the message while the block ran (discard what was read).
+        """
+
+    def reserve(self, n: int, timeout: float | None = None) -> BroadcastReservation:
+        """Context manager: a writable memoryview of ``n`` bytes, published on exit."""
+
+    @property
+    def capacity(self) -> int:
+        """Capacity in bytes (a power of two)."""
+
+    @property
+    def max_message_size(self) -> int:
+        """Largest message in bytes."""
+
+    @property
+    def overflow(self) -> Literal["block", "overwrite"]:
+        """What the publisher does when a subscriber falls behind."""
+
+    @property
+    def role(self) -> Literal["publisher", "subscriber", "both"] | None:
+        """The roles this handle holds."""
+
+    @property
+    def lag(self) -> int | None:
+        """Messages published that this subscriber has not read (None: not a subscriber)."""
+
+    @property
+    def name(self) -> str | None:
+        """The POSIX name, or None for a file-backed broadcast."""
+
+    @property
+    def path(self) -> pathlib.Path | None:
+        """The file path, or None for a POSIX broadcast."""
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+
+    @property
+    def _control_offset(self) -> int: ...
+    @property
+    def _data_offset(self) -> int: ...
+    def inspect(self) -> dict[str, Any]:
+        """Geometry, the publisher's position and each live subscriber's lag."""
+
+    def close(self) -> None:
+        """Give up the publisher role and the subscription and detach; the broadcast stays."""
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+@final
+class BroadcastView:
+    """Returned by :meth:`Broadcast.get_view`."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+
+@final
+class BroadcastReservation:
+    """Returned by :meth:`Broadcast.reserve`."""
+
+    def __enter__(self) -> memoryview: ...
+    def __exit__(
+        self, exc_type: type[BaseException] | None, _exc: object = None, _tb: object = None
+    ) -> bool: ...
+
+@final
 class QueueView:
     """Returned by :meth:`Queue.get_view`."""
 
@@ -757,6 +907,12 @@ class _Waiter:
 def _reopen(
     cls: Any, name: str | None, path: str | os.PathLike[str] | None, trust: _Trust = None
 ) -> Any: ...
+def _reopen_broadcast(
+    name: str | None,
+    path: str | os.PathLike[str] | None,
+    role: Literal["subscriber", "publisher"] | None,
+    trust: _Trust = None,
+) -> Broadcast: ...
 def _header_report(
     name: str | None = None, *, path: str | os.PathLike[str] | None = None
 ) -> dict[str, Any] | None: ...

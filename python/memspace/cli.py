@@ -149,6 +149,37 @@ def _channel(opener: Any, where: dict[str, Any]) -> _Holds:
     return _Holds(False, f"{n} {word} ({_human(details['used_bytes'])})", details)
 
 
+def _holds_broadcast(where: dict[str, Any], header: _Header) -> _Holds:
+    # role=None: subscribing would hold a block-mode publisher back; the inspector is in no
+    # subscriber list.
+    with memspace.Broadcast.open(role=None, **where) as b:
+        info = dict(b.inspect())
+    details: dict[str, Any] = {
+        k: info[k]
+        for k in (
+            "capacity",
+            "max_message_size",
+            "overflow",
+            "published",
+            "publisher_alive",
+            "dead_subscribers",
+        )
+    }
+    subs = [
+        {k: s[k] for k in ("pid", "slot", "lag_messages", "lag_bytes", "missed")}
+        for s in info["subscribers"]
+    ]
+    details["subscribers"] = subs
+    # What a broadcast holds is what its live subscribers have not read: a new subscriber
+    # sees only what is published after it subscribes.
+    unread = sum(s["lag_messages"] for s in subs)
+    if unread == 0:
+        return _Holds(True, "no unread messages", details)
+    word = "message" if unread == 1 else "messages"
+    who = "subscriber" if len(subs) == 1 else "subscribers"
+    return _Holds(False, f"{unread} unread {word} (for {len(subs)} {who})", details)
+
+
 def _holds_view(where: dict[str, Any], header: _Header) -> _Holds:
     view = memspace.View.open(**where)
     data = view.read_bytes(0, view.size)
@@ -191,6 +222,7 @@ def _holds_fs(where: dict[str, Any], header: _Header) -> _Holds:
 _HOLDS: dict[str, Callable[[dict[str, Any], _Header], _Holds]] = {
     "ring": lambda where, _h: _channel(memspace.Ring, where),
     "queue": lambda where, _h: _channel(memspace.Queue, where),
+    "broadcast": _holds_broadcast,
     "view": _holds_view,
     "record": _holds_record,
     "mutex": lambda _w, _h: _Holds(True, "nothing (a lock)"),
@@ -201,10 +233,10 @@ _HOLDS: dict[str, Callable[[dict[str, Any], _Header], _Holds]] = {
 
 def _holds(where: dict[str, Any], header: _Header | None, in_use: bool | None) -> _Holds:
     """What the segment holds. The rule ``rm --stale`` follows: a lock holds nothing; a ring
-    or queue holds its messages; a view or record always holds its values (a zero is a
-    value too); a segment whose creator died before it was ready holds nothing; anything
-    memspace cannot read (corrupt, poisoned, another version, a kind it does not know)
-    counts as holding data."""
+    or queue holds its messages; a broadcast what its live subscribers have not read; a view
+    or record always holds its values (a zero is a value too); a segment whose creator died
+    before it was ready holds nothing; anything memspace cannot read (corrupt, poisoned,
+    another version, a kind it does not know) counts as holding data."""
     if header is None:
         return _Holds(False, "raw bytes (not a memspace structure)")
     if header.state == "initializing":
@@ -256,7 +288,8 @@ def _report(target: _Target, seg: memspace.SegmentInfo | None) -> dict[str, Any]
     """One report, the same keys for every kind where the concept is shared: name, path,
     kind, size, mode, uid, modified, state, created, creator_pid, in_use, empty, holds;
     then the kind's own (for rings and queues: capacity, max_message_size, messages,
-    used_bytes, free_bytes; the ring's roles; the queue's other attached processes)."""
+    used_bytes, free_bytes; the ring's roles; the queue's other attached processes; a
+    broadcast's publisher and live subscribers with their lag)."""
     if seg is not None:
         size, mode, uid, modified = seg.size, seg.mode, seg.uid, seg.modified
     else:
@@ -498,7 +531,7 @@ def _parser() -> argparse.ArgumentParser:
         "--stale",
         action="store_true",
         help="remove only structured segments that no live process is attached to and that "
-        "hold nothing: locks, empty rings and queues, ones whose creator died while "
+        "hold nothing: locks, empty rings and queues, broadcasts, ones whose creator died while "
         "creating them (all of your own when no NAME is given)",
     )
     rm.add_argument(

@@ -12,6 +12,7 @@ import queue
 
 __all__ = [
     "CorruptSegmentError",
+    "Lagged",
     "LayoutError",
     "LockError",
     "MFSNodeLimitExceededError",
@@ -85,11 +86,32 @@ class LockError(MemspaceError, RuntimeError):
 
 
 class RoleTakenError(MemspaceError, RuntimeError):
-    """A ring's producer or consumer role is held by another live process (or handle).
+    """A ring's producer or consumer role, or a broadcast's publisher role, is held by another
+    live process (or handle).
 
-    A ring has exactly one producer and one consumer. A role whose holder died is free again
-    and can be taken over; a stopped (``SIGSTOP``) holder is alive and keeps its role.
+    A ring has exactly one producer and one consumer, a broadcast one publisher. A role whose
+    holder died is free again and can be taken over; a stopped (``SIGSTOP``) holder is alive
+    and keeps its role.
     """
+
+
+class Lagged(MemspaceError):
+    """A :class:`~memspace.Broadcast` subscriber (overwrite mode) fell a lap behind.
+
+    The publisher overwrote ``count`` messages this subscriber had not read (or the one it was
+    reading in a ``get_view()`` block: what it read must be discarded). The subscriber
+    continues with the oldest message still there: the next ``get`` returns it. ``count`` is
+    exact (it is computed from the messages' indices).
+    """
+
+    count: int
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        super().__init__(count)
+
+    def __str__(self) -> str:
+        return f"the subscriber fell behind and missed {self.count} messages"
 
 
 class QueueBusy(MemspaceError, queue.Full, queue.Empty):

@@ -141,6 +141,7 @@ def test_rm_stale_removes_unattached_segments_that_hold_nothing(
     make_name: Callable[[str], str],
 ) -> None:
     q, r, m, rw = make_name("q"), make_name("r"), make_name("m"), make_name("rw")
+    b = make_name("b")
     make_and_exit(
         """
 q = memspace.Queue.create(sys.argv[1], 1 << 14)
@@ -148,18 +149,25 @@ q.put(b"taken"); q.get()
 memspace.Ring.create(sys.argv[2], 1 << 14)
 memspace.Mutex.create(sys.argv[3])
 memspace.RwLock.create(sys.argv[4])
+bc = memspace.Broadcast.create(sys.argv[5], 1 << 14)
+sub = memspace.Broadcast.open(sys.argv[5])
+bc.put(b"unread when the subscriber went")
 """,
         q,
         r,
         m,
         rw,
+        b,
     )
-    out = run_cli("rm", "--stale", "-n", q, r, m, rw).stdout
+    out = run_cli("rm", "--stale", "-n", q, r, m, rw, b).stdout
     assert f"would remove {q} (queue, holds no messages)" in out
     assert f"would remove {m} (mutex, holds nothing" in out
-    assert all(exists(n) for n in (q, r, m, rw))
-    out = run_cli("rm", "--stale", q, r, m, rw).stdout
-    for n in (q, r, m, rw):
+    # A new subscriber sees only what is published after it subscribed: without a live
+    # subscriber, a broadcast holds nothing.
+    assert f"would remove {b} (broadcast, holds no unread messages)" in out
+    assert all(exists(n) for n in (q, r, m, rw, b))
+    out = run_cli("rm", "--stale", q, r, m, rw, b).stdout
+    for n in (q, r, m, rw, b):
         assert f"removed {n} " in out
         assert not exists(n)
 
@@ -259,18 +267,20 @@ def test_rm_stale_never_touches_raw_or_attached_segments(
 
 @linux_only
 def test_inspect_reports_share_their_keys_across_kinds(make_name: Callable[[str], str]) -> None:
-    names = {k: make_name(k) for k in ("ring", "queue", "view", "record", "mutex", "rwlock")}
+    kinds = ("ring", "queue", "view", "record", "mutex", "rwlock", "broadcast")
+    names = {k: make_name(k) for k in kinds}
     raw = make_name("raw")
     make_and_exit(
         """
-ring, queue, view, record, mutex, rwlock = sys.argv[1:7]
+ring, queue, view, record, mutex, rwlock, broadcast = sys.argv[1:8]
 memspace.Ring.create(ring, 4096)
 memspace.Queue.create(queue, 4096).put(b"m")
 memspace.View.create(view, 64)
 memspace.Record.define("R", x="i64").create(record, x=1)
 memspace.Mutex.create(mutex)
 memspace.RwLock.create(rwlock)
-memspace.SharedMemory.create(sys.argv[7], 100).close()
+memspace.Broadcast.create(broadcast, 4096, overflow="overwrite").put(b"m")
+memspace.SharedMemory.create(sys.argv[8], 100).close()
 """,
         *names.values(),
         raw,
@@ -296,8 +306,11 @@ memspace.SharedMemory.create(sys.argv[7], 100).close()
     assert reports["mutex"]["empty"] is True
     assert reports["rwlock"]["readers"] == 0
     assert reports["raw"]["state"] is None
-    for kind in ("ring", "queue", "view", "record", "mutex", "rwlock"):
+    for kind in kinds:
         assert reports[kind]["state"] == "ready"
+    bc = reports["broadcast"]
+    assert (bc["capacity"], bc["overflow"], bc["published"]) == (4096, "overwrite", 1)
+    assert (bc["publisher_alive"], bc["subscribers"], bc["empty"]) == (False, [], True)
 
 
 @linux_only

@@ -106,7 +106,7 @@ def test_a_squatted_queue_is_refused(nobody: OtherUser, shm_name: str, tmp_path:
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("kind", ["SharedMemory", "Mutex", "RwLock", "View", "Ring"])
+@pytest.mark.parametrize("kind", ["SharedMemory", "Mutex", "RwLock", "View", "Ring", "Broadcast"])
 def test_every_kind_refuses_a_squatted_name(kind: str, nobody: OtherUser, shm_name: str) -> None:
     make = {
         "SharedMemory": "memspace.SharedMemory.create(n, 64, mode=0o666)",
@@ -114,12 +114,42 @@ def test_every_kind_refuses_a_squatted_name(kind: str, nobody: OtherUser, shm_na
         "RwLock": "memspace.RwLock.create(n, mode=0o666)",
         "View": "memspace.View.create(n, 64, mode=0o666)",
         "Ring": "memspace.Ring.create(n, 4096, mode=0o666)",
+        "Broadcast": "memspace.Broadcast.create(n, 4096, mode=0o666)",
     }[kind]
     nobody.run(f"import sys, memspace\nn = sys.argv[1]\n{make}\n", shm_name)
     cls = getattr(memspace, kind)
     with pytest.raises(PermissionError):
         cls.open(shm_name)
     cls.open(shm_name, trust="any")
+
+
+def test_a_squatted_broadcast_is_refused_to_subscribers_and_publishers(
+    nobody: OtherUser, shm_name: str, attackers: list[subprocess.Popen[Any]]
+) -> None:
+    # The squatter creates "/ticks" first and publishes what it likes: a victim that expects
+    # its own broadcast must not subscribe to it, nor publish into it for the squatter to read.
+    attacker = nobody.start(
+        "import sys, time, memspace\n"
+        "b = memspace.Broadcast.create(sys.argv[1], 4096, mode=0o666, overflow='overwrite')\n"
+        "print('READY', flush=True)\n"
+        "while True:\n"
+        "    b.put(b'forged')\n"
+        "    time.sleep(0.01)\n",
+        shm_name,
+    )
+    attackers.append(attacker)
+    _wait_ready(attacker)
+    assert _dev_shm(shm_name).stat().st_uid == nobody.uid
+    for role in ("subscriber", "publisher", None):
+        with pytest.raises(PermissionError) as info:
+            memspace.Broadcast.open(shm_name, role=role)
+        assert f"uid {nobody.uid}" in str(info.value)
+        assert "trust=" in str(info.value)
+    with pytest.raises(memspace.RoleTakenError):  # the squatter publishes
+        memspace.Broadcast.open(shm_name, role="publisher", trust=nobody.uid)
+    # Deliberate sharing: trusting that user subscribes (and sees its messages).
+    with memspace.Broadcast.open(shm_name, trust=nobody.uid) as sub:
+        assert sub.get(timeout=10) == b"forged"
 
 
 def test_a_squatted_private_segment_is_refused_too(nobody: OtherUser, shm_name: str) -> None:
@@ -216,6 +246,41 @@ def test_a_reader_cannot_take_a_ring_role(
     assert rx.get(timeout=5) == b"still works"
 
 
+def test_a_reader_cannot_take_the_broadcast_publisher_role_or_fake_a_subscriber(
+    nobody: OtherUser, shm_name: str, attackers: list[subprocess.Popen[Any]]
+) -> None:
+    owner = memspace.Broadcast.create(shm_name, 4096, mode=0o644)  # holds no role
+    seg = _dev_shm(shm_name)
+    lock_file = seg.with_name(seg.name + ".memspace-lock")
+    # A subscriber of ours that dies without reading: block mode must not wait for it.
+    ready = ctx.Event()
+    dead = ctx.Process(target=_subscribe_and_sleep, args=(shm_name, ready), daemon=True)
+    dead.start()
+    assert ready.wait(30)
+    attacker = nobody.start(READ_LOCKER, str(seg), str(lock_file))
+    attackers.append(attacker)
+    lines = _wait_ready(attacker)
+    assert f"LOCKED {seg}" in lines  # 0644: it may read the segment and lock it...
+    assert not [ln for ln in lines if ln.startswith(f"LOCKED {lock_file}")]  # ...not this
+    os.kill(dead.pid, signal.SIGKILL)
+    dead.join(10)
+    info = owner.inspect()
+    assert info["dead_subscribers"] == 1  # not faked alive by the reader's locks
+    assert info["subscribers"] == []
+    pub = memspace.Broadcast.open(shm_name, role="publisher")  # not blocked by the reader
+    sub = memspace.Broadcast.open(shm_name)
+    for i in range(200):  # 200 records of 48 bytes: twice round the 4096-byte ring
+        pub.put(i.to_bytes(4, "little") * 8, timeout=10)
+        assert sub.get(timeout=10) == i.to_bytes(4, "little") * 8
+
+
+def _subscribe_and_sleep(name: str, ready: Any) -> None:
+    sub = memspace.Broadcast.open(name)
+    ready.set()
+    time.sleep(3600)
+    sub.close()  # never reached: keeps the subscription until the kill
+
+
 # --- truncation -----------------------------------------------------------------------------
 
 
@@ -262,6 +327,40 @@ def test_a_writer_that_truncates_is_detected_where_it_can_be(
     assert victim.returncode == 0, (victim.returncode, out)
     assert out.split("\n")[:2] == ["DETECTED True", "REFUSED"], out
     memspace.Queue.remove(path=path)
+
+
+def test_a_writer_that_truncates_a_broadcast_is_detected(
+    nobody: OtherUser, shared_dir: Path
+) -> None:
+    # As for the queue: a peer allowed to write (mode 0o666, trust=) shrinks the file; the
+    # live handle's inspect() and a new open refuse it instead of reading past the end.
+    path = shared_dir / "b"
+    victim = _victim(
+        "import sys, memspace\n"
+        "b = memspace.Broadcast.create(path=sys.argv[1], capacity=1 << 16, mode=0o666)\n"
+        "b.put(b'x')\n"
+        "print('CREATED', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "try:\n"
+        "    b.inspect()\n"
+        "except memspace.CorruptSegmentError as e:\n"
+        "    print('DETECTED', 'truncated' in str(e), flush=True)\n"
+        "try:\n"
+        "    memspace.Broadcast.open(path=sys.argv[1], trust='any')\n"
+        "except memspace.LayoutError as e:\n"
+        "    print('REFUSED', flush=True)\n",
+        str(path),
+    )
+    assert victim.stdout is not None
+    assert victim.stdin is not None
+    assert victim.stdout.readline().strip() == "CREATED"
+    nobody.run("import os, sys\nos.truncate(sys.argv[1], 4096)\n", str(path))
+    victim.stdin.write("go\n")
+    victim.stdin.flush()
+    out, _ = victim.communicate(timeout=60)
+    assert victim.returncode == 0, (victim.returncode, out)
+    assert out.split("\n")[:2] == ["DETECTED True", "REFUSED"], out
+    memspace.Broadcast.remove(path=path)
 
 
 def test_a_writer_that_truncates_a_raw_segment_kills_its_mapper_with_sigbus(

@@ -28,6 +28,11 @@ KINDS: dict[str, tuple[Callable[[str], Any], Callable[[str], Any], Callable[[Any
     "Record": (lambda n: Foo.create(n, bar=1), Foo.open, lambda f: f.bar),
     "Ring": (lambda n: memspace.Ring.create(n, 4096), memspace.Ring.open, len),
     "Queue": (lambda n: memspace.Queue.create(n, 4096), memspace.Queue.open, lambda q: q.qsize()),
+    "Broadcast": (
+        lambda n: memspace.Broadcast.create(n, 4096),
+        memspace.Broadcast.open,
+        lambda b: b.max_message_size,
+    ),
 }
 
 

@@ -57,9 +57,24 @@ def _hold_read(name: str, ready: Any) -> None:
 
 
 def _hold_producer(name: str, ready: Any) -> None:
-    memspace.Ring.open(name, role="producer")
+    # Kept in a variable: a handle dropped at once would give the role back before the kill.
+    tx = memspace.Ring.open(name, role="producer")
     ready.set()
     time.sleep(3600)
+    tx.close()  # never reached
+
+
+def _start_and_check(target: Any, name: str, check: Any) -> None:
+    """Runs `check()` while `target` holds what it holds, then kills it."""
+    ready = ctx.Event()
+    p = ctx.Process(target=target, args=(name, ready), daemon=True)
+    p.start()
+    try:
+        assert ready.wait(30)
+        check()
+    finally:
+        os.kill(p.pid, signal.SIGKILL)
+        p.join(10)
 
 
 def _start_and_kill(target: Any, name: str) -> None:
@@ -74,12 +89,12 @@ def _start_and_kill(target: Any, name: str) -> None:
     assert p.exitcode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("kind", ["Mutex", "RwLock", "View", "Queue", "Ring"])
+@pytest.mark.parametrize("kind", ["Mutex", "RwLock", "View", "Queue", "Ring", "Broadcast"])
 def test_a_reader_cannot_keep_anyone_from_attaching(
     kind: str, shm_name: str, attacker: list[int]
 ) -> None:
     cls = getattr(memspace, kind)
-    args = (4096,) if kind in ("View", "Queue", "Ring") else ()
+    args = (4096,) if kind in ("View", "Queue", "Ring", "Broadcast") else ()
     cls.create(shm_name, *args, mode=0o644)
     attacker.append(read_lock_everything(_file(shm_name)))
     handles = [cls.open(shm_name) for _ in range(3)]  # each attaches: takes a slot
@@ -103,6 +118,42 @@ def test_a_reader_cannot_take_or_keep_a_ring_role(shm_name: str, attacker: list[
     tx = memspace.Ring.open(shm_name, role="producer")  # the dead producer's role is free
     tx.put(b"hello")
     assert rx.get(timeout=5) == b"hello"
+
+
+def _hold_publisher(name: str, ready: Any) -> None:
+    pub = memspace.Broadcast.open(name, role="publisher")
+    ready.set()
+    time.sleep(3600)
+    pub.close()  # never reached: keeps `pub` alive until the kill
+
+
+def _hold_subscription(name: str, ready: Any) -> None:
+    sub = memspace.Broadcast.open(name)  # subscribes, and never reads
+    ready.set()
+    time.sleep(3600)
+    sub.close()  # never reached: keeps `sub` alive until the kill
+
+
+def test_a_reader_cannot_take_or_keep_a_broadcast_role_or_subscriber(
+    shm_name: str, attacker: list[int]
+) -> None:
+    memspace.Broadcast.create(shm_name, 4096, mode=0o644)
+    attacker.append(read_lock_everything(_file(shm_name)))
+    sub = memspace.Broadcast.open(shm_name)  # attaching is not blocked by the reader's lock
+    with pytest.raises(memspace.RoleTakenError):  # (the fixture is sound: a live one holds it)
+        _start_and_check(_hold_publisher, shm_name, lambda: sub.put(b"x"))
+    _start_and_kill(_hold_publisher, shm_name)
+    pub = memspace.Broadcast.open(shm_name, role="publisher")  # the dead publisher's role
+    assert pub.inspect()["publisher_alive"] is True
+    # A subscriber killed without reading anything: in block mode it would hold the publisher
+    # back forever if the reader's lock made it look alive.
+    _start_and_kill(_hold_subscription, shm_name)
+    info = pub.inspect()
+    assert info["dead_subscribers"] == 1
+    assert [s["pid"] for s in info["subscribers"]] == [os.getpid()]
+    for i in range(200):  # 200 records of 48 bytes: twice round the 4096-byte ring
+        pub.put(i.to_bytes(4, "little") * 8, timeout=10)
+        assert sub.get(timeout=10) == i.to_bytes(4, "little") * 8
 
 
 def test_a_reader_cannot_make_a_stale_segment_look_in_use(

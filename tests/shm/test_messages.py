@@ -15,7 +15,14 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.mark.parametrize(
-    "open_", [memspace.Ring.open, memspace.Queue.open, memspace.Mutex.open, memspace.View.open]
+    "open_",
+    [
+        memspace.Ring.open,
+        memspace.Queue.open,
+        memspace.Mutex.open,
+        memspace.View.open,
+        memspace.Broadcast.open,
+    ],
 )
 def test_a_zero_filled_raw_segment_is_named_raw_and_rm_is_the_advice(
     shm_name: str, open_: Callable[[str], object]
@@ -42,7 +49,7 @@ def test_a_zero_filled_file_names_rm_with_path(tmp_path: Path) -> None:
         memspace.Ring.open(path=p)
 
 
-@pytest.mark.parametrize("cls", [memspace.Ring, memspace.Queue])
+@pytest.mark.parametrize("cls", [memspace.Ring, memspace.Queue, memspace.Broadcast])
 def test_a_name_that_is_a_path_says_pass_path(cls: type) -> None:
     # mmap-ipc's examples name rings "/tmp/ring".
     with pytest.raises(ValueError, match=r'looks like a file path.*pass path="/tmp/ring"'):
@@ -124,6 +131,20 @@ def test_a_role_held_in_this_process_says_so(shm_name: str) -> None:
             ring.put(b"y")
         tx.close()
         ring.put(b"y")  # the role is free once that handle is closed
+
+
+def test_a_broadcast_publisher_held_in_this_process_says_so(shm_name: str) -> None:
+    with (
+        memspace.Broadcast.create(shm_name, 4096) as b,
+        memspace.Broadcast.open(shm_name, role="publisher") as pub,
+    ):
+        with pytest.raises(
+            memspace.RoleTakenError,
+            match=f'the publisher role of "{shm_name}" is held by another handle in this process',
+        ):
+            b.put(b"y")
+        pub.close()
+        b.put(b"y")  # the role is free once that handle is closed
 
 
 def test_a_role_held_by_another_process_says_so(shm_name: str) -> None:

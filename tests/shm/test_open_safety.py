@@ -41,6 +41,10 @@ STRUCTURED = {
     "Record": (lambda p: Rec.create(path=p), Rec.open),
     "Ring": (lambda p: memspace.Ring.create(path=p, capacity=4096), memspace.Ring.open),
     "Queue": (lambda p: memspace.Queue.create(path=p, capacity=4096), memspace.Queue.open),
+    "Broadcast": (
+        lambda p: memspace.Broadcast.create(path=p, capacity=4096),
+        memspace.Broadcast.open,
+    ),
 }
 
 

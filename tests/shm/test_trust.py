@@ -39,6 +39,10 @@ KINDS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
     "Record": (lambda n, mode: Record.create(n, mode=mode), Record.open),
     "Ring": (lambda n, mode: memspace.Ring.create(n, 4096, mode=mode), memspace.Ring.open),
     "Queue": (lambda n, mode: memspace.Queue.create(n, 4096, mode=mode), memspace.Queue.open),
+    "Broadcast": (
+        lambda n, mode: memspace.Broadcast.create(n, 4096, mode=mode),
+        memspace.Broadcast.open,
+    ),
 }
 
 

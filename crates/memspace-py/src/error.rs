@@ -57,6 +57,7 @@ fn new_err2(cls: PyResult<Bound<'_, PyType>>, a: u64, b: u64) -> PyErr {
 exc_type!(corrupt_error, "CorruptSegmentError");
 exc_type!(lock_error, "LockError");
 exc_type!(role_taken_error, "RoleTakenError");
+exc_type!(lagged_error, "Lagged");
 exc_type!(queue_busy_error, "QueueBusy");
 
 /// Builds `cls(errno, message)` (the `OSError` form) or `cls(message)`.
@@ -148,6 +149,15 @@ pub(crate) fn to_py(err: Error) -> PyErr {
             }
             ChannelError::Timeout { .. } => PyTimeoutError::new_err(msg),
             ChannelError::TaskDoneTooOften { .. } => PyValueError::new_err(msg),
+            // `memspace.Lagged(count)` words its own message.
+            ChannelError::Lagged { missed, .. } => {
+                Python::attach(
+                    |py| match lagged_error(py).and_then(|c| c.call1((missed,))) {
+                        Ok(obj) => PyErr::from_value(obj),
+                        Err(e) => e,
+                    },
+                )
+            }
             ChannelError::Busy { .. } => {
                 Python::attach(|py| new_err(py, queue_busy_error(py), None, msg))
             }

@@ -1,6 +1,7 @@
-//! Memory exported to Python in place: the buffer exporter behind zero-copy views of ring and
-//! queue messages and reservations, and the one copy out of such memory into a new `bytes`;
-//! also how the filesystems borrow a bytes-like argument and fill a new `bytes` in place.
+//! Memory exported to Python in place: the buffer exporter behind zero-copy views of ring,
+//! queue and broadcast messages and reservations, and the one copy out of such memory into a
+//! new `bytes`; also how the filesystems borrow a bytes-like argument and fill a new `bytes` in
+//! place.
 //!
 //! Lifetime rule: an exporter holds what keeps its bytes valid (a clone of the ring or queue
 //! handle, which keeps the mapping; for a taken queue message, the message itself, so that its
@@ -40,6 +41,8 @@ pub(crate) fn bytes_at(py: Python<'_>, ptr: *const u8, len: usize) -> PyResult<B
 pub(crate) enum Keep {
     /// Held only to keep the mapping alive.
     Ring(#[allow(dead_code)] Ring),
+    /// Held only to keep the mapping alive.
+    Broadcast(#[allow(dead_code)] memspace::Broadcast),
     QueueMessage {
         q: Queue,
         m: Mutex<Option<QueueMessage>>,

@@ -103,9 +103,27 @@ pub(crate) fn at_location<T: Send>(
 /// through `$remove`, a core function taking `&Location`) and `__reduce__` (pickling by
 /// reference). `|$s| $loc` gives the handle's location from `&self`, and `trust = $trust`
 /// (with the same `$s`) the trust that opens it again; both are kept apart from the core
-/// object, so that all of these work after `close()` too.
+/// object, so that all of these work after `close()` too. With `own_reduce` instead of
+/// `trust = ...`, the class writes its own `__reduce__` (a broadcast's reopens with its role).
 macro_rules! located_handle {
     ($cls:ty, remove = $remove:path, |$s:ident| $loc:expr, trust = $trust:expr) => {
+        $crate::handle::located_handle!($cls, remove = $remove, |$s| $loc, own_reduce);
+
+        #[pyo3::pymethods]
+        impl $cls {
+            /// Pickles as a reference: unpickling opens the same segment by name or path.
+            fn __reduce__<'py>(
+                slf: &pyo3::Bound<'py, Self>,
+            ) -> PyResult<(
+                pyo3::Bound<'py, pyo3::PyAny>,
+                pyo3::Bound<'py, pyo3::types::PyTuple>,
+            )> {
+                let $s = slf.get();
+                $crate::handle::reduce(slf.py(), slf.get_type().as_any(), $loc, $trust)
+            }
+        }
+    };
+    ($cls:ty, remove = $remove:path, |$s:ident| $loc:expr, own_reduce) => {
         #[pyo3::pymethods]
         impl $cls {
             /// The POSIX name, or None for a file-backed segment.
@@ -136,17 +154,6 @@ macro_rules! located_handle {
                 use $crate::error::IntoPyResult;
                 let $s = self;
                 $remove($loc).py_err()
-            }
-
-            /// Pickles as a reference: unpickling opens the same segment by name or path.
-            fn __reduce__<'py>(
-                slf: &pyo3::Bound<'py, Self>,
-            ) -> PyResult<(
-                pyo3::Bound<'py, pyo3::PyAny>,
-                pyo3::Bound<'py, pyo3::types::PyTuple>,
-            )> {
-                let $s = slf.get();
-                $crate::handle::reduce(slf.py(), slf.get_type().as_any(), $loc, $trust)
             }
         }
     };

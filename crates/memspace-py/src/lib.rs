@@ -18,6 +18,7 @@ mod value;
 
 // One file per Python class family (the upper floor): none imports another.
 mod aio;
+mod broadcast;
 mod fs;
 mod lock;
 mod queue;
@@ -50,6 +51,10 @@ fn memspace_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ring::PyRing>()?;
     m.add_class::<ring::PyRingView>()?;
     m.add_class::<ring::PyRingReservation>()?;
+    m.add_class::<broadcast::PyBroadcast>()?;
+    m.add_class::<broadcast::PyBroadcastView>()?;
+    m.add_class::<broadcast::PyBroadcastReservation>()?;
+    m.add_function(wrap_pyfunction!(broadcast::_reopen_broadcast, m)?)?;
     m.add_class::<export::MessageBytes>()?;
     m.add_class::<signal::PySignal>()?;
     m.add_class::<aio::PyWaiter>()?;

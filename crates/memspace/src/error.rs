@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`Error::Segment`] | [`SegmentError`] (`shm`) | a segment's name, existence, permissions, space, bounds, layout, state, attachment table, or a system call on it |
 //! | [`Error::Lock`] | [`LockError`] (`lock`) | a lock not acquired in time, a wait that would deadlock, a release by a non-holder |
-//! | [`Error::Channel`] | [`ChannelError`] (`channel`) | a ring role held by a live process, a channel wait that timed out |
+//! | [`Error::Channel`] | [`ChannelError`] (`channel`) | a ring or broadcast role held by a live process, a channel wait that timed out, a broadcast subscriber that was lapped |
 //! | [`Error::Data`] | [`DataError`] (`view`) | typed data of another type, undecodable, or out of range |
 //! | [`Error::Fs`] | [`FsError`](crate::fs::FsError) (`fs`) | a path that names nothing or the wrong kind, the quota or node limit, a file lock, a closed or busy handle, ... |
 //!
@@ -42,7 +42,7 @@ pub enum Error {
     #[error(transparent)]
     Lock(#[from] LockError),
 
-    /// A channel (ring, queue) refused or timed out.
+    /// A channel (ring, queue, broadcast) refused or timed out.
     #[error(transparent)]
     Channel(#[from] ChannelError),
 

@@ -14,12 +14,14 @@
 //!   ([`mpmc::parts`]);
 //! - [`Signal`] and [`Waiter`]: a channel's eventcount held apart from its handle, and one
 //!   thread waiting on many of them at once (what an event loop integration is built on);
+//! - [`broadcast`]: the one-publisher/many-subscriber [`Broadcast`], blocking for the slowest
+//!   live subscriber or overwriting (a lapped subscriber is told how many it missed);
 //! - [`fs`]: a bounded in-memory filesystem ([`fs::MemoryFileSystem`]) with a hard byte quota,
 //!   a node limit and per-file reader/writer locks;
 //! - [`Error`]: one error type wrapping an enum per domain ([`SegmentError`], [`LockError`],
 //!   [`ChannelError`], [`DataError`], the filesystem's).
 //!
-//! Every channel (the ring, the queue) stands on the private `channel` layer, which holds
+//! Every channel (the ring, the queue, the broadcast) stands on the private `channel` layer, which holds
 //! what they share (record framing, data-area geometry, waits, roles) and never one channel;
 //! no channel module imports another.
 //!
@@ -50,6 +52,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod broadcast;
 /// The repository README's Rust examples, compiled and run as doctests (`cargo test --doc`),
 /// so that a README example cannot break silently. Its Python examples run in pytest
 /// (`tests/docs/test_examples.py`); code blocks in other languages are not Rust doctests.
@@ -76,6 +79,7 @@ mod sync;
 mod testing;
 pub mod view;
 
+pub use broadcast::{Broadcast, BroadcastOptions};
 pub use channel::error::ChannelError;
 pub use channel::signal::{Interest, Signal};
 pub use channel::waiter::{WaitStatus, Waiter, WatchId, RECHECK};

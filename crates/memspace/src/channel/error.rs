@@ -1,5 +1,6 @@
-//! What can go wrong using a channel (ring, queue): a role another live process holds, a wait
-//! for room or for a message that timed out, a lock another holder kept throughout a call.
+//! What can go wrong using a channel (ring, queue, broadcast): a role another live process
+//! holds, a wait for room or for a message that timed out, a lock another holder kept
+//! throughout a call, a broadcast subscriber that was lapped.
 //!
 //! What a channel finds impossible in shared memory is a corrupt *segment*
 //! ([`SegmentError::Corrupt`](crate::SegmentError::Corrupt)), and a message that is too large an
@@ -20,13 +21,13 @@ fn holder(by_this_process: bool) -> &'static str {
 /// A channel's errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
-    /// A single-holder role (a ring's producer or consumer) is held by another live process
-    /// (or handle).
-    #[error("the {role} role of ring {location} is held by {}", holder(*by_this_process))]
+    /// A single-holder role (a ring's producer or consumer, a broadcast's publisher) is held
+    /// by another live process (or handle).
+    #[error("the {role} role of {location} is held by {}", holder(*by_this_process))]
     RoleTaken {
         /// Where.
         location: Location,
-        /// `"producer"` or `"consumer"`.
+        /// `"producer"`, `"consumer"` or `"publisher"`.
         role: &'static str,
         /// The holder is another handle of this very process (not a process to wait for).
         by_this_process: bool,
@@ -53,6 +54,17 @@ pub enum ChannelError {
     TaskDoneTooOften {
         /// Where.
         location: Location,
+    },
+
+    /// A broadcast subscriber in overwrite mode fell a lap behind: the publisher overwrote
+    /// `missed` messages it had not read (or one it was reading). It continues with the oldest
+    /// message still there.
+    #[error("the subscriber of {location} fell behind and missed {missed} messages")]
+    Lagged {
+        /// Where.
+        location: Location,
+        /// How many messages were lost to this subscriber.
+        missed: u64,
     },
 
     /// A call gave up because another process or thread held one of the channel's locks at

@@ -82,6 +82,14 @@ pub(crate) trait Region: Send + Sync {
     fn write(&self, off: usize, src: &[u8]);
     /// Copies `dst.len()` bytes at `off` into `dst`.
     fn read(&self, off: usize, dst: &mut [u8]);
+    /// Copies like [`Region::read`], for a reader that validates the copy afterwards (a
+    /// seqlock, as the broadcast's overwrite mode does): a writer may be writing the same bytes
+    /// at the same time, and the caller discards a copy it finds torn. The exception to the
+    /// rule above; a region whose copies are not plain memory accesses (loom's cells) must
+    /// make these atomic to allow it.
+    fn read_racy(&self, off: usize, dst: &mut [u8]) {
+        self.read(off, dst);
+    }
     /// Start of the bytes, for zero-copy access; `None` where the region is not plain memory.
     fn as_ptr(&self) -> Option<*mut u8>;
     /// The 8-aligned record header at `off` as an atomic word (the queue's state word).

@@ -97,6 +97,8 @@ pub enum Kind {
     Queue = 6,
     /// A shared filesystem (reserved: no segment holds one yet).
     FileSystem = 7,
+    /// A one-publisher/many-subscriber broadcast ([`crate::broadcast::Broadcast`]).
+    Broadcast = 8,
 }
 
 impl Kind {
@@ -110,6 +112,7 @@ impl Kind {
             Kind::Ring => "ring",
             Kind::Queue => "queue",
             Kind::FileSystem => "fs",
+            Kind::Broadcast => "broadcast",
         }
     }
 
@@ -123,6 +126,7 @@ impl Kind {
             5 => Kind::Ring,
             6 => Kind::Queue,
             7 => Kind::FileSystem,
+            8 => Kind::Broadcast,
             _ => return None,
         })
     }
