@@ -18,12 +18,21 @@ publisher for the cores, blocking ones sleep.
 A transport that is not there yet (memspace.Broadcast, until memspace has it) is named under
 the table instead of a row.
 
+The last table is memspace alone: an overwrite-mode publisher's rate (64 B, the same inline
+`put(m)` loop in this process) with no subscriber, with one subscriber process that has
+stopped reading (it sleeps), and with one that is SIGSTOPped. The goal is that a stalled
+subscriber costs the publisher nothing.
+
 Run: python benchmarks/run.py broadcast
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import drivers
 from _harness import QUICK, Result, measure, rate_table
@@ -64,12 +73,86 @@ def section(size: int, subscribers: int) -> str:
     return out + ("\n\n" + "; ".join(notes) + "." if notes else "")
 
 
+STALLED_SUBSCRIBER = """
+import sys, time, memspace
+b = memspace.Broadcast.open(sys.argv[1])
+print("subscribed", flush=True)
+time.sleep(600)
+"""
+
+
+def _publish_rate(name: str, n: int, size: int) -> float:
+    import memspace
+
+    pub = memspace.Broadcast.open(name, role="publisher")
+    put = pub.put
+    m = b"x" * size
+    t0 = time.perf_counter()
+    for _ in range(n):
+        put(m)
+    dt = time.perf_counter() - t0
+    pub.close()
+    return n / dt
+
+
+def overwrite_section() -> str:
+    """The overwrite publisher's rate with and without a stalled subscriber."""
+    import memspace
+
+    size, n = 64, drivers.quick_count(2_000_000, least=1000)
+    name = f"/msbench-bc-ow-{os.getpid()}"
+    rows: list[Result] = []
+    memspace.Broadcast.create(name, 1 << 20, overflow="overwrite").close()
+    try:
+        for case in (
+            "no subscriber",
+            "a subscriber that stopped reading",
+            "a SIGSTOPped subscriber",
+        ):
+            child = None
+            if case != "no subscriber":
+                child = subprocess.Popen(
+                    [sys.executable, "-c", STALLED_SUBSCRIBER, name],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                assert child.stdout is not None
+                if child.stdout.readline().strip() != "subscribed":
+                    raise RuntimeError("the stalled subscriber did not start")
+                if "SIGSTOP" in case:
+                    child.send_signal(signal.SIGSTOP)
+            print(f"  overwrite publisher, {case}", file=sys.stderr, flush=True)
+            try:
+                rows.append(
+                    measure(
+                        f"memspace.Broadcast overwrite put, {case}",
+                        lambda: _publish_rate(name, n, size),
+                        REPS,
+                    )
+                )
+            finally:
+                if child is not None:
+                    child.kill()
+                    child.wait()
+    finally:
+        memspace.Broadcast.remove(name)
+    return rate_table(
+        "64 B overwrite-mode publisher, one process (memspace only)",
+        "msg/s",
+        rows,
+        rows[0],
+        "no subscriber",
+    )
+
+
 def main() -> str:
     sections = []
     for size in SIZES:
         for subscribers in SUBSCRIBERS:
             sections.append(section(size, subscribers))
             print(sections[-1] + "\n", file=sys.stderr, flush=True)  # progress
+    sections.append(overwrite_section())
+    print(sections[-1] + "\n", file=sys.stderr, flush=True)
     return "\n\n".join(sections)
 
 

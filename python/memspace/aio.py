@@ -1,7 +1,7 @@
 """asyncio for every memspace channel.
 
 ```python
-aq = memspace.aio.Queue.open("/jobs")     # or memspace.aio.Queue(existing_queue)
+aq = memspace.aio.Queue.open("/jobs")     # or aio.Queue(a_queue); aio.Ring, aio.Broadcast
 await aq.put(b"x")
 msg = await aq.get(timeout=1.0)           # memspace.aio.Empty after 1 s
 batch = await aq.get_many(100)
@@ -42,13 +42,17 @@ import threading
 import types
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from memspace._memspace import Broadcast as _SyncBroadcast
 from memspace._memspace import Queue as _SyncQueue
 from memspace._memspace import Ring as _SyncRing
 from memspace._memspace import _Signal, _Waiter
 
-__all__ = ["Empty", "Full", "Queue", "Ring"]
+if TYPE_CHECKING:
+    from memspace._memspace import _Trust
+
+__all__ = ["Broadcast", "Empty", "Full", "Queue", "Ring"]
 
 T = TypeVar("T")
 _Self = TypeVar("_Self", bound="_Channel[Any]")
@@ -652,9 +656,15 @@ class Queue(_Channel[bytes]):
         )
 
     @classmethod
-    def open(cls, name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> Queue:
-        """Opens an existing queue."""
-        return cls(_SyncQueue.open(name, path=path))
+    def open(
+        cls,
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        trust: _Trust = None,
+    ) -> Queue:
+        """Opens an existing queue (`trust` as for :meth:`memspace.Queue.open`)."""
+        return cls(_SyncQueue.open(name, path=path, trust=trust))
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -779,9 +789,11 @@ class Ring(_Channel[bytes]):
         *,
         path: str | os.PathLike[str] | None = None,
         role: Literal["producer", "consumer"] | None = None,
+        trust: _Trust = None,
     ) -> Ring:
-        """Opens an existing ring (`role` claims that role now)."""
-        return cls(_SyncRing.open(name, path=path, role=role))
+        """Opens an existing ring (`role` claims that role now; `trust` as for
+        :meth:`memspace.Ring.open`)."""
+        return cls(_SyncRing.open(name, path=path, role=role, trust=trust))
 
     @staticmethod
     def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
@@ -836,3 +848,90 @@ class Ring(_Channel[bytes]):
 
     def __len__(self) -> int:
         return len(self._h)
+
+
+class Broadcast(_Channel[bytes]):
+    """:class:`memspace.Broadcast` for asyncio: ``Broadcast(b)`` wraps an open broadcast, or
+    use :meth:`create` / :meth:`open`.
+
+    A subscriber's ``await get()`` sleeps until the publisher publishes (one notify wakes every
+    sleeping subscriber, in every process and every event loop). In ``overflow="block"`` mode
+    a publisher's ``await put()`` sleeps until the slowest live subscriber made room; a
+    subscriber that dies wakes nobody, so the waiter's periodic recheck (about once a second)
+    finds it dead and lets the publisher go on. In ``overflow="overwrite"`` mode ``put`` never
+    waits, and a lapped subscriber's ``await get()`` raises :class:`memspace.Lagged` (with the
+    count it missed) exactly as the synchronous ``get`` does; the next call continues with the
+    oldest message still there.
+    """
+
+    def __init__(self, broadcast: _SyncBroadcast) -> None:
+        if not isinstance(broadcast, _SyncBroadcast):
+            raise TypeError(
+                f"memspace.aio.Broadcast wraps a memspace.Broadcast, not {type(broadcast)!r}"
+            )
+        super().__init__(broadcast)
+
+    @classmethod
+    def create(
+        cls,
+        name: str | None = None,
+        capacity: int | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        max_message_size: int | None = None,
+        overflow: Literal["block", "overwrite"] = "block",
+        mode: int = 0o600,
+    ) -> Broadcast:
+        """Creates a broadcast (see :meth:`memspace.Broadcast.create`); the handle holds no
+        role until its first ``put`` claims the publisher role."""
+        return cls(
+            _SyncBroadcast.create(
+                name,
+                capacity,
+                path=path,
+                max_message_size=max_message_size,
+                overflow=overflow,
+                mode=mode,
+            )
+        )
+
+    @classmethod
+    def open(
+        cls,
+        name: str | None = None,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        role: Literal["subscriber", "publisher"] | None = "subscriber",
+        trust: _Trust = None,
+    ) -> Broadcast:
+        """Opens an existing broadcast: subscribes now (the default), claims the publisher
+        role, or neither (see :meth:`memspace.Broadcast.open`)."""
+        return cls(_SyncBroadcast.open(name, path=path, role=role, trust=trust))
+
+    @staticmethod
+    def remove(name: str | None = None, *, path: str | os.PathLike[str] | None = None) -> None:
+        """Removes the broadcast's segment (see :meth:`memspace.Broadcast.remove`)."""
+        _SyncBroadcast.remove(name, path=path)
+
+    def reserve(self, n: int, timeout: float | None = None) -> _Reservation:
+        """``async with pub.reserve(n) as mv:`` room for a message of `n` bytes written in
+        place, published when the block ends (see :meth:`memspace.Broadcast.reserve`)."""
+        return _Reservation(self, n, timeout)
+
+    @property
+    def role(self) -> str | None:
+        """The role this handle holds (``"publisher"``, ``"subscriber"``, ``"both"``)."""
+        r: str | None = self._h.role
+        return r
+
+    @property
+    def overflow(self) -> str:
+        """``"block"`` or ``"overwrite"``."""
+        o: str = self._h.overflow
+        return o
+
+    @property
+    def lag(self) -> int | None:
+        """Messages published that this subscriber has not read yet (None: not subscribed)."""
+        n: int | None = self._h.lag
+        return n

@@ -20,13 +20,14 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyTuple};
 use pyo3::IntoPyObjectExt;
 
 use crate::args::{
-    block_timeout_arg, channel_args, location_repr, name_of, path_of, timeout_arg, trust_arg,
-    trust_to_py, Data,
+    block_timeout_arg, channel_args, interest_arg, location_repr, name_of, path_of, timeout_arg,
+    trust_arg, trust_to_py, Data,
 };
 use crate::error::{full_on_timeout, is_full, queue_exc, IntoPyResult};
 use crate::export::{bytes_at, end_block, exported_view, Exported, Keep};
 use crate::gil::{detached, lock_unheld};
 use crate::handle::{at_location, closing_handle, located_handle, OpenHandle};
+use crate::signal::PySignal;
 
 /// What `open(role=...)` asks for.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -541,6 +542,12 @@ impl PyBroadcast {
         d.set_item("subscribers", subs)?;
         d.set_item("dead_subscribers", info.dead_subscribers)?;
         Ok(d)
+    }
+
+    /// The eventcount subscribers (`"readable"`) or a blocking publisher (`"writable"`)
+    /// sleep on, for `memspace.aio` (internal). It keeps the mapping alive while it exists.
+    fn _signal(&self, interest: &str) -> PyResult<PySignal> {
+        Ok(PySignal::new(self.bc()?.signal(interest_arg(interest)?)))
     }
 
     /// Offset of the control block (the lock area) in the segment (tests and tools).

@@ -36,6 +36,7 @@ use super::endpoints::{Publisher, Subscriber};
 use crate::channel::geometry::{Corrupt, Geometry};
 use crate::channel::role::{self, RoleLock};
 use crate::channel::segment::ChannelSegment;
+use crate::channel::signal::{Interest, Signal, SignalSource};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::lock::eventcount::{EventCount, OsFutex};
@@ -186,6 +187,12 @@ pub(super) struct Shared {
 unsafe impl Send for Shared {}
 // SAFETY: as above.
 unsafe impl Sync for Shared {}
+
+impl SignalSource for Shared {
+    fn channel(&self) -> &ChannelSegment {
+        &self.ch
+    }
+}
 
 impl Shared {
     #[allow(clippy::cast_ptr_alignment)] // the lock area is 64-aligned (`shm::header`)
@@ -534,6 +541,19 @@ impl Broadcast {
             subscribers,
             dead_subscribers,
         })
+    }
+
+    /// The eventcount subscribers ([`Interest::Readable`]: notified after every publication)
+    /// or a blocking publisher ([`Interest::Writable`]: notified when a subscriber's progress
+    /// may have made room) sleeps on, for waiting without a thread per wait (see
+    /// [`Waiter`](crate::Waiter)). A subscriber that dies notifies nobody: a waiter's
+    /// [`RECHECK`](crate::RECHECK) makes the publisher try again and find it dead.
+    pub fn signal(&self, interest: Interest) -> Signal {
+        let off = match interest {
+            Interest::Readable => PUBLISHED_OFF,
+            Interest::Writable => ROOM_OFF,
+        };
+        Signal::new(self.shared.clone(), off)
     }
 
     /// Offset of the publisher's line (the lock area) in the segment (for inspection and
