@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::core::{self as bcore, Overflow, Peek, INDEX};
-use super::segment::Shared;
+use super::shared::Shared;
 use crate::channel::error::ChannelError;
 use crate::channel::frame::{record_size, Region};
 use crate::channel::role::RoleLock;

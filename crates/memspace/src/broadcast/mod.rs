@@ -17,6 +17,7 @@
 pub(crate) mod core;
 mod endpoints;
 mod segment;
+mod shared;
 
 pub use self::core::Overflow;
 pub use endpoints::{Message, Publisher, Reservation, Subscriber};
