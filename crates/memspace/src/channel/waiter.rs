@@ -529,7 +529,10 @@ mod test_support {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+// Not under Miri: these tests sleep in the kernel (futex_waitv, which Miri does not model, and
+// helper threads on real futexes) and one opens a real queue; the loom models below check the
+// waiter's handshake itself.
+#[cfg(all(test, not(loom), not(miri)))]
 mod tests {
     use super::test_support::HeapEv;
     use super::*;
