@@ -23,11 +23,13 @@ mod channels;
 mod data;
 mod fs;
 mod lock;
+mod shared_fs;
 
 pub use channels::{queue, ring};
 pub use data::{codec, header, parts};
 pub use fs::{glob, path};
 pub use lock::mutex_word;
+pub use shared_fs::shared_fs;
 
 /// A fuzz target's function.
 pub type Target = fn(&[u8]);
@@ -43,10 +45,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("path", path),
     ("glob", glob),
     ("mutex_word", mutex_word),
-    // Slots for the structures being built (one line each, plus a file in fuzz/fuzz_targets/
-    // and a [[bin]] in fuzz/Cargo.toml):
+    ("shared_fs", shared_fs),
+    // A slot for the structure being built (one line, plus a file in fuzz/fuzz_targets/ and a
+    // [[bin]] in fuzz/Cargo.toml):
     // ("broadcast", broadcast),   // the broadcast ring: publisher and lapped subscribers over a corrupt region
-    // ("shared_fs", shared_fs),   // the shared filesystem: open/fsck over a corrupt metadata region
 ];
 
 /// A cursor over fuzz input that never fails: past the end it yields zeros, so every input
