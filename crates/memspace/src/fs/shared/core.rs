@@ -461,6 +461,12 @@ impl<E: Env> Core<E> {
         f: impl FnOnce(&mut Tx<'_, E>) -> Res<T>,
     ) -> Res<(T, bool)> {
         let root = self.root()?;
+        // A generation is counted from 1 and never reaches 2^64 - 1 (a corrupt root might).
+        if root == 0 || root == u64::MAX {
+            return Err(Fail::Bad(Bad(format!(
+                "root generation {root} out of range"
+            ))));
+        }
         let (active, inactive) = (root & 1, (root + 1) & 1);
         let seq = self.seq(inactive)?;
         let s = seq.load(Ordering::SeqCst);
@@ -550,7 +556,7 @@ impl<E: Env> Core<E> {
         }
         if !force
             && ok_hdr
-            && ih.gen + 1 == root
+            && ih.gen.checked_add(1) == Some(root)
             && log_gen == root
             && log_len <= u64::from(self.l.p.log)
         {
@@ -1020,7 +1026,7 @@ pub(crate) fn try_file_lock<E: Env>(
         let n = tx.m.live(ino)?;
         if let Some(i) = tx.m.find_read(&n, tx.me.slot, tx.me.epoch)? {
             let mut e = tx.m.lt(i)?;
-            e.count += 1;
+            e.count = e.count.saturating_add(1);
             tx.m.put_lt(i, &e)?;
             return Ok(Some(i));
         }
