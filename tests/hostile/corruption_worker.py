@@ -285,7 +285,8 @@ def _sharedfs_op(fs: Any, rng: random.Random) -> None:
         fs.import_tree({p: bytes(rng.randrange(0, 2000))})
     elif op == 4:
         for path, data in fs.export_tree("/").items():
-            assert isinstance(path, str) and len(data) <= 1 << 16
+            assert isinstance(path, str)
+            assert len(data) <= 1 << 16
     elif op == 5:
         fs.mkdir(p, exist_ok=rng.random() < 0.5)
     elif op == 6:

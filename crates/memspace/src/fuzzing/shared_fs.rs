@@ -18,6 +18,10 @@
 //! allows, and while no corruption happened, no operation reports corruption and `fsck`
 //! finds the state consistent.
 
+// Short names for the values of one run side by side, as in `fs::shared` (`r` the region,
+// `l` its layout, `p` its parameters, `k` an operation's argument byte).
+#![allow(clippy::many_single_char_names, clippy::similar_names)]
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -120,10 +124,7 @@ type FsCore = Core<FuzzEnv>;
 
 /// Whether a result is the corruption error (as opposed to a filesystem error).
 fn is_bad<T>(r: &Res<T>) -> bool {
-    matches!(
-        r,
-        Err(Fail::Bad(_)) | Err(Fail::Err(crate::Error::Segment(_)))
-    )
+    matches!(r, Err(Fail::Bad(_) | Fail::Err(crate::Error::Segment(_))))
 }
 
 /// The state of one run: the region, its processes and what the script knows.
@@ -529,7 +530,7 @@ pub fn shared_fs(data: &[u8]) {
                     let i = usize::from(k) % run.writers.len();
                     let f = &run.writers[i].1;
                     let at = if k & 1 != 0 { f.size() } else { u64::from(k) };
-                    let _ = f.write_at(at, &body[..usize::from(k) + 1]);
+                    let _ = f.write_at(at, &body[..=usize::from(k)]);
                     run.file_err("write", f);
                     if k & 2 != 0 {
                         let _ = f.set_len(u64::from(k) * 3, crate::fs::handle::Touch::IfChanged);
@@ -556,7 +557,7 @@ pub fn shared_fs(data: &[u8]) {
                 if !run.readers.is_empty() {
                     let i = usize::from(k) % run.readers.len();
                     let (_, f) = run.readers.swap_remove(i);
-                    let mut buf = vec![0u8; 64];
+                    let mut buf = [0u8; 64];
                     let _ = f.read_at(u64::from(k), &mut buf[..]);
                     let r = f.release();
                     run.expect("release", &r.map_err(Fail::from));
