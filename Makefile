@@ -102,9 +102,17 @@ MIRI_TESTS ?= spsc::core mpmc::core mpmc::parts view::codec shm::header channel:
 MIRI_ENV := PROPTEST_CASES=4 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 \
 	MIRIFLAGS="-Zmiri-disable-weak-memory-emulation -Zmiri-env-forward=PROPTEST_CASES \
 	-Zmiri-env-forward=PROPTEST_DISABLE_FAILURE_PERSISTENCE"
+# The shared filesystem's heap-region tests (its allocator and name index) and its fuzz
+# target's generated cases read the wall clock and the process id, so they run in a second
+# pass with isolation off (the same code on heap memory; nothing in them touches a file).
+MIRI_OPEN_TESTS ?= fs::shared::tests::heap fuzzing::tests::miri_shared_fs
+MIRI_ENV_OPEN := PROPTEST_CASES=2 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 \
+	MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-disable-weak-memory-emulation \
+	-Zmiri-env-forward=PROPTEST_CASES -Zmiri-env-forward=PROPTEST_DISABLE_FAILURE_PERSISTENCE"
 
 miri: ## Miri over the pure protocols and decoders (nightly with the miri component)
 	$(MIRI_ENV) cargo +nightly miri test -p memspace --lib -- $(MIRI_TESTS)
+	$(MIRI_ENV_OPEN) cargo +nightly miri test -p memspace --lib -- $(MIRI_OPEN_TESTS)
 
 bench: $(PY) ## Run the side-by-side benchmarks (installs the peers); BENCH_ARGS="--quick ring"
 	$(PIP) install --quiet -e ".[demo]" -r benchmarks/requirements.txt -r benchmarks/requirements-fs.txt

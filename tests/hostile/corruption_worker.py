@@ -34,10 +34,9 @@ from typing import Any
 
 import memspace
 
-KINDS = ("mutex", "rwlock", "view", "record", "ring", "queue")
-# Slots for the kinds being built (add a (create, populate, use) entry to OPS, one line here):
-# "broadcast": the broadcast channel (publisher and subscribers as the live case's users);
-# "sharedfs": the shared filesystem (two processes reading and writing files).
+KINDS = ("mutex", "rwlock", "view", "record", "ring", "queue", "sharedfs")
+# A slot for the kind being built (a branch in _create, _open and _op, one entry here):
+# "broadcast": the broadcast channel (publisher and subscribers as the live case's users).
 
 # What a corrupt or hostile segment may make memspace raise (a result, not a finding).
 CLEAN: tuple[type[BaseException], ...] = (
@@ -59,6 +58,8 @@ SLOW = 5.0
 Rec = memspace.Record.define("FuzzRec", a="i64", b="f64", c="u8", d="i32", e="u64")
 
 HEADER = struct.Struct("=8sHHIIIQQIIQQQQQIIQQQII")
+# The header's kind of a shared filesystem's segment.
+_KIND_FILESYSTEM = 7
 CHECKSUM_AT = 112
 
 
@@ -85,6 +86,21 @@ def _create(kind: str, name: str, rng: random.Random) -> Any:
         return memspace.Ring.create(name, rng.choice((256, 1024, 4096)))
     if kind == "queue":
         return memspace.Queue.create(name, rng.choice((256, 1024, 4096)))
+    if kind == "sharedfs":
+        # Small, so that a corruption often lands in the metadata (superblock, commit log,
+        # slot records, the two copies) rather than in file data.
+        fs = memspace.SharedFileSystem.create(
+            name,
+            max_quota=1 << 15,
+            max_nodes=rng.choice((8, 32)),
+            max_open=8,
+            slots=8,
+            data_size=1 << 16,
+            default_lock_timeout=WAIT,
+            default_storage=rng.choice(("auto", "sequential", "random_access")),
+        )
+        fs.import_tree({"/a": b"a" * 100, "/d/b": b"bb", "/d/e/c": bytes(700)})
+        return fs
     raise AssertionError(kind)
 
 
@@ -102,6 +118,8 @@ def _open(kind: str, name: str, rng: random.Random, who: str) -> Any:
         return memspace.Ring.open(name, role=role)
     if kind == "queue":
         return memspace.Queue.open(name)
+    if kind == "sharedfs":
+        return memspace.SharedFileSystem.open(name)
     raise AssertionError(kind)
 
 
@@ -173,6 +191,8 @@ def _op(kind: str, obj: Any, rng: random.Random, who: str) -> None:
         _ring_op(obj, rng)
     elif kind == "queue":
         _queue_op(obj, rng)
+    elif kind == "sharedfs":
+        _sharedfs_op(obj, rng)
     else:
         raise AssertionError(kind)
 
@@ -241,6 +261,57 @@ def _queue_op(q: Any, rng: random.Random) -> None:
         _ = (q.qsize(), q.empty(), q.full(), q.inspect())
 
 
+_FS_PATHS = ("/a", "/d", "/d/b", "/d/e", "/d/e/c", "/n", "/n/x", "/z")
+
+
+def _sharedfs_op(fs: Any, rng: random.Random) -> None:
+    p, q = rng.choice(_FS_PATHS), rng.choice(_FS_PATHS)
+    op = rng.randrange(16)
+    if op == 0:
+        with fs.open(p, rng.choice(("wb", "ab", "r+b")), lock_timeout=WAIT) as f:
+            f.write(bytes(rng.randrange(0, 3000)))
+            if rng.random() < 0.3:
+                f.flush()
+                f.seek(rng.randrange(0, 100))
+                f.write(b"x" * rng.randrange(0, 100))
+    elif op == 1:
+        with fs.open(p, "rb", lock_timeout=WAIT) as f:
+            assert len(f.read()) <= 1 << 16
+    elif op == 2:
+        with fs.view(p) as mv:
+            assert len(mv) <= 1 << 16
+            bytes(mv)
+    elif op == 3:
+        fs.import_tree({p: bytes(rng.randrange(0, 2000))})
+    elif op == 4:
+        for path, data in fs.export_tree("/").items():
+            assert isinstance(path, str)
+            assert len(data) <= 1 << 16
+    elif op == 5:
+        fs.mkdir(p, exist_ok=rng.random() < 0.5)
+    elif op == 6:
+        fs.remove(p)
+    elif op == 7:
+        fs.rmtree(p)
+    elif op == 8:
+        (fs.rename if rng.random() < 0.5 else fs.move)(p, q)
+    elif op == 9:
+        (fs.copy if rng.random() < 0.5 else fs.copy_tree)(p, q)
+    elif op == 10:
+        _ = (fs.listdir(p), fs.exists(p), fs.is_dir(p), fs.is_file(p))
+    elif op == 11:
+        _ = (fs.stat(p), fs.get_size(p))
+    elif op == 12:
+        _ = (fs.glob("/**"), fs.glob("/d/*/c*"), list(fs.walk("/")))
+    elif op == 13:
+        report = fs.fsck(reap=rng.random() < 0.5)
+        assert isinstance(report["ok"], bool)
+    elif op == 14:
+        fs.reap()
+    else:
+        _ = (fs.stats(), fs.info(), fs.inspect())
+
+
 def _close(obj: Any) -> None:
     close = getattr(obj, "close", None)
     if close is not None:
@@ -274,13 +345,17 @@ def areas(raw: memspace.SharedMemory) -> list[tuple[str, int, int]]:
         ):
             if off < size and length > 0:
                 out.append((name, off, min(length, size - off)))
+        if h[4] == _KIND_FILESYSTEM and data_off < size:
+            # A shared filesystem's metadata: its superblock, commit log, slot records and
+            # the two copies lie in the first part of its data area (the file data after).
+            out.append(("fsmeta", data_off, min(data_size, 1 << 15, size - data_off)))
     return out
 
 
 def corrupt_once(raw: memspace.SharedMemory, rng: random.Random) -> str:
     """One random corruption of the segment behind `raw`; returns what it did."""
     parts = areas(raw)
-    weights = {"header": 2, "attach": 2, "lock": 4, "control": 3, "data": 4}
+    weights = {"header": 2, "attach": 2, "lock": 4, "control": 3, "data": 4, "fsmeta": 8}
     name, off, length = rng.choices(parts, [weights[p[0]] for p in parts])[0]
     if length <= 0:
         return "nothing"
@@ -326,6 +401,11 @@ def corrupt_once(raw: memspace.SharedMemory, rng: random.Random) -> str:
         # Reseal the checksum, so that the corruption reaches the geometry checks.
         head = raw.read(0, CHECKSUM_AT)
         raw.write(CHECKSUM_AT, struct.pack("=Q", fnv1a64(head)))
+        what += " resealed"
+    elif name == "fsmeta" and at - off < 248 and rng.random() < 0.6:
+        # Reseal the filesystem's superblock (FNV-1a over its first 248 bytes), so that a
+        # changed parameter reaches the layout checks.
+        raw.write(off + 248, struct.pack("=Q", fnv1a64(raw.read(off, 248))))
         what += " resealed"
     return what
 

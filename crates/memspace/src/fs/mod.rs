@@ -53,10 +53,10 @@
 mod bytes;
 mod error;
 mod glob;
-mod handle;
+pub(crate) mod handle;
 mod heap;
 mod options;
-mod path;
+pub(crate) mod path;
 pub mod shared;
 
 pub use bytes::{ByteSink, SharedBytes};

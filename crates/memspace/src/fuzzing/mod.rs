@@ -23,11 +23,13 @@ mod channels;
 mod data;
 mod fs;
 mod lock;
+mod shared_fs;
 
 pub use channels::{queue, ring};
 pub use data::{codec, header, parts};
 pub use fs::{glob, path};
 pub use lock::mutex_word;
+pub use shared_fs::shared_fs;
 
 /// A fuzz target's function.
 pub type Target = fn(&[u8]);
@@ -43,10 +45,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("path", path),
     ("glob", glob),
     ("mutex_word", mutex_word),
-    // Slots for the structures being built (one line each, plus a file in fuzz/fuzz_targets/
-    // and a [[bin]] in fuzz/Cargo.toml):
+    ("shared_fs", shared_fs),
+    // A slot for the structure being built (one line, plus a file in fuzz/fuzz_targets/ and a
+    // [[bin]] in fuzz/Cargo.toml):
     // ("broadcast", broadcast),   // the broadcast ring: publisher and lapped subscribers over a corrupt region
-    // ("shared_fs", shared_fs),   // the shared filesystem: open/fsck over a corrupt metadata region
 ];
 
 /// A cursor over fuzz input that never fails: past the end it yields zeros, so every input
@@ -161,10 +163,8 @@ mod tests {
         (target.1)(&data);
     }
 
-    /// Each target on a few inputs from a fixed generator (Miri runs this in `make miri`; on
-    /// a normal build it is a cheap smoke test).
-    #[test]
-    fn miri_smoke() {
+    /// `cases` inputs from a fixed generator through `target`.
+    fn generated(name: &str, target: super::Target, cases: usize) {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = || {
             x ^= x << 13;
@@ -172,26 +172,48 @@ mod tests {
             x ^= x << 17;
             x
         };
+        for i in 0..cases {
+            let len = (next() % 600) as usize;
+            let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Every other case starts from an all-zero (valid, empty) state with a script
+            // of small operation bytes, which reaches the protocols' deeper paths.
+            if i % 2 == 0 {
+                for (j, b) in data.iter_mut().enumerate() {
+                    *b = if j < 64 { 0 } else { *b % 12 };
+                }
+            }
+            let r = std::panic::catch_unwind(|| target(&data));
+            assert!(r.is_ok(), "{name} fails on generated case {i}: {data:02x?}");
+        }
+    }
+
+    /// Each target on a few inputs from a fixed generator (Miri runs this in `make miri`; on
+    /// a normal build it is a cheap smoke test).
+    #[test]
+    fn miri_smoke() {
         let cases = if cfg!(miri) { 6 } else { 200 };
-        for (name, target) in TARGETS {
+        for &(name, target) in TARGETS {
             // The filesystem stamps nodes with the wall clock, which Miri's isolation refuses;
             // its path and glob code has Miri coverage through the fs::path and fs::glob tests.
-            if cfg!(miri) && matches!(*name, "path" | "glob") {
+            if cfg!(miri) && matches!(name, "path" | "glob") {
                 continue;
             }
-            for i in 0..cases {
-                let len = (next() % 600) as usize;
-                let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
-                // Every other case starts from an all-zero (valid, empty) state with a script
-                // of small operation bytes, which reaches the protocols' deeper paths.
-                if i % 2 == 0 {
-                    for (j, b) in data.iter_mut().enumerate() {
-                        *b = if j < 64 { 0 } else { *b % 12 };
-                    }
-                }
-                let r = std::panic::catch_unwind(|| target(&data));
-                assert!(r.is_ok(), "{name} fails on generated case {i}: {data:02x?}");
+            // The shared filesystem (wall clock too) runs in `miri_shared_fs`.
+            if name == "shared_fs" {
+                continue;
             }
+            generated(name, target, cases);
         }
+    }
+
+    /// The shared filesystem's target on a few generated inputs: `make miri` runs it with
+    /// isolation off (the filesystem reads the wall clock and the process id).
+    #[test]
+    fn miri_shared_fs() {
+        generated(
+            "shared_fs",
+            super::shared_fs,
+            if cfg!(miri) { 2 } else { 40 },
+        );
     }
 }

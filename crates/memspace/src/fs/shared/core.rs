@@ -461,6 +461,12 @@ impl<E: Env> Core<E> {
         f: impl FnOnce(&mut Tx<'_, E>) -> Res<T>,
     ) -> Res<(T, bool)> {
         let root = self.root()?;
+        // A generation is counted from 1 and never reaches 2^64 - 1 (a corrupt root might).
+        if root == 0 || root == u64::MAX {
+            return Err(Fail::Bad(Bad(format!(
+                "root generation {root} out of range"
+            ))));
+        }
         let (active, inactive) = (root & 1, (root + 1) & 1);
         let seq = self.seq(inactive)?;
         let s = seq.load(Ordering::SeqCst);
@@ -550,7 +556,7 @@ impl<E: Env> Core<E> {
         }
         if !force
             && ok_hdr
-            && ih.gen + 1 == root
+            && ih.gen.checked_add(1) == Some(root)
             && log_gen == root
             && log_len <= u64::from(self.l.p.log)
         {
@@ -639,8 +645,13 @@ impl<E: Env> Core<E> {
 
     /// Pins the current generation and runs `f` on its metadata; the pin stays until the
     /// returned [`Pin`] is dropped, so the data extents `f` found stay valid.
+    ///
+    /// Like [`Core::read`], it runs under the commit lock after [`READ_RETRIES`] tries: a
+    /// copy whose sequence word stays odd or whose header names another generation than the
+    /// root (corruption, nothing a live writer leaves) never reads as generation `g`, and
+    /// must give an error, not a retry loop without end.
     pub(crate) fn pinned<T>(&self, f: impl Fn(&Meta<'_>) -> Res<T>) -> Res<(Pin<'_, E>, T)> {
-        loop {
+        for _ in 0..READ_RETRIES {
             let g = self.root()?;
             self.pin(g)?;
             let pin = Pin { core: self, gen: g };
@@ -653,7 +664,25 @@ impl<E: Env> Core<E> {
             if let Some(v) = self.read_gen(g, &f)? {
                 return Ok((pin, v));
             }
+            crate::sync::spin_loop();
         }
+        // Under the commit lock no commit runs: the pin is published before any later
+        // transaction's reclaim loads the pins, and the committed copy cannot change.
+        self.tx(&mut || false, |tx| {
+            let g = tx.gen - 1;
+            self.pin(g)?;
+            let pin = Pin { core: self, gen: g };
+            let m = Meta::new(&self.r, &self.l, (g & 1) as usize);
+            let h = m.hdr()?;
+            if h.gen != g {
+                return Err(Fail::Bad(Bad(format!(
+                    "the current metadata copy holds generation {}, the root says {g}",
+                    h.gen
+                ))));
+            }
+            let v = f(&m)?;
+            Ok((pin, v))
+        })
     }
 
     fn pin(&self, g: u64) -> Res<()> {
@@ -997,7 +1026,7 @@ pub(crate) fn try_file_lock<E: Env>(
         let n = tx.m.live(ino)?;
         if let Some(i) = tx.m.find_read(&n, tx.me.slot, tx.me.epoch)? {
             let mut e = tx.m.lt(i)?;
-            e.count += 1;
+            e.count = e.count.saturating_add(1);
             tx.m.put_lt(i, &e)?;
             return Ok(Some(i));
         }

@@ -222,14 +222,14 @@ impl<E: Env> SFile<E> {
                     tx.m.free_extent(&mut tx.h, p.off + cap, p.cap - cap)?;
                 }
                 tx.retire(&n)?;
-                tx.h.chunks =
-                    tx.h.chunks - seq_chunks(n.chunks).min(tx.h.chunks) + seq_chunks(p.chunks);
+                tx.h.chunks = (tx.h.chunks - seq_chunks(n.chunks).min(tx.h.chunks))
+                    .saturating_add(seq_chunks(p.chunks));
                 n.off = if cap == 0 { 0 } else { p.off };
                 n.cap = cap;
                 n.size = p.size;
                 n.chunks = p.chunks;
                 n.born = tx.gen;
-                n.generation += changes;
+                n.generation = n.generation.saturating_add(changes);
                 if changes > 0 {
                     n.modified = last;
                     n.flags |= 1;
@@ -246,7 +246,7 @@ impl<E: Env> SFile<E> {
                 tx.m.put_lt(entry, &e2)?;
             } else if changes > 0 {
                 let mut n = tx.m.live(ino)?;
-                n.generation += changes;
+                n.generation = n.generation.saturating_add(changes);
                 n.modified = last;
                 n.flags |= 1;
                 tx.m.put_inode(ino, &n)?;
@@ -356,7 +356,7 @@ impl<E: Env> FileAccess for SFile<E> {
                     limit: p.promotion_hard_limit,
                 });
             }
-            let old_overhead = chunks * ov;
+            let old_overhead = chunks.saturating_mul(ov);
             let ext = end.saturating_sub(size);
             self.change(|tx, st| {
                 // D-MemFS's steps: the copy is reserved while both exist, the overhead is

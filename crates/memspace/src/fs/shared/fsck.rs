@@ -143,8 +143,9 @@ impl<E: Env> Core<E> {
                     stack.push(c);
                 } else if n.kind == KIND_FILE {
                     files += 1;
-                    charged += charge(n.size, n.chunks, ov);
-                    chunks += seq_chunks(n.chunks);
+                    // Saturating: a corrupt chunk count is reported, never an overflow.
+                    charged = charged.saturating_add(charge(n.size, n.chunks, ov));
+                    chunks = chunks.saturating_add(seq_chunks(n.chunks));
                     if n.cap > 0 {
                         extents.push((n.off, n.cap, format!("file inode {c}")));
                     }
@@ -226,8 +227,8 @@ impl<E: Env> Core<E> {
                 rep.dead_entries += 1;
             }
             if e.kind == LT_WRITE_PENDING {
-                charged = charged - charge(n.size, n.chunks, ov).min(charged)
-                    + charge(e.pend_size, e.pend_chunks, ov);
+                charged = (charged - charge(n.size, n.chunks, ov).min(charged))
+                    .saturating_add(charge(e.pend_size, e.pend_chunks, ov));
                 if e.pend_cap > 0 {
                     extents.push((
                         e.pend_off,

@@ -93,7 +93,7 @@ impl<'a> Meta<'a> {
         if h.nodes > nodes
             || h.ino_hwm > l.p.nodes
             || h.ino_free > l.p.nodes
-            || h.files + h.dirs != h.nodes
+            || h.files.checked_add(h.dirs) != Some(h.nodes)
             || h.names_top > l.p.names
             || h.names_dead > h.names_top
             || h.free_len > l.free_cap
@@ -476,15 +476,21 @@ impl<'a> Meta<'a> {
     pub(crate) fn free_inode(&mut self, h: &mut Header, ino: u32) -> Res<()> {
         let n = self.live(ino)?;
         Self::free_name(h, &n);
+        // The counts are the header's: a corrupt one may say fewer than there are.
+        let short = || {
+            Bad(format!(
+                "the header counts fewer nodes than inode {ino} makes"
+            ))
+        };
         if n.kind == KIND_DIR {
-            h.dirs -= 1;
+            h.dirs = h.dirs.checked_sub(1).ok_or_else(short)?;
         } else {
-            h.files -= 1;
+            h.files = h.files.checked_sub(1).ok_or_else(short)?;
             if n.chunks != RANDOM {
                 h.chunks = h.chunks.saturating_sub(n.chunks);
             }
         }
-        h.nodes -= 1;
+        h.nodes = h.nodes.checked_sub(1).ok_or_else(short)?;
         let f = Inode {
             next: h.ino_free,
             ..Inode::default()
@@ -632,7 +638,7 @@ impl<'a> Meta<'a> {
         if e.off
             .checked_add(e.len)
             .is_none_or(|end| end > self.l.p.data)
-            || e.born > e.last + 1
+            || e.born > e.last.saturating_add(1)
         {
             return bad!("old extent {i} out of range");
         }
@@ -777,7 +783,11 @@ impl<'a> Meta<'a> {
         };
         self.put_lt(i, &f)?;
         h.lt_free = i;
-        h.lt_used -= 1;
+        h.lt_used = h.lt_used.checked_sub(1).ok_or_else(|| {
+            Bad(format!(
+                "the header counts no lock entry in use, entry {i} is"
+            ))
+        })?;
         Ok(())
     }
 

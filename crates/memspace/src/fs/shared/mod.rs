@@ -146,11 +146,11 @@
 // (`n` an inode, `e` an entry, `h` a header, `m` a metadata copy) side by side.
 #![allow(clippy::many_single_char_names, clippy::similar_names)]
 
-mod core;
-mod file;
+pub(crate) mod core;
+pub(crate) mod file;
 mod fsck;
 pub(crate) mod layout;
-mod meta;
+pub(crate) mod meta;
 mod ops;
 pub(crate) mod region;
 mod segment;

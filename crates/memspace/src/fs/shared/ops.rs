@@ -123,7 +123,7 @@ impl<E: Env> Core<E> {
         n.off = off;
         n.cap = cap;
         n.generation = generation;
-        tx.h.chunks += seq_chunks(chunks);
+        tx.h.chunks = tx.h.chunks.saturating_add(seq_chunks(chunks));
         tx.m.create(&mut tx.h, parent, name, n)
     }
 
