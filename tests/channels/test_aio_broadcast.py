@@ -206,9 +206,10 @@ def test_cancellation_mid_wait_loses_no_message(shm_name: str, start_child: Star
     process publishes: the subscriber still sees every message once, in order."""
     aio.Broadcast.create(shm_name, 1024).close()
     sub = aio.Broadcast.open(shm_name)
-    n = 1500
-    # A message every millisecond or so: most gets wait, so most cancels land mid-wait.
-    proc = start_child(PUBLISHER, shm_name, str(n), "0.001", "1")
+    n = 400
+    # A message every 5 ms, longer than any cancel's delay: most gets wait, so most cancels
+    # land mid-wait (at 1 ms per message an idle machine delivered before most cancels).
+    proc = start_child(PUBLISHER, shm_name, str(n), "0.005", "1")
     rng = random.Random(11)
 
     async def main() -> list[int]:
