@@ -208,8 +208,12 @@ impl SubLine {
     }
 }
 
+/// Every position is below this (2^63 bytes: centuries of publishing), so that a position plus
+/// a record or a lap never wraps. A larger one in the segment is corruption.
+pub(crate) const POS_LIMIT: u64 = 1 << 63;
+
 fn check_pos(what: &str, pos: u64) -> Result<(), Corrupt> {
-    if pos % 8 != 0 || pos == INACTIVE {
+    if pos % 8 != 0 || pos >= POS_LIMIT {
         return Err(Corrupt(format!(
             "broadcast {what} {pos} is not a record position"
         )));
@@ -305,15 +309,22 @@ pub(crate) fn validate(g: Geometry, mode: Overflow, ctl: &PubLine) -> Result<(),
         let tail = ctl.tail.load(Ordering::Acquire);
         // SYNC: Acquire, as above.
         let later = ctl.head.load(Ordering::Acquire);
-        check_pos("tail", tail)?;
         check_pos("head", later)?;
-        if tail > later || head.saturating_sub(tail) > g.capacity() {
-            return Err(Corrupt(format!(
-                "broadcast positions are impossible (head {head}, oldest record {tail}, \
-                 capacity {})",
-                g.capacity()
-            )));
-        }
+        check_tail(g, head, tail, later)?;
+    }
+    Ok(())
+}
+
+/// Overwrite mode: `tail` against a head loaded before it (at most a lap ahead) and one loaded
+/// after it (at least the tail).
+fn check_tail(g: Geometry, before: u64, tail: u64, after: u64) -> Result<(), Corrupt> {
+    check_pos("tail", tail)?;
+    if tail > after || before.saturating_sub(tail) > g.capacity() {
+        return Err(Corrupt(format!(
+            "broadcast positions are impossible (head {before}, oldest record {tail}, \
+             capacity {})",
+            g.capacity()
+        )));
     }
     Ok(())
 }
@@ -357,13 +368,22 @@ impl Publisher {
     /// Takes over the publisher side from `ctl` (a fresh broadcast, or one whose previous
     /// publisher is gone: what it wrote but did not publish is discarded).
     pub(crate) fn attach(g: Geometry, mode: Overflow, ctl: &PubLine) -> Result<Publisher, Corrupt> {
-        validate(g, mode, ctl)?;
         // SYNC: Acquire loads pair with the previous publisher's Release and SeqCst stores: a
         // takeover continues exactly after what was published.
         let mut version = ctl.version.load(Ordering::Acquire);
         let sent = ctl.sent.load(Ordering::Acquire);
         let head = ctl.head.load(Ordering::Acquire);
         let tail = ctl.tail.load(Ordering::Acquire);
+        // The values kept are the ones checked (a hostile peer may change the line meanwhile;
+        // nobody else publishes). In block mode `tail` is unused: keep it at the head.
+        check_pos("head", head)?;
+        let tail = match mode {
+            Overflow::Block => head,
+            Overflow::Overwrite => {
+                check_tail(g, head, tail, head)?;
+                tail
+            }
+        };
         if version % 2 == 1 {
             // Our predecessor died between its version stores: the pair as stored (`sent`
             // stored first, so at most a gap in the indices) is where we continue. Make it
@@ -414,6 +434,12 @@ impl Publisher {
         let off = self.g.offset(self.head);
         let to_end = self.g.capacity() - off;
         let pad = if rec > to_end { to_end } else { 0 };
+        if self.head + pad + rec >= POS_LIMIT {
+            return Err(Corrupt(format!(
+                "the broadcast's positions are exhausted (head {})",
+                self.head
+            )));
+        }
         match self.mode {
             Overflow::Block => {
                 if !self.has_room(ctl, subs, pad + rec, alive)? {
@@ -446,7 +472,8 @@ impl Publisher {
     /// committed is abandoned: the next one writes over it, padding included.)
     pub(crate) fn commit(&mut self, r: Reservation) {
         self.head += r.pad + record_size(INDEX + r.len);
-        self.sent += 1;
+        // Wrapping: `sent` came from the segment; a wrapped index is refused by subscribers.
+        self.sent = self.sent.wrapping_add(1);
     }
 
     /// Writes one message (reserve, copy, commit). `Ok(false)`: no room now (block mode).
@@ -911,7 +938,7 @@ impl Subscriber {
             // A resync that could not settle: `m` is gone all the same.
             self.missed = 1;
             self.total_missed += 1;
-            self.expected = m.index + 1;
+            self.expected = m.index.wrapping_add(1);
             self.pos = m.pos + record_size(INDEX + m.len);
         }
         Ok(false)
@@ -920,7 +947,8 @@ impl Subscriber {
     /// Consumes the message `peek` returned (the cursor moves at the next release).
     pub(crate) fn consume(&mut self, m: &Message) {
         self.pos = m.pos + record_size(INDEX + m.len);
-        self.expected = m.index + 1;
+        // Wrapping: the index came from the segment (a wrapped one is refused at the next).
+        self.expected = m.index.wrapping_add(1);
         self.exact = true;
     }
 
@@ -1442,6 +1470,32 @@ mod tests {
             }
         }
         assert!(failed, "the corrupt oldest record was retired");
+    }
+
+    /// Found by fuzzing (#11): a head near 2^64 (a multiple of 8, so a "position") made the
+    /// publisher's next commit overflow; positions now stop below `POS_LIMIT`.
+    #[test]
+    fn positions_near_the_end_of_the_space_are_errors() {
+        for mode in [Overflow::Block, Overflow::Overwrite] {
+            let b = bus(256, 1);
+            b.ctl.head.store(u64::MAX - 7, Ordering::SeqCst);
+            b.ctl.tail.store(u64::MAX - 7, Ordering::SeqCst);
+            assert!(Publisher::attach(b.g, mode, &b.ctl).is_err());
+            let near = POS_LIMIT - 16;
+            b.ctl.head.store(near, Ordering::SeqCst);
+            b.ctl.tail.store(near, Ordering::SeqCst);
+            b.ctl.sent.store(u64::MAX, Ordering::SeqCst);
+            let mut p = b.publisher(mode);
+            let r = p.try_write(&b.ctl, &b.subs, &b.region, b"x", &mut all_alive);
+            assert!(r.is_err(), "{mode:?}: {r:?}");
+            b.ctl.head.store(0, Ordering::SeqCst);
+            b.ctl.tail.store(0, Ordering::SeqCst);
+            let mut p = b.publisher(mode);
+            let mut s = b.join(mode, 0);
+            assert!(b.write(&mut p, b"wraps"));
+            assert_eq!(b.read(&mut s, 0), Ok(Some(b"wraps".to_vec())));
+            assert_eq!(p.sent(), 0, "the index wrapped");
+        }
     }
 
     #[test]

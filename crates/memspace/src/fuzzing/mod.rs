@@ -19,11 +19,13 @@
 //!
 //! This module sits above every other one (it may use any of them); nothing imports it.
 
+mod broadcast;
 mod channels;
 mod data;
 mod fs;
 mod lock;
 
+pub use broadcast::broadcast;
 pub use channels::{queue, ring};
 pub use data::{codec, header, parts};
 pub use fs::{glob, path};
@@ -43,9 +45,9 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("path", path),
     ("glob", glob),
     ("mutex_word", mutex_word),
+    ("broadcast", broadcast),
     // Slots for the structures being built (one line each, plus a file in fuzz/fuzz_targets/
     // and a [[bin]] in fuzz/Cargo.toml):
-    // ("broadcast", broadcast),   // the broadcast ring: publisher and lapped subscribers over a corrupt region
     // ("shared_fs", shared_fs),   // the shared filesystem: open/fsck over a corrupt metadata region
 ];
 
