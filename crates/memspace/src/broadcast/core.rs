@@ -857,7 +857,9 @@ impl Subscriber {
                 return Ok(Peek::Empty);
             }
             if self.mode == Overflow::Overwrite && self.pos < self.load_tail(ctl)? {
-                self.resync(ctl, region)?;
+                if !self.resync(ctl, region)? {
+                    return Ok(Peek::Contended);
+                }
                 continue;
             }
             // In block mode `head - pos <= capacity` (checked at the head load). In overwrite
@@ -874,7 +876,9 @@ impl Subscriber {
                     if len + HEADER == to_end && to_end <= avail =>
                 {
                     if self.overwritten(ctl, self.pos) {
-                        self.resync(ctl, region)?;
+                        if !self.resync(ctl, region)? {
+                            return Ok(Peek::Contended);
+                        }
                     } else {
                         self.pos += to_end;
                     }
@@ -887,7 +891,9 @@ impl Subscriber {
                     let mut idx = [0u8; 8];
                     self.read(region, off + HEADER, &mut idx);
                     if self.overwritten(ctl, self.pos) {
-                        self.resync(ctl, region)?;
+                        if !self.resync(ctl, region)? {
+                            return Ok(Peek::Contended);
+                        }
                         continue;
                     }
                     let index = u64::from_ne_bytes(idx);
@@ -907,7 +913,9 @@ impl Subscriber {
                 }
                 other => {
                     if self.overwritten(ctl, self.pos) {
-                        self.resync(ctl, region)?;
+                        if !self.resync(ctl, region)? {
+                            return Ok(Peek::Contended);
+                        }
                         continue;
                     }
                     return Err(Corrupt(format!(
@@ -933,6 +941,7 @@ impl Subscriber {
         if !self.overwritten(ctl, m.pos) {
             return Ok(true);
         }
+        // Settled or not, `m` is gone.
         self.resync(ctl, region)?;
         if self.missed == 0 {
             // A resync that could not settle: `m` is gone all the same.
@@ -953,13 +962,15 @@ impl Subscriber {
     }
 
     /// Overwrite mode: jumps from a lapped position to the oldest record still intact, and
-    /// counts the messages skipped.
-    fn resync<R: Region>(&mut self, ctl: &PubLine, region: &R) -> Result<(), Corrupt> {
+    /// counts the messages skipped. False if the publisher was mid-publication for a whole
+    /// snapshot's spins (stuck, dead or hostile): the caller reports [`Peek::Contended`] rather
+    /// than spin again (each of its attempts spinning as long).
+    fn resync<R: Region>(&mut self, ctl: &PubLine, region: &R) -> Result<bool, Corrupt> {
         let cap = self.g.capacity();
         for _ in 0..ATTEMPTS {
             let t = self.load_tail(ctl)?;
             if t <= self.pos {
-                return Ok(());
+                return Ok(true);
             }
             // Loaded after the tail: `t <= h`.
             let h = self.load_head(ctl)?;
@@ -967,7 +978,7 @@ impl Subscriber {
                 // Everything published is retired (the next record needs the newest one's
                 // bytes too): land at the head, whose index the (head, sent) pair gives.
                 let Some((h2, sent, _)) = snapshot(ctl, None)? else {
-                    continue; // mid-publication: look again
+                    return Ok(false); // mid-publication at every spin
                 };
                 if h2 != t {
                     continue; // published meanwhile: read the record at `t`
@@ -984,7 +995,7 @@ impl Subscriber {
                 self.expected = sent;
                 self.exact = true;
                 self.pos = t;
-                return Ok(());
+                return Ok(true);
             }
             // The first message at or after `t`: maybe behind a padding record.
             let mut p = t;
@@ -1028,9 +1039,9 @@ impl Subscriber {
             self.expected = index;
             self.exact = true;
             self.pos = p;
-            return Ok(());
+            return Ok(true);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Stores the cursor; true if it moved (block mode: then wake a publisher waiting for
@@ -1496,6 +1507,30 @@ mod tests {
             assert_eq!(b.read(&mut s, 0), Ok(Some(b"wraps".to_vec())));
             assert_eq!(p.sent(), 0, "the index wrapped");
         }
+    }
+
+    /// Found by fuzzing (#11): a lapped subscriber over a tail at the head and an odd version
+    /// (a publisher stuck mid-publication, or a hostile peer) spun through every attempt of
+    /// its read times every attempt of its resynchronisation times every spin of a snapshot
+    /// (64 x 64 x 4096 spins) before it answered; it now answers "contended" after one
+    /// snapshot's spins.
+    #[test]
+    fn a_stuck_publication_does_not_multiply_the_spins() {
+        let b = bus(256, 1);
+        let mut p = b.publisher(Overflow::Overwrite);
+        let mut s = b.join(Overflow::Overwrite, 0);
+        for i in 0..4u8 {
+            assert!(b.write(&mut p, &[i; 40]));
+        }
+        let h = b.ctl.head.load(Ordering::SeqCst);
+        b.ctl.tail.store(h, Ordering::SeqCst);
+        b.ctl.version.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(s.peek(&b.ctl, &b.region), Ok(Peek::Contended));
+        // The publication ends: the lap is counted exactly.
+        b.ctl.version.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(s.peek(&b.ctl, &b.region), Ok(Peek::Lagged));
+        assert_eq!(s.take_missed(), 4);
+        assert_eq!(s.peek(&b.ctl, &b.region), Ok(Peek::Empty));
     }
 
     #[test]
