@@ -96,8 +96,9 @@ pub fn broadcast(data: &[u8]) {
     ctl.sent.store(sent, Ordering::Relaxed);
 
     // The model holds while the broadcast is intact: it started empty (the tail at the head),
-    // far from the end of the position space, and nothing was corrupted.
-    let mut intact = head == tail && head % 8 == 0 && head < 1 << 62;
+    // far from the end of the position space and of the message count (subscribers refuse an
+    // index that wrapped), and nothing was corrupted.
+    let mut intact = head == tail && head % 8 == 0 && head < 1 << 62 && sent < 1 << 62;
     // Messages published (by model index; the core's index is `sent + model index`).
     let mut published: Vec<Vec<u8>> = Vec::new();
     let mut written: Vec<Vec<u8>> = Vec::new(); // committed, not yet published
@@ -139,8 +140,8 @@ pub fn broadcast(data: &[u8]) {
                             written.push(msg);
                         }
                         Ok(None) => assert!(overflow == Overflow::Block, "overwrite mode waits"),
-                        Err(_) => {
-                            assert!(!intact, "broadcast model: an intact one reported corruption");
+                        Err(e) => {
+                            assert!(!intact, "broadcast model: an intact one reported {e:?}");
                             publisher = None;
                         }
                     }
@@ -181,8 +182,8 @@ pub fn broadcast(data: &[u8]) {
                                 lagged(s, n, overflow, intact);
                             }
                             Ok(Peek::Empty | Peek::Contended) => {}
-                            Err(_) => {
-                                assert!(!intact, "broadcast model: an intact one reported corruption");
+                            Err(e) => {
+                                assert!(!intact, "broadcast model: an intact one reported {e:?}");
                                 sub[k] = None;
                             }
                         }
@@ -216,7 +217,7 @@ pub fn broadcast(data: &[u8]) {
                                 next: published.len(),
                             });
                         }
-                        Err(_) => assert!(!intact, "broadcast model: join refused"),
+                        Err(e) => assert!(!intact, "broadcast model: join refused: {e:?}"),
                     }
                 }
             }
@@ -306,8 +307,8 @@ pub fn broadcast(data: &[u8]) {
                     done = true;
                     break;
                 }
-                Err(_) => {
-                    assert!(!intact, "broadcast model: an intact one reported corruption");
+                Err(e) => {
+                    assert!(!intact, "broadcast model: an intact one reported {e:?}");
                     done = true;
                     break;
                 }
@@ -364,8 +365,8 @@ fn receive(
                 assert!(!intact, "contended without a concurrent writer");
                 return true;
             }
-            Err(_) => {
-                assert!(!intact, "broadcast model: an intact one reported corruption");
+            Err(e) => {
+                assert!(!intact, "broadcast model: an intact one reported {e:?}");
                 return false;
             }
         },
@@ -394,8 +395,8 @@ fn receive(
                 s.next += n as usize;
             }
         }
-        Err(_) => {
-            assert!(!intact, "broadcast model: an intact one reported corruption");
+        Err(e) => {
+            assert!(!intact, "broadcast model: an intact one reported {e:?}");
             return false;
         }
     }
