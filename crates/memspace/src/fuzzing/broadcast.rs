@@ -17,8 +17,8 @@ use super::Input;
 use crate::broadcast::core::{
     Message, Overflow, Peek, PubLine, Publisher, SubLine, Subscriber, Unsettled, INACTIVE, INDEX,
 };
-use crate::channel::geometry::Geometry;
 use crate::channel::frame::{MapRegion, Region};
+use crate::channel::geometry::Geometry;
 use crate::sync::Ordering;
 
 /// Attachment slots: the script's subscribers use 0..3; slot 3 holds a stranger whose cursor
@@ -41,6 +41,7 @@ struct Sub {
 /// publisher or a subscriber) and corruptions of the control words, the cursor lines, the
 /// record headers and the data.
 #[allow(clippy::too_many_lines)] // one script interpreter reads best in one place
+#[allow(clippy::cast_ptr_alignment)] // the arena is 64-aligned, the lines 128 bytes each
 pub fn broadcast(data: &[u8]) {
     let mut inp = Input::new(data);
     let g = geometry(&mut inp);
@@ -103,8 +104,11 @@ pub fn broadcast(data: &[u8]) {
     let mut published: Vec<Vec<u8>> = Vec::new();
     let mut written: Vec<Vec<u8>> = Vec::new(); // committed, not yet published
     let mut writes = 0u64;
-    let mut publisher = Publisher::attach(g, overflow, ctl).ok();
-    assert!(publisher.is_some() || !intact, "broadcast model: attach refused");
+    let mut sender = Publisher::attach(g, overflow, ctl).ok();
+    assert!(
+        sender.is_some() || !intact,
+        "broadcast model: attach refused"
+    );
     let mut sub: [Option<Sub>; SUBS] = [None, None, None];
     // Block mode asks about the subscribers that hold the publisher back.
     let alive = |sub: &[Option<Sub>; SUBS], slot: usize| {
@@ -120,7 +124,7 @@ pub fn broadcast(data: &[u8]) {
             0..=2 => {
                 let len = (u64::from(inp.u16()) % (max_payload + 1)) as usize;
                 let msg = payload(writes as u32, len);
-                if let Some(p) = publisher.as_mut() {
+                if let Some(p) = sender.as_mut() {
                     let mut alive = |slot| alive(&sub, slot);
                     // SYNC: Relaxed: single-threaded.
                     let before = ctl.head.load(Ordering::Relaxed);
@@ -142,13 +146,13 @@ pub fn broadcast(data: &[u8]) {
                         Ok(None) => assert!(overflow == Overflow::Block, "overwrite mode waits"),
                         Err(e) => {
                             assert!(!intact, "broadcast model: an intact one reported {e:?}");
-                            publisher = None;
+                            sender = None;
                         }
                     }
                 }
             }
             3 => {
-                if let Some(p) = publisher.as_mut() {
+                if let Some(p) = sender.as_mut() {
                     p.publish(ctl);
                     published.append(&mut written);
                 }
@@ -223,8 +227,11 @@ pub fn broadcast(data: &[u8]) {
             }
             9 => {
                 // The publisher dies and another takes over: what it did not publish is gone.
-                publisher = Publisher::attach(g, overflow, ctl).ok();
-                assert!(publisher.is_some() || !intact, "broadcast model: attach refused");
+                sender = Publisher::attach(g, overflow, ctl).ok();
+                assert!(
+                    sender.is_some() || !intact,
+                    "broadcast model: attach refused"
+                );
                 written.clear();
             }
             10 => {
@@ -271,7 +278,7 @@ pub fn broadcast(data: &[u8]) {
     // Drain: publish what is written, then each subscriber reads until it is told "empty".
     // Each step moves its position forward past a record (or to the oldest record, after
     // which it moves forward again), so it ends within a lap plus what was written.
-    if let Some(p) = publisher.as_mut() {
+    if let Some(p) = sender.as_mut() {
         p.publish(ctl);
         published.append(&mut written);
     }
@@ -314,20 +321,29 @@ pub fn broadcast(data: &[u8]) {
                 }
             }
         }
-        assert!(done, "a broadcast subscriber read more records than were ever written");
+        assert!(
+            done,
+            "a broadcast subscriber read more records than were ever written"
+        );
     }
 }
 
 /// What every message handed out must satisfy, corrupt segment or not.
 fn check_message(m: &Message, cap: u64, max_payload: u64) {
     assert_inside("broadcast message", m.offset, m.len, cap);
-    assert!(m.len <= max_payload, "broadcast message longer than max_len");
+    assert!(
+        m.len <= max_payload,
+        "broadcast message longer than max_len"
+    );
 }
 
 /// A lap of `n` messages reported to `s`.
 fn lagged(s: &mut Sub, n: u64, overflow: Overflow, intact: bool) {
     if intact {
-        assert!(overflow == Overflow::Overwrite, "block mode lapped a subscriber");
+        assert!(
+            overflow == Overflow::Overwrite,
+            "block mode lapped a subscriber"
+        );
         assert!(n > 0, "a lap of no message");
         s.next += n as usize;
     }
@@ -383,7 +399,11 @@ fn receive(
                     sent.wrapping_add(s.next as u64),
                     "broadcast model: message index"
                 );
-                assert_eq!(published.get(s.next), Some(&out), "broadcast model: message");
+                assert_eq!(
+                    published.get(s.next),
+                    Some(&out),
+                    "broadcast model: message"
+                );
                 s.next += 1;
             }
         }
