@@ -946,7 +946,7 @@ impl Subscriber {
         if self.missed == 0 {
             // A resync that could not settle: `m` is gone all the same.
             self.missed = 1;
-            self.total_missed += 1;
+            self.total_missed = self.total_missed.saturating_add(1);
             self.expected = m.index.wrapping_add(1);
             self.pos = m.pos + record_size(INDEX + m.len);
         }
@@ -990,8 +990,8 @@ impl Subscriber {
                     )));
                 }
                 let missed = sent.saturating_sub(self.expected);
-                self.missed += missed;
-                self.total_missed += missed;
+                self.missed = self.missed.saturating_add(missed);
+                self.total_missed = self.total_missed.saturating_add(missed);
                 self.expected = sent;
                 self.exact = true;
                 self.pos = t;
@@ -1034,8 +1034,9 @@ impl Subscriber {
                 )));
             };
             let missed = index.saturating_sub(self.expected);
-            self.missed += missed;
-            self.total_missed += missed;
+            // Saturating: a hostile index may claim any count.
+            self.missed = self.missed.saturating_add(missed);
+            self.total_missed = self.total_missed.saturating_add(missed);
             self.expected = index;
             self.exact = true;
             self.pos = p;

@@ -275,6 +275,18 @@ pub fn broadcast(data: &[u8]) {
         }
     }
 
+    // What opening and inspection read (they must not fail otherwise than with an error).
+    let _ = crate::broadcast::core::validate(g, overflow, ctl);
+    if let Ok((h, _, _)) = crate::broadcast::core::published(ctl) {
+        assert!(
+            h < crate::broadcast::core::POS_LIMIT,
+            "published head {h} is not a position"
+        );
+    }
+    for line in subs {
+        let _ = crate::broadcast::core::slot_state(line);
+    }
+
     // Drain: publish what is written, then each subscriber reads until it is told "empty".
     // Each step moves its position forward past a record (or to the oldest record, after
     // which it moves forward again), so it ends within a lap plus what was written.
