@@ -96,9 +96,11 @@ fuzz-smoke: ## Each cargo-fuzz target for FUZZ_SMOKE_SECONDS (15) s, nothing sav
 # them). Tests in these modules that read /proc or the wall clock are
 # `#[cfg_attr(miri, ignore)]`. Proptest runs 4 cases per property. Weak-memory emulation is
 # off: this Miri aborts (an internal error, not a finding) on the fuzz arena's mix of atomic
-# and plain accesses to one word in one thread. Slot: the broadcast core's heap tests.
+# and plain accesses to one word in one thread. The broadcast core's heap tests are in too
+# (its fuzz target runs in fuzzing::tests::miri_smoke with the others).
 MIRI_TESTS ?= spsc::core mpmc::core mpmc::parts view::codec shm::header channel:: \
-	lock::eventcount fs::path fs::glob fuzzing::tests::miri_smoke lock::mutex::tests::heap_
+	lock::eventcount fs::path fs::glob fuzzing::tests::miri_smoke lock::mutex::tests::heap_ \
+	broadcast::core
 MIRI_ENV := PROPTEST_CASES=4 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1 \
 	MIRIFLAGS="-Zmiri-disable-weak-memory-emulation -Zmiri-env-forward=PROPTEST_CASES \
 	-Zmiri-env-forward=PROPTEST_DISABLE_FAILURE_PERSISTENCE"

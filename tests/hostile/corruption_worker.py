@@ -34,9 +34,7 @@ from typing import Any
 
 import memspace
 
-KINDS = ("mutex", "rwlock", "view", "record", "ring", "queue", "sharedfs")
-# A slot for the kind being built (a branch in _create, _open and _op, one entry here):
-# "broadcast": the broadcast channel (publisher and subscribers as the live case's users).
+KINDS = ("mutex", "rwlock", "view", "record", "ring", "queue", "sharedfs", "broadcast")
 
 # What a corrupt or hostile segment may make memspace raise (a result, not a finding).
 CLEAN: tuple[type[BaseException], ...] = (
@@ -101,6 +99,8 @@ def _create(kind: str, name: str, rng: random.Random) -> Any:
         )
         fs.import_tree({"/a": b"a" * 100, "/d/b": b"bb", "/d/e/c": bytes(700)})
         return fs
+    if kind == "broadcast":
+        return _broadcast_create(name, rng)
     raise AssertionError(kind)
 
 
@@ -120,6 +120,8 @@ def _open(kind: str, name: str, rng: random.Random, who: str) -> Any:
         return memspace.Queue.open(name)
     if kind == "sharedfs":
         return memspace.SharedFileSystem.open(name)
+    if kind == "broadcast":
+        return _broadcast_open(name, who)
     raise AssertionError(kind)
 
 
@@ -193,6 +195,8 @@ def _op(kind: str, obj: Any, rng: random.Random, who: str) -> None:
         _queue_op(obj, rng)
     elif kind == "sharedfs":
         _sharedfs_op(obj, rng)
+    elif kind == "broadcast":
+        _broadcast_op(obj, rng, who)
     else:
         raise AssertionError(kind)
 
@@ -312,6 +316,58 @@ def _sharedfs_op(fs: Any, rng: random.Random) -> None:
         _ = (fs.stats(), fs.info(), fs.inspect())
 
 
+# --- the broadcast (its own block, beside the others' kinds) ----------------------------------
+
+
+def _broadcast_create(name: str, rng: random.Random) -> Any:
+    return memspace.Broadcast.create(
+        name,
+        rng.choice((256, 1024, 4096)),
+        overflow=rng.choice(("block", "overwrite")),
+        max_message_size=rng.choice((None, 8, 100)),
+    )
+
+
+def _broadcast_open(name: str, who: str) -> Any:
+    # A live case's "a" publishes and its "b" subscribes; at rest one handle subscribes and
+    # publishes too (its first put claims the role), so that it reads what the damage left.
+    return memspace.Broadcast.open(name, role="publisher" if who == "a" else "subscriber")
+
+
+def _broadcast_op(bc: Any, rng: random.Random, who: str) -> None:
+    limit = bc.max_message_size
+    publish = who == "a" or (who == "" and rng.random() < 0.5)
+    if publish:
+        op = rng.randrange(5)
+        n = rng.randrange(0, limit + 1)
+        if op == 0:
+            bc.try_put(bytes(n))
+        elif op == 1:
+            bc.put(bytes(n), timeout=WAIT)
+        elif op == 2:
+            bc.put_many([bytes(rng.randrange(0, min(limit, 32) + 1)) for _ in range(4)], WAIT)
+        elif op == 3:
+            with bc.reserve(n, timeout=WAIT) as mv:
+                mv[:] = bytes(n)
+        else:
+            bc.put(bytes(n), block=False)
+    elif who == "b" or bc.role in ("subscriber", "both"):
+        op = rng.randrange(4)
+        if op == 0:
+            m = bc.try_get()
+            assert m is None or len(m) <= limit
+        elif op == 1:
+            assert len(bc.get(timeout=WAIT)) <= limit
+        elif op == 2:
+            for m in bc.get_many(8, timeout=WAIT):
+                assert len(m) <= limit
+        else:
+            with bc.get_view(timeout=WAIT) as mv:
+                assert len(mv) <= limit
+                bytes(mv)
+    _ = (bc.lag, bc.role, bc.inspect())
+
+
 def _close(obj: Any) -> None:
     close = getattr(obj, "close", None)
     if close is not None:
@@ -336,7 +392,8 @@ def areas(raw: memspace.SharedMemory) -> list[tuple[str, int, int]]:
             h[12],
             h[13],
         )
-        control = {5: 256, 6: 384}.get(h[4], 0)  # a ring's or a queue's control block
+        # A ring's or a queue's control block; a broadcast's lines fill its lock area.
+        control = {5: 256, 6: 384, 8: lock_size}.get(h[4], 0)
         for name, off, length in (
             ("attach", attach_off, 64 + 32 * min(slots, 1024)),
             ("lock", lock_off, lock_size),

@@ -10,9 +10,10 @@ a case that outlives its deadline (the worker is killed).
 
 - at rest: create an object, use it a little, close it, corrupt its segment once or a few
   times, then open and use it again (``MEMSPACE_FUZZ_CASES`` cases per kind, default 400);
-- live: two workers use the object (for a ring: its producer and its consumer) while a third
-  corrupts it over and over (``MEMSPACE_FUZZ_LIVE`` cases per kind, default 20, each
-  ``MEMSPACE_FUZZ_SECONDS`` long, default 0.05).
+- live: two workers use the object (for a ring: its producer and its consumer; for a broadcast:
+  its publisher and a subscriber) while a third corrupts it over and over
+  (``MEMSPACE_FUZZ_LIVE`` cases per kind, default 20, each ``MEMSPACE_FUZZ_SECONDS`` long,
+  default 0.05).
 
 Seeded: ``MEMSPACE_FUZZ_SEED`` replays a whole run (the seed is in the summary line, which
 ``pytest -s`` shows, and in every failure; live cases also depend on timing), and

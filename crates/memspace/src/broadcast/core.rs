@@ -208,8 +208,12 @@ impl SubLine {
     }
 }
 
+/// Every position is below this (2^63 bytes: centuries of publishing), so that a position plus
+/// a record or a lap never wraps. A larger one in the segment is corruption.
+pub(crate) const POS_LIMIT: u64 = 1 << 63;
+
 fn check_pos(what: &str, pos: u64) -> Result<(), Corrupt> {
-    if pos % 8 != 0 || pos == INACTIVE {
+    if pos % 8 != 0 || pos >= POS_LIMIT {
         return Err(Corrupt(format!(
             "broadcast {what} {pos} is not a record position"
         )));
@@ -305,15 +309,22 @@ pub(crate) fn validate(g: Geometry, mode: Overflow, ctl: &PubLine) -> Result<(),
         let tail = ctl.tail.load(Ordering::Acquire);
         // SYNC: Acquire, as above.
         let later = ctl.head.load(Ordering::Acquire);
-        check_pos("tail", tail)?;
         check_pos("head", later)?;
-        if tail > later || head.saturating_sub(tail) > g.capacity() {
-            return Err(Corrupt(format!(
-                "broadcast positions are impossible (head {head}, oldest record {tail}, \
-                 capacity {})",
-                g.capacity()
-            )));
-        }
+        check_tail(g, head, tail, later)?;
+    }
+    Ok(())
+}
+
+/// Overwrite mode: `tail` against a head loaded before it (at most a lap ahead) and one loaded
+/// after it (at least the tail).
+fn check_tail(g: Geometry, before: u64, tail: u64, after: u64) -> Result<(), Corrupt> {
+    check_pos("tail", tail)?;
+    if tail > after || before.saturating_sub(tail) > g.capacity() {
+        return Err(Corrupt(format!(
+            "broadcast positions are impossible (head {before}, oldest record {tail}, \
+             capacity {})",
+            g.capacity()
+        )));
     }
     Ok(())
 }
@@ -357,13 +368,22 @@ impl Publisher {
     /// Takes over the publisher side from `ctl` (a fresh broadcast, or one whose previous
     /// publisher is gone: what it wrote but did not publish is discarded).
     pub(crate) fn attach(g: Geometry, mode: Overflow, ctl: &PubLine) -> Result<Publisher, Corrupt> {
-        validate(g, mode, ctl)?;
         // SYNC: Acquire loads pair with the previous publisher's Release and SeqCst stores: a
         // takeover continues exactly after what was published.
         let mut version = ctl.version.load(Ordering::Acquire);
         let sent = ctl.sent.load(Ordering::Acquire);
         let head = ctl.head.load(Ordering::Acquire);
         let tail = ctl.tail.load(Ordering::Acquire);
+        // The values kept are the ones checked (a hostile peer may change the line meanwhile;
+        // nobody else publishes). In block mode `tail` is unused: keep it at the head.
+        check_pos("head", head)?;
+        let tail = match mode {
+            Overflow::Block => head,
+            Overflow::Overwrite => {
+                check_tail(g, head, tail, head)?;
+                tail
+            }
+        };
         if version % 2 == 1 {
             // Our predecessor died between its version stores: the pair as stored (`sent`
             // stored first, so at most a gap in the indices) is where we continue. Make it
@@ -414,6 +434,12 @@ impl Publisher {
         let off = self.g.offset(self.head);
         let to_end = self.g.capacity() - off;
         let pad = if rec > to_end { to_end } else { 0 };
+        if self.head + pad + rec >= POS_LIMIT {
+            return Err(Corrupt(format!(
+                "the broadcast's positions are exhausted (head {})",
+                self.head
+            )));
+        }
         match self.mode {
             Overflow::Block => {
                 if !self.has_room(ctl, subs, pad + rec, alive)? {
@@ -446,7 +472,8 @@ impl Publisher {
     /// committed is abandoned: the next one writes over it, padding included.)
     pub(crate) fn commit(&mut self, r: Reservation) {
         self.head += r.pad + record_size(INDEX + r.len);
-        self.sent += 1;
+        // Wrapping: `sent` came from the segment; a wrapped index is refused by subscribers.
+        self.sent = self.sent.wrapping_add(1);
     }
 
     /// Writes one message (reserve, copy, commit). `Ok(false)`: no room now (block mode).
@@ -830,7 +857,9 @@ impl Subscriber {
                 return Ok(Peek::Empty);
             }
             if self.mode == Overflow::Overwrite && self.pos < self.load_tail(ctl)? {
-                self.resync(ctl, region)?;
+                if !self.resync(ctl, region)? {
+                    return Ok(Peek::Contended);
+                }
                 continue;
             }
             // In block mode `head - pos <= capacity` (checked at the head load). In overwrite
@@ -847,7 +876,9 @@ impl Subscriber {
                     if len + HEADER == to_end && to_end <= avail =>
                 {
                     if self.overwritten(ctl, self.pos) {
-                        self.resync(ctl, region)?;
+                        if !self.resync(ctl, region)? {
+                            return Ok(Peek::Contended);
+                        }
                     } else {
                         self.pos += to_end;
                     }
@@ -860,7 +891,9 @@ impl Subscriber {
                     let mut idx = [0u8; 8];
                     self.read(region, off + HEADER, &mut idx);
                     if self.overwritten(ctl, self.pos) {
-                        self.resync(ctl, region)?;
+                        if !self.resync(ctl, region)? {
+                            return Ok(Peek::Contended);
+                        }
                         continue;
                     }
                     let index = u64::from_ne_bytes(idx);
@@ -880,7 +913,9 @@ impl Subscriber {
                 }
                 other => {
                     if self.overwritten(ctl, self.pos) {
-                        self.resync(ctl, region)?;
+                        if !self.resync(ctl, region)? {
+                            return Ok(Peek::Contended);
+                        }
                         continue;
                     }
                     return Err(Corrupt(format!(
@@ -906,12 +941,13 @@ impl Subscriber {
         if !self.overwritten(ctl, m.pos) {
             return Ok(true);
         }
+        // Settled or not, `m` is gone.
         self.resync(ctl, region)?;
         if self.missed == 0 {
             // A resync that could not settle: `m` is gone all the same.
             self.missed = 1;
-            self.total_missed += 1;
-            self.expected = m.index + 1;
+            self.total_missed = self.total_missed.saturating_add(1);
+            self.expected = m.index.wrapping_add(1);
             self.pos = m.pos + record_size(INDEX + m.len);
         }
         Ok(false)
@@ -920,18 +956,21 @@ impl Subscriber {
     /// Consumes the message `peek` returned (the cursor moves at the next release).
     pub(crate) fn consume(&mut self, m: &Message) {
         self.pos = m.pos + record_size(INDEX + m.len);
-        self.expected = m.index + 1;
+        // Wrapping: the index came from the segment (a wrapped one is refused at the next).
+        self.expected = m.index.wrapping_add(1);
         self.exact = true;
     }
 
     /// Overwrite mode: jumps from a lapped position to the oldest record still intact, and
-    /// counts the messages skipped.
-    fn resync<R: Region>(&mut self, ctl: &PubLine, region: &R) -> Result<(), Corrupt> {
+    /// counts the messages skipped. False if the publisher was mid-publication for a whole
+    /// snapshot's spins (stuck, dead or hostile): the caller reports [`Peek::Contended`] rather
+    /// than spin again (each of its attempts spinning as long).
+    fn resync<R: Region>(&mut self, ctl: &PubLine, region: &R) -> Result<bool, Corrupt> {
         let cap = self.g.capacity();
         for _ in 0..ATTEMPTS {
             let t = self.load_tail(ctl)?;
             if t <= self.pos {
-                return Ok(());
+                return Ok(true);
             }
             // Loaded after the tail: `t <= h`.
             let h = self.load_head(ctl)?;
@@ -939,7 +978,7 @@ impl Subscriber {
                 // Everything published is retired (the next record needs the newest one's
                 // bytes too): land at the head, whose index the (head, sent) pair gives.
                 let Some((h2, sent, _)) = snapshot(ctl, None)? else {
-                    continue; // mid-publication: look again
+                    return Ok(false); // mid-publication at every spin
                 };
                 if h2 != t {
                     continue; // published meanwhile: read the record at `t`
@@ -951,12 +990,12 @@ impl Subscriber {
                     )));
                 }
                 let missed = sent.saturating_sub(self.expected);
-                self.missed += missed;
-                self.total_missed += missed;
+                self.missed = self.missed.saturating_add(missed);
+                self.total_missed = self.total_missed.saturating_add(missed);
                 self.expected = sent;
                 self.exact = true;
                 self.pos = t;
-                return Ok(());
+                return Ok(true);
             }
             // The first message at or after `t`: maybe behind a padding record.
             let mut p = t;
@@ -995,14 +1034,15 @@ impl Subscriber {
                 )));
             };
             let missed = index.saturating_sub(self.expected);
-            self.missed += missed;
-            self.total_missed += missed;
+            // Saturating: a hostile index may claim any count.
+            self.missed = self.missed.saturating_add(missed);
+            self.total_missed = self.total_missed.saturating_add(missed);
             self.expected = index;
             self.exact = true;
             self.pos = p;
-            return Ok(());
+            return Ok(true);
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Stores the cursor; true if it moved (block mode: then wake a publisher waiting for
@@ -1442,6 +1482,56 @@ mod tests {
             }
         }
         assert!(failed, "the corrupt oldest record was retired");
+    }
+
+    /// Found by fuzzing (#11): a head near 2^64 (a multiple of 8, so a "position") made the
+    /// publisher's next commit overflow; positions now stop below `POS_LIMIT`.
+    #[test]
+    fn positions_near_the_end_of_the_space_are_errors() {
+        for mode in [Overflow::Block, Overflow::Overwrite] {
+            let b = bus(256, 1);
+            b.ctl.head.store(u64::MAX - 7, Ordering::SeqCst);
+            b.ctl.tail.store(u64::MAX - 7, Ordering::SeqCst);
+            assert!(Publisher::attach(b.g, mode, &b.ctl).is_err());
+            let near = POS_LIMIT - 16;
+            b.ctl.head.store(near, Ordering::SeqCst);
+            b.ctl.tail.store(near, Ordering::SeqCst);
+            b.ctl.sent.store(u64::MAX, Ordering::SeqCst);
+            let mut p = b.publisher(mode);
+            let r = p.try_write(&b.ctl, &b.subs, &b.region, b"x", &mut all_alive);
+            assert!(r.is_err(), "{mode:?}: {r:?}");
+            b.ctl.head.store(0, Ordering::SeqCst);
+            b.ctl.tail.store(0, Ordering::SeqCst);
+            let mut p = b.publisher(mode);
+            let mut s = b.join(mode, 0);
+            assert!(b.write(&mut p, b"wraps"));
+            assert_eq!(b.read(&mut s, 0), Ok(Some(b"wraps".to_vec())));
+            assert_eq!(p.sent(), 0, "the index wrapped");
+        }
+    }
+
+    /// Found by fuzzing (#11): a lapped subscriber over a tail at the head and an odd version
+    /// (a publisher stuck mid-publication, or a hostile peer) spun through every attempt of
+    /// its read times every attempt of its resynchronisation times every spin of a snapshot
+    /// (64 x 64 x 4096 spins) before it answered; it now answers "contended" after one
+    /// snapshot's spins.
+    #[test]
+    fn a_stuck_publication_does_not_multiply_the_spins() {
+        let b = bus(256, 1);
+        let mut p = b.publisher(Overflow::Overwrite);
+        let mut s = b.join(Overflow::Overwrite, 0);
+        for i in 0..4u8 {
+            assert!(b.write(&mut p, &[i; 40]));
+        }
+        let h = b.ctl.head.load(Ordering::SeqCst);
+        b.ctl.tail.store(h, Ordering::SeqCst);
+        b.ctl.version.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(s.peek(&b.ctl, &b.region), Ok(Peek::Contended));
+        // The publication ends: the lap is counted exactly.
+        b.ctl.version.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(s.peek(&b.ctl, &b.region), Ok(Peek::Lagged));
+        assert_eq!(s.take_missed(), 4);
+        assert_eq!(s.peek(&b.ctl, &b.region), Ok(Peek::Empty));
     }
 
     #[test]

@@ -24,14 +24,14 @@ struct Line([u8; 64]);
 
 /// Zeroed heap memory standing in for a mapping: accessed only through the channel's atomics
 /// and the region's copies, as a segment is.
-struct Arena {
+pub(super) struct Arena {
     lines: Vec<Line>,
     ptr: *mut u8,
 }
 
 impl Arena {
     /// `len` bytes (rounded up to whole lines), zero.
-    fn new(len: usize) -> Arena {
+    pub(super) fn new(len: usize) -> Arena {
         let mut lines = vec![Line([0; 64]); len.div_ceil(64)];
         // `as_mut_ptr` creates no reference to the elements, so this pointer stays the one
         // every later access derives from (the Vec is not touched again until it drops).
@@ -40,7 +40,7 @@ impl Arena {
     }
 
     /// The pointer `off` bytes in (`off` within the arena).
-    fn at(&self, off: usize) -> *mut u8 {
+    pub(super) fn at(&self, off: usize) -> *mut u8 {
         assert!(off <= self.lines.len() * 64);
         // SAFETY: within the allocation (checked), or one past its end.
         unsafe { self.ptr.add(off) }
@@ -48,7 +48,7 @@ impl Arena {
 }
 
 /// A power-of-two capacity 32..=4096 and a message limit up to the largest it allows.
-fn geometry(inp: &mut Input<'_>) -> Geometry {
+pub(super) fn geometry(inp: &mut Input<'_>) -> Geometry {
     let cap = 32u64 << (inp.u8() % 8);
     let max_len = Geometry::max_len_for(cap) * u64::from(inp.u8()) / 255;
     Geometry::new(cap, max_len).expect("valid by construction")
@@ -65,7 +65,7 @@ fn position(inp: &mut Input<'_>, raw: bool, base: u64, cap: u64) -> u64 {
 }
 
 /// A value for a corrupted control word: raw, or near its current value.
-fn corrupt_word(inp: &mut Input<'_>, w: &AtomicU64) {
+pub(super) fn corrupt_word(inp: &mut Input<'_>, w: &AtomicU64) {
     let v = match inp.u8() % 3 {
         0 => inp.u64(),
         1 => w
@@ -80,14 +80,14 @@ fn corrupt_word(inp: &mut Input<'_>, w: &AtomicU64) {
 }
 
 /// A message whose bytes say which one it is (so a mix-up is seen).
-fn payload(seq: u32, len: usize) -> Vec<u8> {
+pub(super) fn payload(seq: u32, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (seq as usize).wrapping_mul(31).wrapping_add(i) as u8)
         .collect()
 }
 
 /// Fails unless `offset..offset+len` lies in a data area of `cap` bytes.
-fn assert_inside(what: &str, offset: usize, len: u64, cap: u64) {
+pub(super) fn assert_inside(what: &str, offset: usize, len: u64, cap: u64) {
     assert!(
         (offset as u64)
             .checked_add(len)
@@ -270,7 +270,7 @@ pub fn ring(data: &[u8]) {
 }
 
 /// The base of near-valid positions: 0, close below 2^64, or raw.
-fn inp_base(inp: &mut Input<'_>, mode: u8) -> u64 {
+pub(super) fn inp_base(inp: &mut Input<'_>, mode: u8) -> u64 {
     match (mode >> 1) % 4 {
         0 => 0,
         1 => u64::MAX - u64::from(inp.u16()) * 8 - 7,

@@ -19,12 +19,14 @@
 //!
 //! This module sits above every other one (it may use any of them); nothing imports it.
 
+mod broadcast;
 mod channels;
 mod data;
 mod fs;
 mod lock;
 mod shared_fs;
 
+pub use broadcast::broadcast;
 pub use channels::{queue, ring};
 pub use data::{codec, header, parts};
 pub use fs::{glob, path};
@@ -46,9 +48,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("glob", glob),
     ("mutex_word", mutex_word),
     ("shared_fs", shared_fs),
-    // A slot for the structure being built (one line, plus a file in fuzz/fuzz_targets/ and a
-    // [[bin]] in fuzz/Cargo.toml):
-    // ("broadcast", broadcast),   // the broadcast ring: publisher and lapped subscribers over a corrupt region
+    ("broadcast", broadcast),
 ];
 
 /// A cursor over fuzz input that never fails: past the end it yields zeros, so every input
