@@ -20,8 +20,9 @@ the table instead of a row.
 
 The last table is memspace alone: an overwrite-mode publisher's rate (64 B, the same inline
 `put(m)` loop in this process) with no subscriber, with one subscriber process that has
-stopped reading (it sleeps), and with one that is SIGSTOPped. The goal is that a stalled
-subscriber costs the publisher nothing.
+stopped reading (it sleeps), and with one that is SIGSTOPped, three broadcasts measured in
+turn within each of 10 repetitions. The goal is that a stalled subscriber costs the
+publisher nothing.
 
 Run: python benchmarks/run.py broadcast
 """
@@ -96,48 +97,49 @@ def _publish_rate(name: str, n: int, size: int) -> float:
 
 
 def overwrite_section() -> str:
-    """The overwrite publisher's rate with and without a stalled subscriber."""
+    """The overwrite publisher's rate with and without a stalled subscriber: three broadcasts
+    side by side (none, a sleeping subscriber process, a SIGSTOPped one), measured in turn
+    within each repetition so that a drift of the machine hits all three alike."""
     import memspace
 
     size, n = 64, drivers.quick_count(2_000_000, least=1000)
-    name = f"/msbench-bc-ow-{os.getpid()}"
-    rows: list[Result] = []
-    memspace.Broadcast.create(name, 1 << 20, overflow="overwrite").close()
+    cases = ("no subscriber", "a subscriber that stopped reading", "a SIGSTOPped subscriber")
+    names = [f"/msbench-bc-ow{i}-{os.getpid()}" for i in range(len(cases))]
+    children: list[subprocess.Popen[str]] = []
+    figures: list[list[float]] = [[] for _ in cases]
     try:
-        for case in (
-            "no subscriber",
-            "a subscriber that stopped reading",
-            "a SIGSTOPped subscriber",
-        ):
-            child = None
-            if case != "no subscriber":
-                child = subprocess.Popen(
-                    [sys.executable, "-c", STALLED_SUBSCRIBER, name],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
-                assert child.stdout is not None
-                if child.stdout.readline().strip() != "subscribed":
-                    raise RuntimeError("the stalled subscriber did not start")
-                if "SIGSTOP" in case:
-                    child.send_signal(signal.SIGSTOP)
-            print(f"  overwrite publisher, {case}", file=sys.stderr, flush=True)
-            try:
-                rows.append(
-                    measure(
-                        f"memspace.Broadcast overwrite put, {case}",
-                        lambda: _publish_rate(name, n, size),
-                        REPS,
-                    )
-                )
-            finally:
-                if child is not None:
-                    child.kill()
-                    child.wait()
+        for name, case in zip(names, cases, strict=True):
+            memspace.Broadcast.create(name, 1 << 20, overflow="overwrite").close()
+            if case == "no subscriber":
+                continue
+            child = subprocess.Popen(
+                [sys.executable, "-c", STALLED_SUBSCRIBER, name], stdout=subprocess.PIPE, text=True
+            )
+            children.append(child)
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "subscribed":
+                raise RuntimeError("the stalled subscriber did not start")
+            if "SIGSTOP" in case:
+                child.send_signal(signal.SIGSTOP)
+        for name in names:  # warm-up
+            _publish_rate(name, n, size)
+        for rep in range(REPS * 2):
+            print(f"  overwrite publisher, repetition {rep + 1}", file=sys.stderr, flush=True)
+            for i, name in enumerate(names):
+                figures[i].append(_publish_rate(name, n, size))
     finally:
-        memspace.Broadcast.remove(name)
+        for child in children:
+            child.kill()
+            child.wait()
+        for name in names:
+            memspace.Broadcast.remove(name)
+    rows = [
+        Result(f"memspace.Broadcast overwrite put, {case}", xs)
+        for case, xs in zip(cases, figures, strict=True)
+    ]
     return rate_table(
-        "64 B overwrite-mode publisher, one process (memspace only)",
+        "64 B overwrite-mode publisher, one process (memspace only; "
+        f"{REPS * 2} interleaved repetitions)",
         "msg/s",
         rows,
         rows[0],
