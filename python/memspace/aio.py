@@ -398,10 +398,16 @@ class _Channel(AsyncIterator[T]):
             return r
         return await _until(self._readable, attempt, timeout, Empty)
 
-    def get_view(self, timeout: float | None = None) -> _View:
+    def get_view(self, timeout: float | None = None) -> _InPlace:
         """``async with aq.get_view() as mv:`` the next message in place (a read-only
         memoryview), as the synchronous ``get_view`` but waiting without blocking the loop."""
-        return _View(self, timeout)
+        return _InPlace(
+            lambda: self._h.get_view(timeout=0),
+            lambda: self._readable,
+            queue.Empty,
+            Empty,
+            timeout,
+        )
 
     def __aiter__(self) -> _Channel[T]:
         return self
@@ -550,29 +556,41 @@ class _Channel(AsyncIterator[T]):
         return f"memspace.aio.{self._h!r}"
 
 
-class _View:
-    """``async with channel.get_view(timeout) as mv``: the synchronous view context manager,
-    entered without blocking the loop."""
+class _InPlace:
+    """``async with channel.get_view(timeout) as mv`` / ``async with channel.reserve(n,
+    timeout) as mv``: the synchronous handle's context manager (`make()`, with ``timeout=0``),
+    entered without blocking the loop: retried on `signal()` until it stops raising `busy`
+    (``queue.Empty`` for a view, ``queue.Full`` for a reservation), then `gave_up` after
+    `timeout`. Both are called when the block is entered, as the synchronous call would be."""
 
-    def __init__(self, channel: _Channel[Any], timeout: float | None) -> None:
-        self._channel = channel
+    def __init__(
+        self,
+        make: Callable[[], Any],
+        signal: Callable[[], _Signal],
+        busy: type[Exception],
+        gave_up: type[Exception],
+        timeout: float | None,
+    ) -> None:
+        self._make = make
+        self._signal = signal
+        self._busy = busy
+        self._gave_up = gave_up
         self._timeout = timeout
         self._cm: Any = None
 
     async def __aenter__(self) -> memoryview:
-        ch = self._channel
-        cm = ch._h.get_view(timeout=0)
+        cm, busy = self._make(), self._busy
 
         def attempt() -> memoryview | _Nothing:
             try:
                 mv: memoryview = cm.__enter__()
-            except queue.Empty:
+            except busy:
                 return _NOTHING
             return mv
 
         r = attempt()
         if isinstance(r, _Nothing):
-            r = await _until(ch._readable, attempt, self._timeout, Empty)
+            r = await _until(self._signal(), attempt, self._timeout, self._gave_up)
         self._cm = cm
         return r
 
@@ -589,43 +607,15 @@ class _View:
         return r
 
 
-class _Reservation:
-    """``async with ring.reserve(n, timeout) as mv``: room for a message written in place."""
-
-    def __init__(self, channel: _Channel[Any], n: int, timeout: float | None) -> None:
-        self._channel = channel
-        self._n = n
-        self._timeout = timeout
-        self._cm: Any = None
-
-    async def __aenter__(self) -> memoryview:
-        ch = self._channel
-        cm = ch._h.reserve(self._n, timeout=0)
-
-        def attempt() -> memoryview | _Nothing:
-            try:
-                mv: memoryview = cm.__enter__()
-            except queue.Full:
-                return _NOTHING
-            return mv
-
-        r = attempt()
-        if isinstance(r, _Nothing):
-            r = await _until(ch._writable, attempt, self._timeout, Full)
-        self._cm = cm
-        return r
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> bool:
-        cm, self._cm = self._cm, None
-        if cm is None:
-            return False
-        r: bool = cm.__exit__(exc_type, exc, tb)
-        return r
+def _reservation(channel: _Channel[Any], n: int, timeout: float | None) -> _InPlace:
+    """``async with channel.reserve(n, timeout) as mv``: room for a message written in place."""
+    return _InPlace(
+        lambda: channel._h.reserve(n, timeout=0),
+        lambda: channel._writable,
+        queue.Full,
+        Full,
+        timeout,
+    )
 
 
 class Queue(_Channel[bytes]):
@@ -829,10 +819,10 @@ class Ring(_Channel[bytes]):
         if isinstance(attempt(), _Nothing):
             await _until(self._writable, attempt, timeout, Full)
 
-    def reserve(self, n: int, timeout: float | None = None) -> _Reservation:
+    def reserve(self, n: int, timeout: float | None = None) -> _InPlace:
         """``async with ring.reserve(n) as mv:`` room for a message of `n` bytes written in
         place, sent when the block ends (see :meth:`memspace.Ring.reserve`)."""
-        return _Reservation(self, n, timeout)
+        return _reservation(self, n, timeout)
 
     @property
     def role(self) -> str | None:
@@ -913,10 +903,10 @@ class Broadcast(_Channel[bytes]):
         """Removes the broadcast's segment (see :meth:`memspace.Broadcast.remove`)."""
         _SyncBroadcast.remove(name, path=path)
 
-    def reserve(self, n: int, timeout: float | None = None) -> _Reservation:
+    def reserve(self, n: int, timeout: float | None = None) -> _InPlace:
         """``async with pub.reserve(n) as mv:`` room for a message of `n` bytes written in
         place, published when the block ends (see :meth:`memspace.Broadcast.reserve`)."""
-        return _Reservation(self, n, timeout)
+        return _reservation(self, n, timeout)
 
     @property
     def role(self) -> str | None:
